@@ -1,0 +1,112 @@
+"""One source, two builds: the student kit has stubs where the solutions were, nothing of the solutions
+leaks, the rest of each file is identical, and every check on the stubs says "not implemented"."""
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tools.release import ANSWER_PLACEHOLDER, MarkerError, build, find_blocks, stub_source
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION_FILES = sorted(p for p in (ROOT / "helpers").glob("*.py") if find_blocks(p.read_text()))
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "student"
+    build(out)
+    return out
+
+
+def _outside_blocks(text: str) -> list[str]:
+    lines, keep, inside = text.splitlines(), [], False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("# TODO START"):
+            inside = True
+            keep.append(line)
+        elif stripped.startswith("# TODO END"):
+            inside = False
+            keep.append(line)
+        elif not inside:
+            keep.append(line)
+    return keep
+
+
+def test_markers_are_validated():
+    ok = "def f():\n    # TODO START f\n    # guidance\n    return 1\n    # TODO END f\n"
+    assert [b.label for b in find_blocks(ok)] == ["f"]
+    for bad, message in [
+        ("    # TODO START f\n    x = 1\n", "never closed"),
+        ("    # TODO END f\n", "without a TODO START"),
+        ("    # TODO START f\n    x = 1\n    # TODO END g\n", "closes TODO START f"),
+        ("    # TODO START f\n    # only guidance\n    # TODO END f\n", "no solution code"),
+        ("    # TODO START f\n    # TODO START g\n", "inside the block"),
+    ]:
+        with pytest.raises(MarkerError, match=message):
+            find_blocks(bad)
+
+
+def test_stub_keeps_guidance_and_raises():
+    src = "def f(x):\n    # TODO START f\n    # Double it.\n    y = 2 * x\n    return y\n    # TODO END f\n"
+    stub = stub_source(src, "helpers/demo.py")
+    assert "# Double it." in stub and "2 * x" not in stub
+    namespace = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError, match="f: write your code between TODO START and TODO END"):
+        namespace["f"](1)
+
+
+def test_there_are_exercises_to_release():
+    assert {p.stem for p in SOLUTION_FILES} >= {"saliency", "gradcam", "fooling", "style_transfer"}
+
+
+@pytest.mark.parametrize("solution", SOLUTION_FILES, ids=lambda p: p.name)
+def test_student_file_is_the_solution_minus_solutions(student, solution):
+    source = solution.read_text()
+    stub = (student / "helpers" / solution.name).read_text()
+    ast.parse(stub)
+    blocks = find_blocks(source)
+    assert stub.count("raise NotImplementedError(") >= len(blocks)
+    # In step: outside the TODO blocks both builds are the same, line for line.
+    assert _outside_blocks(stub) == _outside_blocks(source)
+    # No leak: no solution line reaches the student build unless it also stands outside the blocks.
+    outside = {line.strip() for line in _outside_blocks(source)}
+    stub_lines = {line.strip() for line in stub.splitlines()}
+    for block in blocks:
+        leaked = [s for s in block.solution if s.strip() and s.strip() not in outside and s.strip() in stub_lines]
+        assert not leaked, f"{solution.name} block {block.label} leaks {leaked[:3]}"
+
+
+def test_student_build_leaves_out_maintainer_files(student):
+    assert not (student / "tests").exists() and not (student / "bench").exists()
+    assert not (student / "tools" / "release.py").exists()
+    assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
+
+
+def test_student_notebooks_are_cleared(student):
+    notebooks = sorted((student / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        nb = nbformat.read(path, as_version=4)
+        source_nb = nbformat.read(ROOT / "notebooks" / path.name, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        for cell, original in zip(nb.cells, source_nb.cells):
+            if "solution" in original.metadata.get("tags", []):
+                assert cell.source == ANSWER_PLACEHOLDER and original.source != ANSWER_PLACEHOLDER
+
+
+def test_every_check_on_the_student_build_says_not_implemented(student):
+    env = {**os.environ, "PYTHONPATH": str(student), "CONVLENS_DEVICE": "cpu"}
+    result = subprocess.run([sys.executable, "-m", "checks.run_all"], cwd=student, env=env,
+                            capture_output=True, text=True, timeout=600)
+    lines = result.stdout.strip().splitlines()
+    verdicts, summary = lines[:-1], lines[-1]
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert verdicts and summary == f"0 passed, {len(verdicts)} failed"
+    for line in verdicts:
+        assert line.startswith("FAIL ") and "not implemented yet: fill in the TODO in helpers/" in line, line
