@@ -24,7 +24,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 START = re.compile(r"^(?P<indent>\s*)# TODO START (?P<label>\S+)\s*$")
 END = re.compile(r"^\s*# TODO END (?P<label>\S+)\s*$")
-SHIPPED = ["README.md", "requirements.txt", "environment.yml", "kit.py", "helpers", "checks", "datasets",
+SHIPPED = ["README.md", "LICENSE", "requirements.txt", "environment.yml", "kit.py", "helpers", "checks", "datasets",
            "notebooks", "tools/download_paintings.py"]
 ANSWER_PLACEHOLDER = "**Your answer:** *write it here.*"
 
