@@ -1,0 +1,110 @@
+"""Notebook 2 figures: ``python bench/bench_gradcam.py [--skip-notebook] [--repeats 3]``.
+
+Prints, one per line:
+- the machine's load average (timings on a busy machine are pessimistic);
+- headless execution of notebooks/2_gradcam.ipynb (tools/run_notebooks.execute): wall seconds, target <= 60 s
+  on a quiet 2-core CPU, and the CPU seconds its kernel used (a figure that depends less on other load);
+- per-function times on three photos at 224 px (best of ``--repeats``): the hand-written functions next to
+  their Captum counterparts, and the three checks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+NOTEBOOK_TARGET_S = 60.0
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_notebook() -> tuple[bool, float, float]:
+    """(ran without error, wall seconds, CPU seconds of the kernel and its helpers)."""
+    from tools.run_notebooks import execute
+
+    cpu_before = children_cpu_seconds()
+    with tempfile.TemporaryDirectory() as out:
+        ok, seconds, _ = execute(ROOT / "notebooks" / "2_gradcam.ipynb", Path(out))
+    return ok, seconds, children_cpu_seconds() - cpu_before
+
+
+def best_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def time_functions(repeats: int) -> list[tuple[str, float]]:
+    import torch
+    from captum.attr import GuidedBackprop, GuidedGradCam, LayerAttribution, LayerGradCam
+
+    from checks import gradcam as checks
+    from helpers import gradcam
+    from helpers.images import load_photos
+    from helpers.model import get_layer, load_model
+
+    warnings.filterwarnings("ignore", message=".*(backward hooks|require gradients).*")
+    model = load_model("cpu")
+    images, labels, _ = load_photos(["chelsea", "coffee", "rocket"])
+    head = get_layer(model, "head")
+
+    def captum_grad_cam():
+        small = LayerGradCam(model, head).attribute(images, target=labels, relu_attributions=True)
+        return LayerAttribution.interpolate(small, tuple(images.shape[-2:]), "bilinear")
+
+    with torch.no_grad():
+        model(images)  # warm-up
+    rows = [
+        ("guided_backprop (yours)", lambda: gradcam.guided_backprop(model, images, labels)),
+        ("GuidedBackprop (Captum)", lambda: GuidedBackprop(model).attribute(images.clone(), target=labels)),
+        ("grad_cam (yours)", lambda: gradcam.grad_cam(model, images, labels)),
+        ("LayerGradCam + interpolate (Captum)", captum_grad_cam),
+        ("guided_grad_cam (yours)", lambda: gradcam.guided_grad_cam(model, images, labels)),
+        ("GuidedGradCam bilinear (Captum)",
+         lambda: GuidedGradCam(model, head).attribute(images, target=labels, interpolate_mode="bilinear")),
+    ]
+    results = [(f"{name}, 3 photos at 224 px", best_time(fn, repeats)) for name, fn in rows]
+    devnull = open(os.devnull, "w")
+    for name, check in checks.CHECKS.items():
+        stdout, sys.stdout = sys.stdout, devnull  # the check prints its verdict line
+        try:
+            seconds = best_time(lambda: check(model=model), 1)
+        finally:
+            sys.stdout = stdout
+        results.append((f"check_{name}", seconds))
+    devnull.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-notebook", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    load1, load5, _ = os.getloadavg()
+    print(f"load average: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPU(s)", flush=True)
+    if not args.skip_notebook:
+        ok, seconds, cpu = time_notebook()
+        verdict = "within" if seconds <= NOTEBOOK_TARGET_S else "OVER"
+        print(f"notebook 2_gradcam headless: {seconds:.1f} s wall ({verdict} the {NOTEBOOK_TARGET_S:.0f} s target)"
+              f"{'' if ok else ', FAILED'}", flush=True)
+        print(f"notebook 2_gradcam kernel CPU time: {cpu:.1f} s", flush=True)
+    for name, seconds in time_functions(args.repeats):
+        print(f"{name}: {seconds:.2f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Grader speed: ``python bench/bench_grader.py [--jobs 2]``. Prints one figure per line.
+
+* the whole command (``python -m grader``, cold start) on one full submission: the reference solutions,
+  every check of every topic. Target: at most 180 s on a 2-core CPU.
+* the same grading in-process with a warm forkserver, with 1 and with ``--jobs`` workers at once;
+* the slowest check, and what one worker costs to start: forked from the warm forkserver versus a fresh
+  interpreter that imports torch and captum and loads the model (why workers are forked).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from grader.grade import grade  # noqa: E402
+from grader.runner import Limits, Worker  # noqa: E402
+from grader.workspace import Workspace, topics_of  # noqa: E402
+
+
+def time_cli(jobs: int) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grader", str(ROOT), "--out", out, "--jobs", str(jobs)],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
+def time_fresh_interpreter() -> float:
+    code = "import torch, captum.attr; from helpers.model import load_model; load_model('cpu')"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def time_forked_worker() -> float:
+    files = {t: ROOT / "helpers" / f"{t}.py" for t in topics_of(ROOT)}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(ROOT, Path(tmp), files)
+        Worker(ws.kit, ws.scratch, "gradcam", Limits()).close()  # warms the forkserver
+        start = time.perf_counter()
+        Worker(ws.kit, ws.scratch, "gradcam", Limits()).close()
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    cli = time_cli(args.jobs)
+    print(f"grade one full submission, whole command, {args.jobs} jobs: {cli:.1f} s (target <= 180 s)", flush=True)
+    for jobs in sorted({1, args.jobs}):
+        (graded,) = grade([ROOT], jobs=jobs)
+        print(f"grade one full submission in-process, warm, {jobs} job(s): {graded.seconds:.1f} s, "
+              f"score {graded.score:g}/{graded.max_score:g}", flush=True)
+    slowest = max(zip(graded.questions, graded.results), key=lambda qr: qr[1].seconds)
+    print(f"slowest check: {slowest[0].name} {slowest[1].seconds:.1f} s")
+    print(f"worker start, forked from the warm forkserver (model loaded): {time_forked_worker():.2f} s")
+    print(f"worker start, fresh interpreter (import torch + captum, load model): {time_fresh_interpreter():.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

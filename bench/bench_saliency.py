@@ -1,0 +1,97 @@
+"""Speed figures for notebook 1 (helpers/saliency.py). Prints one figure per line:
+
+* the notebook's headless wall time with the solutions (target: at most 90 s on a quiet 2-core CPU);
+* Captum ``Occlusion`` with default arguments (16 px window, stride 8, one 224 px image, one perturbation
+  per forward pass) against ``occlusion_attribution``: seconds, speed-up (target: >= 3x), max |difference|;
+* Integrated Gradients with 50 steps: seconds per 224 px image (target: at most 2 s);
+* the classifier's forward + backward in ms per image at batch 16: plain, channels_last, and the kit's
+  ``channels_last_copy`` (channels_last + BatchNorm folded).
+
+Run from the kit's root: ``python bench/bench_saliency.py [--skip-notebook]``. The figures depend on what
+else the machine is doing; the load average is printed first.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from helpers import saliency  # noqa: E402
+from helpers.images import load_photos  # noqa: E402
+from helpers.model import load_model  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    """Smallest wall time of ``repeats`` calls, in seconds (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def forward_backward_ms(model, images) -> float:
+    def step():
+        x = images.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+        model(x).max(dim=1).values.sum().backward()
+    return best_of(step, repeats=2) / len(images) * 1000
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-notebook", action="store_true", help="do not time the notebook")
+    args = parser.parse_args(argv)
+    print(f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    if not args.skip_notebook:
+        from tools.run_notebooks import execute
+
+        with tempfile.TemporaryDirectory() as out:
+            ok, seconds, _ = execute(ROOT / "notebooks" / "1_network_visualization.ipynb", Path(out))
+        print(f"notebook 1 headless: {seconds:.1f} s ({'ok' if ok else 'FAILED'}; target <= 90 s)")
+
+    from captum.attr import Occlusion
+
+    model = load_model("cpu")
+    image, label, _ = load_photos(["chelsea"], size=224)
+    start = time.perf_counter()
+    plain = Occlusion(model).attribute(image, sliding_window_shapes=(3, 16, 16), strides=8, target=label)
+    plain_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fast = saliency.occlusion_attribution(model, image, label, window=16, stride=8)  # includes the model copy
+    fast_s = time.perf_counter() - start
+    print(f"occlusion, Captum defaults (729 windows, 224 px): {plain_s:.2f} s")
+    print(f"occlusion, occlusion_attribution: {fast_s:.2f} s")
+    print(f"occlusion speed-up: {plain_s / fast_s:.1f}x (target >= 3x)")
+    print(f"occlusion max |difference|: {(fast - plain).abs().max().item():.2e} "
+          f"(attribution scale {plain.abs().max().item():.2f})")
+
+    fast_model = saliency.channels_last_copy(model)
+    ig_s = best_of(lambda: saliency.integrated_gradients(fast_model, image, label, steps=50, batch_size=25), 1)
+    print(f"integrated gradients, 50 steps: {ig_s:.2f} s per 224 px image (target <= 2 s)")
+
+    batch, _, _ = load_photos(None, size=224)
+    batch = torch.cat([batch, batch.flip(-1)])  # 16 images
+    channels_last_only = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    as_nhwc = batch.contiguous(memory_format=torch.channels_last)
+    print(f"forward+backward, batch 16, plain: {forward_backward_ms(model, batch):.0f} ms/image")
+    print(f"forward+backward, batch 16, channels_last: {forward_backward_ms(channels_last_only, as_nhwc):.0f} ms/image")
+    print(f"forward+backward, batch 16, channels_last_copy (BN folded): "
+          f"{forward_backward_ms(fast_model, as_nhwc):.0f} ms/image")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Notebook 2: guided backpropagation, Grad-CAM and guided Grad-CAM, written by hand.
+
+Every function takes the classifier as an argument (see helpers/model.py): images are (N, 3, H, W) float in
+[0, 1], labels are (N,) int64 ImageNet indices, one class per image. The "class score" is the logit (the
+model's output before any softmax). Outputs are detached and follow the images' device and dtype; the model
+is left as it was found (no hooks, same ``requires_grad`` flags, no ``.grad`` on its parameters).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.model import get_layer
+
+
+def _layer_module(model: nn.Module, layer) -> nn.Module:
+    """A layer given by short name ("head", "block10"), module path, or as the module itself."""
+    return get_layer(model, layer) if isinstance(layer, str) else layer
+
+
+def guided_backprop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al. 2015): the gradient of each image's class score with
+    respect to its pixels, where every ReLU-type activation lets a gradient through only if it is positive
+    on the way back and the activation's own local derivative is non-zero (its input was in the active range).
+
+    Args:
+        model: classifier whose activations are ``nn.ReLU`` modules (ReLU6 here subclasses ``nn.ReLU``);
+            they may be in-place.
+        images: (N, 3, H, W) float in [0, 1]. Not modified.
+        labels: (N,) int64, the class to explain for each image.
+    Returns:
+        (N, 3, H, W) tensor, same device and dtype as ``images``, any sign (the first convolution mixes
+        signs again), detached.
+    """
+    # TODO START guided_backprop
+    # 1. Work on a copy of the images that requires grad (the model's parameters are frozen).
+    # 2. On every activation module (isinstance(module, nn.ReLU)) register a hook that clamps the gradient
+    #    flowing back through it at zero. Tip: a forward hook can call output.register_hook(fn), and fn's
+    #    return value replaces the gradient of that output; the activation's own backward then zeroes it
+    #    where the forward input was inactive. (Full module backward hooks fail on in-place activations.)
+    # 3. Run the model, pick each image's class score (scores.gather), backpropagate their sum.
+    # 4. Remove every hook in a finally: block, so none stays behind even if something raises.
+    images = images.detach().clone().requires_grad_(True)
+
+    def clamp_at_zero(grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0)
+
+    def hook_output(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        output.register_hook(clamp_at_zero)
+
+    handles = []
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                handles.append(module.register_forward_hook(hook_output))
+        with torch.enable_grad():
+            scores = model(images)
+            picked = scores.gather(1, labels.to(scores.device).view(-1, 1)).sum()
+            (grads,) = torch.autograd.grad(picked, images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return grads.detach()
+    # TODO END guided_backprop
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer="head",
+             normalize: bool = True) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al. 2017) at one layer, upsampled to the image size.
+
+    With A (N, C, h, w) the layer's output and y the class score (logit):
+    ``weights[n, c] = mean over (i, j) of dy_n / dA[n, c, i, j]``,
+    ``cam = ReLU(sum_c weights[n, c] * A[n, c])`` of size (h, w), then bilinear upsampling to (H, W)
+    (``F.interpolate(..., mode="bilinear", align_corners=False)``, as ``LayerAttribution.interpolate`` does).
+
+    Args:
+        model: classifier; images: (N, 3, H, W) in [0, 1]; labels: (N,) int64.
+        layer: short layer name (default "head", the last convolutional block), module path, or module.
+        normalize: divide each map by its own maximum so it spans [0, 1] for display (a map that is all
+            zero stays zero). ``False`` returns the raw map, equal to Captum's ``LayerGradCam`` with
+            ``relu_attributions=True`` followed by ``LayerAttribution.interpolate(..., "bilinear")``.
+    Returns:
+        (N, H, W) tensor, same device and dtype as ``images``, values >= 0 (in [0, 1] when normalized),
+        detached.
+    """
+    layer_module = _layer_module(model, layer)
+    # TODO START grad_cam
+    # 1. Register a forward hook on layer_module that keeps its output A; remove it in a finally: block.
+    # 2. Run the model on a copy of the images that requires grad; take the sum of each image's class score.
+    # 3. dscore/dA with torch.autograd.grad; channel weights = the gradients' mean over the spatial dims.
+    # 4. Weighted sum of A over channels, then ReLU (only evidence FOR the class), keep a channel dim of 1.
+    # 5. Upsample to (H, W): F.interpolate(mode="bilinear", align_corners=False); drop the channel dim.
+    # 6. If normalize: divide each map by its maximum (guard against an all-zero map).
+    images = images.detach().clone().requires_grad_(True)
+    saved = {}
+
+    def keep_output(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        saved["activations"] = output
+
+    handle = layer_module.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            scores = model(images)
+            picked = scores.gather(1, labels.to(scores.device).view(-1, 1)).sum()
+            activations = saved["activations"]
+            (grads,) = torch.autograd.grad(picked, activations)
+    finally:
+        handle.remove()
+    weights = grads.mean(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
+    cam = F.relu((weights * activations).sum(dim=1, keepdim=True))  # (N, 1, h, w)
+    cam = F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    if normalize:
+        peak = cam.amax(dim=(1, 2), keepdim=True)
+        cam = cam / peak.clamp_min(torch.finfo(cam.dtype).tiny)
+    return cam.detach()
+    # TODO END grad_cam
+
+
+def guided_grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer="head") -> torch.Tensor:
+    """Guided Grad-CAM: guided backpropagation times the raw (unnormalized) upsampled Grad-CAM, pixel by pixel
+    and broadcast over the colour channels: fine detail from the first, class selectivity from the second.
+
+    Equal to Captum's ``GuidedGradCam(model, layer).attribute(images, labels, interpolate_mode="bilinear")``
+    (Captum's default ``interpolate_mode`` is "nearest", which gives blocky maps).
+
+    Args: as :func:`grad_cam`. Returns: (N, 3, H, W), same device and dtype as ``images``, detached.
+    """
+    # TODO START guided_grad_cam
+    # Use your guided_backprop and grad_cam (normalize=False), and broadcast the (N, H, W) map over channels.
+    cam = grad_cam(model, images, labels, layer=layer, normalize=False)
+    return guided_backprop(model, images, labels) * cam.unsqueeze(1)
+    # TODO END guided_grad_cam
+
+
+def side_by_side(left: torch.Tensor, right: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """One (3, size, size) image holding two photos: each (3, H, W) in [0, 1] is squeezed to (size, size // 2)
+    (antialiased) and ``left`` goes in the left half."""
+    halves = [F.interpolate(img[None], size=(size, size // 2), mode="bilinear", antialias=True,
+                            align_corners=False)[0] for img in (left, right)]
+    return torch.cat(halves, dim=-1).clamp(0, 1)
+
+
+def mass_in_columns(maps: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Fraction of each non-negative map's total that lies in columns [start, stop). maps: (N, H, W) -> (N,)."""
+    total = maps.sum(dim=(1, 2)).clamp_min(torch.finfo(maps.dtype).tiny)
+    return maps[:, :, start:stop].sum(dim=(1, 2)) / total

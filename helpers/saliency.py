@@ -1,0 +1,551 @@
+"""Notebook 1: which pixels drive the classifier's decision.
+
+Student exercises (between the TODO markers):
+    saliency_map   vanilla-gradient saliency (Simonyan et al. 2014)
+    occlusion_map  occlusion sensitivity by hand (Zeiler and Fergus 2014)
+
+Support code (ready to use):
+    channels_last_copy, attribution_map, occlusion_attribution, integrated_gradients   fast attribution
+    PassCounter                                                                        cost of a method
+    superpixels                                                                        feature masks
+    causal_curves, causal_scores                                  deletion / insertion (Petsiuk et al. 2018)
+    cascade_stages, cascading_randomization                       model randomization (Adebayo et al. 2018)
+    random_crops, pooled_features                                 what the last layer represents
+
+Images are float RGB in [0, 1], shape (N, 3, H, W); labels / targets are (N,) int64 ImageNet indices.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Exercises
+# ----------------------------------------------------------------------------------------------------------
+
+def saliency_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, objective: str = "score") -> torch.Tensor:
+    """Vanilla-gradient saliency: how much a small change of each pixel changes the decision.
+
+    Args:
+        model: classifier taking (N, 3, H, W) images in [0, 1] and returning (N, 1000) logits.
+        images: (N, 3, H, W) float in [0, 1]. Not modified.
+        labels: (N,) int64, the class to explain for each image.
+        objective: ``"score"``: differentiate the unnormalized class score s_y (the logit);
+            ``"loss"``: differentiate the cross-entropy loss -log softmax(s)_y instead.
+    Returns:
+        (N, H, W) float, >= 0: max over the 3 colour channels of |d objective / d pixel|, detached,
+        on the images' device and dtype.
+    """
+    if objective not in ("score", "loss"):
+        raise ValueError(f"objective must be 'score' or 'loss', got {objective!r}")
+    # TODO START saliency_map
+    # 1. Make a copy of the images that requires grad (x = images.detach().clone().requires_grad_(True)), so
+    #    the caller's tensor is untouched and the gradient does not pile up across calls.
+    # 2. logits = model(x), shape (N, 1000). For "score", add up each image's own class score
+    #    logits[i, labels[i]] (logits.gather helps); the images do not interact, so the gradient of the sum
+    #    holds every image's own gradient. For "loss", use F.cross_entropy(logits, labels, reduction="sum").
+    # 3. Get d(objective)/dx with torch.autograd.grad (or .backward() and x.grad), then take the absolute
+    #    value and the maximum over the colour channels (dim 1): (N, 3, H, W) -> (N, H, W).
+    x = images.detach().clone().requires_grad_(True)
+    logits = model(x)
+    labels = labels.to(logits.device)
+    if objective == "score":
+        objective_value = logits.gather(1, labels.view(-1, 1)).sum()
+    else:
+        objective_value = F.cross_entropy(logits, labels, reduction="sum")
+    (grad,) = torch.autograd.grad(objective_value, x)
+    return grad.abs().amax(dim=1)
+    # TODO END saliency_map
+
+
+def occlusion_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, window: int = 16,
+                  stride: int = 8, fill: float = 0.5) -> torch.Tensor:
+    """Occlusion sensitivity: the drop in the class probability when a grey square hides each region.
+
+    A ``window`` x ``window`` patch of value ``fill`` slides over the image in steps of ``stride``. Window
+    positions are 0, stride, 2 * stride, ... while the window still starts inside the last ``window``
+    pixels' reach: ``range(0, H - window + stride, stride)``; the last window may hang over the edge and is
+    then cut at the border (as in Captum's ``Occlusion``). Every pixel gets the average drop over the
+    windows that cover it.
+
+    Args:
+        model: classifier taking (N, 3, H, W) images in [0, 1] and returning (N, 1000) logits.
+        images: (N, 3, H, W) float in [0, 1]. Not modified.
+        labels: (N,) int64 classes.
+        window, stride: patch side and step in pixels (stride <= window <= H, W).
+        fill: the patch's pixel value in [0, 1] (0.5: mid grey).
+    Returns:
+        (N, H, W) float in [-1, 1]: p_y(original) - p_y(occluded), averaged per pixel; positive where
+        hiding the region lowers the probability of the class. Same as Captum ``Occlusion`` with
+        ``sliding_window_shapes=(3, window, window)``, ``strides=stride``, ``baselines=fill`` on the softmax
+        output, taken on one channel.
+    """
+    height, width = images.shape[-2:]
+    if not (1 <= stride <= window <= min(height, width)):
+        raise ValueError(f"need 1 <= stride <= window <= image side; got stride={stride}, window={window}, "
+                         f"image {height}x{width}")
+    # TODO START occlusion_map
+    # 1. Without gradients (torch.no_grad()), get p_y for the unoccluded images: softmax of the logits, then
+    #    each image's own class (gather), shape (N,).
+    # 2. Keep two running maps: total (N, H, W) of probability drops and count (H, W) of covering windows.
+    # 3. For top in range(0, H - window + stride, stride) and left in the same range over W: clone the
+    #    images, set images[:, :, top:top + window, left:left + window] = fill on the clone (slicing cuts the
+    #    window at the border for you), get p_y again, and add the drop (N,) to total over that square
+    #    (reshape it to (N, 1, 1) to broadcast); add 1 to count over the same square.
+    # 4. Return total / count.
+    n = images.shape[0]
+    labels = labels.to(images.device).view(-1, 1)
+    with torch.no_grad():
+        original = F.softmax(model(images), dim=1).gather(1, labels).squeeze(1)
+        total = images.new_zeros(n, height, width)
+        count = images.new_zeros(height, width)
+        for top in range(0, height - window + stride, stride):
+            for left in range(0, width - window + stride, stride):
+                occluded = images.clone()
+                occluded[:, :, top:top + window, left:left + window] = fill
+                prob = F.softmax(model(occluded), dim=1).gather(1, labels).squeeze(1)
+                total[:, top:top + window, left:left + window] += (original - prob).view(n, 1, 1)
+                count[top:top + window, left:left + window] += 1
+    return total / count
+    # TODO END occlusion_map
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fast attribution (support code)
+# ----------------------------------------------------------------------------------------------------------
+
+_FAST_FLAG = "_convlens_channels_last"
+
+
+def channels_last_copy(model: nn.Module) -> nn.Module:
+    """A frozen, eval-mode copy of ``model`` that runs faster on CPU; the caller's model is untouched.
+
+    The copy stores its weights channels_last (NHWC): oneDNN convolutions, EfficientNet's depthwise ones
+    especially, run much faster on channels_last tensors, forward and backward. For EfficientNet-Lite0 the
+    copy also folds each BatchNorm into the convolution before it (eval mode: BN is a fixed per-channel
+    affine map) and gives the stride-1 "same"-padded convolutions their padding built in, which saves a
+    pass over memory per layer. Feed it channels_last inputs (``x.contiguous(memory_format=
+    torch.channels_last)``); outputs equal the original model's up to float round-off (~1e-6 relative).
+    The ReLU6 modules and layer names are kept, so hooks, ``get_layer`` and Captum methods work on it.
+    Passing such a copy again returns it unchanged.
+    """
+    if getattr(model, _FAST_FLAG, False):
+        return model
+    fast = copy.deepcopy(model).eval()
+    if getattr(fast, "arch", "") == "efficientnet_lite0":
+        _fold_lite0(fast)
+    fast.to(memory_format=torch.channels_last)
+    for p in fast.parameters():
+        p.requires_grad_(False)
+    setattr(fast, _FAST_FLAG, True)
+    return fast
+
+
+def _fold_lite0(net: nn.Module) -> None:
+    """In place: fold every BatchNorm of an EfficientNetLite0 into its convolution (BN becomes Identity) and
+    turn stride-1 same-padded convolutions into plain padded ones (odd kernels pad symmetrically)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    from helpers.model import SamePadConv2d
+
+    def fold(parent: nn.Module, conv: str, bn: str) -> None:
+        setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
+        setattr(parent, bn, nn.Identity())
+
+    fold(net, "_conv_stem", "_bn0")
+    fold(net, "_conv_head", "_bn1")
+    for block in net._blocks:
+        if block.has_expand:
+            fold(block, "_expand_conv", "_bn0")
+        fold(block, "_depthwise_conv", "_bn1")
+        fold(block, "_project_conv", "_bn2")
+        conv = block._depthwise_conv
+        if isinstance(conv, SamePadConv2d) and conv.stride == (1, 1) and all(k % 2 for k in conv.kernel_size):
+            plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                              padding=tuple(k // 2 for k in conv.kernel_size), groups=conv.groups,
+                              bias=conv.bias is not None).to(conv.weight.device, conv.weight.dtype)
+            plain.load_state_dict(conv.state_dict())
+            block._depthwise_conv = plain
+
+
+def _channels_last(images: torch.Tensor) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last)
+
+
+def _as_targets(target, n: int, device) -> torch.Tensor:
+    """int or (N,) sequence/tensor -> (N,) int64 tensor on ``device``."""
+    t = torch.as_tensor(target, device=device, dtype=torch.int64).reshape(-1)
+    return t.expand(n) if t.numel() == 1 else t
+
+
+def attribution_map(attributions: torch.Tensor, reduce: str = "abs_max") -> torch.Tensor:
+    """(N, 3, H, W) attributions -> (N, H, W) map for ranking and plotting.
+
+    ``reduce``: ``"abs_max"`` (max over channels of |a|, as for saliency), ``"abs_sum"`` (sum of |a|) or
+    ``"sum"`` (signed sum over channels, e.g. for Integrated Gradients' completeness).
+    """
+    a = attributions.detach()
+    if reduce == "abs_max":
+        return a.abs().amax(dim=1)
+    if reduce == "abs_sum":
+        return a.abs().sum(dim=1)
+    if reduce == "sum":
+        return a.sum(dim=1)
+    raise ValueError(f"reduce must be 'abs_max', 'abs_sum' or 'sum', got {reduce!r}")
+
+
+def _window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window positions along one axis, the same as Captum's Occlusion (ceil((size - window) / stride) + 1)."""
+    return list(range(0, size - window + stride, stride))
+
+
+def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window: int = 16, stride: int = 8,
+                          baseline: float = 0.0, output: str = "score", batch_size: int = 64,
+                          progress: bool = False) -> torch.Tensor:
+    """Captum ``Occlusion`` computed fast: equal output, several times less time on CPU.
+
+    Same result as ``Occlusion(f).attribute(images, sliding_window_shapes=(3, window, window),
+    strides=stride, baselines=baseline, target=target)`` where f is the model (``output="score"``) or
+    softmax of it (``output="prob"``). Faster because it evaluates ``batch_size`` occluded copies of one
+    image per forward pass, without autograd, on a channels_last copy of the model.
+
+    Args:
+        model: classifier, (N, 3, H, W) in [0, 1] -> (N, C) logits; a :func:`channels_last_copy` is
+            used as is, any other model is copied (the caller's model is not changed).
+        images: (N, 3, H, W) float in [0, 1].
+        target: int or (N,) class indices.
+        window, stride: occluding square side and step in pixels; stride <= window <= H, W.
+        baseline: the value written into the occluded square (0: black, 0.5: grey).
+        output: ``"score"`` (logits) or ``"prob"`` (softmax probabilities).
+        batch_size: occluded images per forward pass.
+        progress: show a tqdm progress bar over images.
+    Returns:
+        (N, 3, H, W) attributions, equal across channels: f_y(image) - f_y(occluded), averaged over the
+        windows covering each pixel.
+    """
+    if output not in ("score", "prob"):
+        raise ValueError(f"output must be 'score' or 'prob', got {output!r}")
+    n, channels, height, width = images.shape
+    if not (1 <= stride <= window <= min(height, width)):
+        raise ValueError(f"need 1 <= stride <= window <= image side; got stride={stride}, window={window}")
+    fast = channels_last_copy(model)
+    targets = _as_targets(target, n, images.device)
+    tops, lefts = _window_starts(height, window, stride), _window_starts(width, window, stride)
+    corners = [(t, l) for t in tops for l in lefts]
+    # fold() adds each window's value back onto a canvas that the last (overhanging) windows fit into.
+    padded = (tops[-1] + window, lefts[-1] + window)
+    ones = images.new_ones(1, window * window, len(corners))
+    count = F.fold(ones, padded, window, stride=stride)[0, 0, :height, :width]
+
+    def evaluate(batch: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        logits = fast(batch)
+        values = F.softmax(logits, dim=1) if output == "prob" else logits
+        return values.gather(1, classes.view(-1, 1)).squeeze(1)
+
+    from tqdm.auto import tqdm
+
+    maps = []
+    with torch.inference_mode():
+        for i in tqdm(range(n), desc="occlusion", disable=not progress, leave=False):
+            image = _channels_last(images[i:i + 1])
+            original = evaluate(image, targets[i:i + 1])
+            drops = []
+            for start in range(0, len(corners), batch_size):
+                chunk = corners[start:start + batch_size]
+                batch = image.expand(len(chunk), -1, -1, -1).clone(memory_format=torch.channels_last)
+                for j, (top, left) in enumerate(chunk):
+                    batch[j, :, top:top + window, left:left + window] = baseline
+                drops.append(original - evaluate(batch, targets[i].expand(len(chunk))))
+            columns = torch.cat(drops).view(1, 1, -1).expand(1, window * window, -1)
+            total = F.fold(columns, padded, window, stride=stride)[0, 0, :height, :width]
+            maps.append(total / count)
+    return torch.stack(maps).unsqueeze(1).expand(n, channels, height, width).clone()
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, target, steps: int = 50, baseline: float = 0.0,
+                         batch_size: int = 25) -> torch.Tensor:
+    """Captum ``IntegratedGradients`` on a channels_last copy of the model, ``batch_size`` points per pass.
+
+    Args:
+        model: classifier (a :func:`channels_last_copy` is used as is; any other model is copied).
+        images: (N, 3, H, W) in [0, 1].
+        target: int or (N,) class indices (attributions of the logit).
+        steps: points on the straight path from the baseline to the image (Gauss-Legendre rule).
+        baseline: constant baseline image value (0: black).
+        batch_size: path points evaluated per forward/backward pass (Captum's ``internal_batch_size``).
+    Returns:
+        (N, 3, H, W) attributions; their sum is close to score(image) - score(baseline).
+    """
+    from captum.attr import IntegratedGradients
+
+    fast = channels_last_copy(model)
+    targets = _as_targets(target, images.shape[0], images.device)
+    attributions = IntegratedGradients(fast).attribute(
+        _channels_last(images.detach()), baselines=baseline, target=targets, n_steps=steps,
+        internal_batch_size=batch_size)
+    return attributions.contiguous()
+
+
+@dataclass
+class PassCounter:
+    """Counts the images that go through a model's forward and backward passes, and the wall time.
+
+    Use as ``with PassCounter(model) as cost: ...``; then ``cost.forward``, ``cost.backward`` (images) and
+    ``cost.seconds``. Hooks are removed on exit.
+    """
+
+    model: nn.Module
+    forward: int = 0
+    backward: int = 0
+    seconds: float = 0.0
+    _handle: object = field(default=None, repr=False)
+    _start: float = field(default=0.0, repr=False)
+
+    def _hook(self, module, inputs, output) -> None:
+        batch = inputs[0].shape[0]
+        self.forward += batch
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: self._count_backward(batch))
+
+    def _count_backward(self, batch: int) -> None:
+        self.backward += batch
+
+    def __enter__(self) -> "PassCounter":
+        self._handle = self.model.register_forward_hook(self._hook)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._start
+        self._handle.remove()
+
+
+def superpixels(image: torch.Tensor, segments: int = 48, compactness: float = 0.5, work_size: int = 56,
+                seed: int = 0) -> torch.Tensor:
+    """Cut an image into roughly ``segments`` compact regions of similar colour (a SLIC-like k-means).
+
+    k-means (scikit-learn) clusters the pixels of a ``work_size`` thumbnail on (row, column, colour);
+    ``compactness`` weighs position against colour. The labels are scaled back up (nearest neighbour).
+
+    Args:
+        image: (3, H, W) in [0, 1].
+    Returns:
+        (H, W) int64 labels 0..K-1 on the image's device (K <= ``segments``), usable as a Captum
+        ``feature_mask`` after ``[None, None]``.
+    """
+    from sklearn.cluster import KMeans
+
+    height, width = image.shape[-2:]
+    small = F.interpolate(image[None].float(), size=(work_size, work_size), mode="area")[0]
+    rows, cols = torch.meshgrid(torch.linspace(0, 1, work_size), torch.linspace(0, 1, work_size), indexing="ij")
+    features = torch.cat([compactness * torch.stack([rows, cols]), small.cpu()]).reshape(5, -1).T.numpy()
+    labels = KMeans(n_clusters=segments, n_init=1, random_state=seed).fit_predict(features)
+    _, labels = np.unique(labels, return_inverse=True)  # relabel to 0..K-1 without gaps
+    grid = torch.as_tensor(labels.reshape(1, 1, work_size, work_size), dtype=torch.float32)
+    full = F.interpolate(grid, size=(height, width), mode="nearest")[0, 0]
+    return full.to(device=image.device, dtype=torch.int64)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Deletion and insertion (Petsiuk et al. 2018, "RISE")
+# ----------------------------------------------------------------------------------------------------------
+
+def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(images, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+
+
+def causal_curves(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
+                  mode: str = "deletion", steps: int = 16, blur_sigma: float = 8.0,
+                  batch_size: int = 64) -> torch.Tensor:
+    """Probability of the class as the most important pixels (by ``maps``) are deleted or inserted.
+
+    Deletion starts from the image and sets the top-ranked pixels to 0 (black), a fraction k / steps at
+    step k; a good map makes the probability fall fast. Insertion starts from a blurred copy (Gaussian,
+    ``blur_sigma`` pixels) and puts the top-ranked original pixels back; a good map makes it rise fast.
+    Ties in ``maps`` are broken by pixel order (row-major).
+
+    Args:
+        model: classifier (copied to channels_last unless it already is a :func:`channels_last_copy`).
+        images: (N, 3, H, W) in [0, 1]; labels: (N,) classes.
+        maps: (N, H, W) importance, larger = more important (any range; only the ranking matters).
+        mode: ``"deletion"`` or ``"insertion"``.
+        steps: number of steps; the curve has steps + 1 points at fractions 0, 1/steps, ..., 1.
+    Returns:
+        (N, steps + 1) float probabilities in [0, 1].
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    n, _, height, width = images.shape
+    if maps.shape != (n, height, width):
+        raise ValueError(f"maps must be (N, H, W) = {(n, height, width)}, got {tuple(maps.shape)}")
+    fast = channels_last_copy(model)
+    labels = labels.to(images.device)
+    pixels = height * width
+    order = maps.detach().reshape(n, -1).to(images.device).argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(pixels, device=images.device).expand(n, -1))
+    counts = torch.tensor([round(k * pixels / steps) for k in range(steps + 1)], device=images.device)
+    if mode == "deletion":
+        start, end = images, torch.zeros_like(images)
+    else:
+        start, end = _blurred(images, blur_sigma), images
+    curves = []
+    with torch.inference_mode():
+        for i in range(n):
+            # revealed[k, p]: pixel p has been switched from start to end by step k.
+            revealed = (rank[i].view(1, -1) < counts.view(-1, 1)).view(steps + 1, 1, height, width)
+            probs = []
+            for first in range(0, steps + 1, batch_size):
+                mask = revealed[first:first + batch_size]
+                batch = _channels_last(torch.where(mask, end[i:i + 1], start[i:i + 1]))
+                probs.append(F.softmax(fast(batch), dim=1)[:, labels[i]])
+            curves.append(torch.cat(probs))
+    return torch.stack(curves)
+
+
+def causal_scores(curves: torch.Tensor) -> torch.Tensor:
+    """Area under (N, steps + 1) curves over the fraction axis [0, 1] (trapezoid rule) -> (N,) in [0, 1]."""
+    return torch.trapezoid(curves, dx=1.0 / (curves.shape[-1] - 1), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Model randomization sanity check (Adebayo et al. 2018)
+# ----------------------------------------------------------------------------------------------------------
+
+def cascade_stages(model: nn.Module, block_groups: int = 4) -> list[tuple[str, list[str]]]:
+    """Stages of a top-down cascade for EfficientNet-Lite0: (stage name, module paths to re-initialize).
+
+    Order: the classifier (fc), the head conv, then the 16 blocks in ``block_groups`` groups from the top,
+    then the stem. Other architectures: their named layers in reverse order.
+    """
+    if getattr(model, "arch", "") != "efficientnet_lite0":
+        names = [(short, path) for short, path in getattr(model, "layer_names", {}).items()
+                 if any(True for _ in model.get_submodule(path).parameters())]
+        return [(short, [path]) for short, path in reversed(names)]
+    blocks = list(range(len(model._blocks)))[::-1]
+    size = math.ceil(len(blocks) / block_groups)
+    groups = [blocks[i:i + size] for i in range(0, len(blocks), size)]
+    stages = [("fc", ["_fc"]), ("head", ["_conv_head", "_bn1"])]
+    stages += [(f"blocks {g[-1]}-{g[0]}", [f"_blocks.{b}" for b in g]) for g in groups]
+    stages.append(("stem", ["_conv_stem", "_bn0"]))
+    return stages
+
+
+def _reinitialize(module: nn.Module) -> None:
+    """Default (PyTorch) initialization for every submodule that has one; BatchNorm also forgets its
+    running statistics."""
+    for sub in module.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+
+
+@dataclass
+class CascadeResult:
+    """Outcome of :func:`cascading_randomization`.
+
+    stages: ["original", <stage names>]; after stage s every stage up to s is randomized.
+    maps: method -> (S, N, H, W) maps per stage; correlations: method -> (S, N) numpy Spearman rank
+    correlations between each stage's map and the original map (1.0 for "original").
+    """
+
+    stages: list[str]
+    maps: dict[str, torch.Tensor]
+    correlations: dict[str, np.ndarray]
+
+
+def cascading_randomization(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, explainers: dict,
+                            stages=None, seed: int = 0) -> CascadeResult:
+    """Re-initialize the model from the top layer down and watch each explanation change.
+
+    A map that stays the same when the weights it claims to explain are random does not explain the
+    model. The caller's model is not changed (this works on a channels_last copy).
+
+    Args:
+        model: classifier.
+        images: (N, 3, H, W) in [0, 1]; labels: (N,) classes to explain (kept fixed throughout).
+        explainers: name -> function(model, images, labels) -> (N, H, W) map.
+        stages: list of (name, [module paths]) applied cumulatively; default :func:`cascade_stages`.
+        seed: random initialization seed (the global RNG state is restored afterwards).
+    Returns:
+        a :class:`CascadeResult`.
+    """
+    from scipy.stats import spearmanr
+
+    randomized = channels_last_copy(copy.deepcopy(model))  # a fresh copy even if model already is one
+    stages = cascade_stages(model) if stages is None else stages
+    names = ["original"] + [name for name, _ in stages]
+    per_stage = {method: [] for method in explainers}
+    with torch.random.fork_rng(devices=[]):
+        for index, (name, paths) in enumerate([("original", [])] + list(stages)):
+            torch.manual_seed(seed + index)
+            for path in paths:
+                _reinitialize(randomized.get_submodule(path))
+            for method, explain in explainers.items():
+                per_stage[method].append(explain(randomized, images, labels).detach().float().cpu())
+    maps = {method: torch.stack(values) for method, values in per_stage.items()}
+    correlations = {}
+    for method, stack in maps.items():
+        original = stack[0].reshape(stack.shape[1], -1).numpy()
+        rho = np.ones((stack.shape[0], stack.shape[1]))
+        for s in range(1, stack.shape[0]):
+            current = stack[s].reshape(stack.shape[1], -1).numpy()
+            for i in range(stack.shape[1]):
+                r = spearmanr(original[i], current[i]).statistic
+                rho[s, i] = 0.0 if np.isnan(r) else r  # a constant map has no ranking
+        correlations[method] = rho
+    return CascadeResult(names, maps, correlations)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# What the last layer represents
+# ----------------------------------------------------------------------------------------------------------
+
+def random_crops(images: torch.Tensor, per_image: int, size: int = 96, scale=(0.08, 0.4), seed: int = 0):
+    """``per_image`` random resized crops (torchvision ``RandomResizedCrop``) of each image.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1].
+    Returns:
+        crops (N * per_image, 3, size, size) and source (N * per_image,) int64: which image each came from.
+    """
+    from torchvision.transforms import v2
+
+    crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
+    crops, source = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i, image in enumerate(images):
+            for _ in range(per_image):
+                crops.append(crop(image))
+                source.append(i)
+    return torch.stack(crops), torch.tensor(source, dtype=torch.int64, device=images.device)
+
+
+def pooled_features(model: nn.Module, images: torch.Tensor, layer: str = "head", batch_size: int = 64) -> torch.Tensor:
+    """Global-average-pooled activations of ``layer`` (short name or module path): (N, C) float.
+
+    For EfficientNet-Lite0 the "head" features (N, 1280) are what the final linear classifier sees.
+    """
+    from helpers.model import get_layer
+
+    fast = channels_last_copy(model)
+    captured = []
+    handle = get_layer(fast, layer).register_forward_hook(lambda m, i, out: captured.append(out.mean(dim=(2, 3))))
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                fast(_channels_last(images[start:start + batch_size]))
+    finally:
+        handle.remove()
+    return torch.cat(captured)

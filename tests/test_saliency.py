@@ -1,0 +1,327 @@
+"""Notebook 1 (helpers/saliency.py, checks/saliency.py): the reference solution against Captum, the fast
+helpers against plain Captum, deletion/insertion and the randomization test on small synthetic cases, and
+the checks' verdicts for typical mistakes."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from checks import saliency as checks
+from helpers import saliency
+from helpers.images import load_photos
+
+SIZE = 96  # small and fast; `model` is the session fixture (conftest.py)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    images, labels, _ = load_photos(["chelsea", "coffee"], size=SIZE)
+    return images, labels
+
+
+@pytest.fixture(autouse=True)
+def quiet_captum():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(backward hooks|require gradients|required_grads).*")
+        yield
+
+
+def rel_err(a, b) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def softmax_of(model):
+    return lambda x: F.softmax(model(x), dim=1)
+
+
+# ------------------------------------------------------------------ the reference solution is right
+
+def test_saliency_score_equals_captum_saliency_max_over_channels(model, batch):
+    from captum.attr import Saliency
+
+    images, labels = batch
+    ours = saliency.saliency_map(model, images, labels)
+    theirs = Saliency(model).attribute(images.clone(), target=labels, abs=True).amax(dim=1)
+    assert ours.shape == (2, SIZE, SIZE) and ours.dtype == images.dtype and not ours.requires_grad
+    assert (ours >= 0).all()
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_saliency_loss_equals_captum_on_the_per_image_loss(model, batch):
+    from captum.attr import Saliency
+
+    images, labels = batch
+    ours = saliency.saliency_map(model, images, labels, objective="loss")
+    per_image_loss = lambda x: -F.log_softmax(model(x), dim=1)  # noqa: E731 - target picks -log p_y
+    theirs = Saliency(per_image_loss).attribute(images.clone(), target=labels, abs=True).amax(dim=1)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+    assert rel_err(ours, saliency.saliency_map(model, images, labels)) > 0.05  # a different quantity
+
+
+def test_saliency_matches_a_finite_difference(model, batch):
+    images, labels = batch
+    image, label = images[:1].double(), labels[:1]
+    net = copy.deepcopy(model).double()
+    sal = saliency.saliency_map(net, image, label)[0]
+    row, col = divmod(int(sal.argmax()), SIZE)
+    channel_grads = []
+    for c in range(3):
+        step = torch.zeros_like(image)
+        step[0, c, row, col] = 1e-4
+        up, down = net(image + step)[0, label], net(image - step)[0, label]
+        channel_grads.append(((up - down) / 2e-4).abs().item())
+    assert max(channel_grads) == pytest.approx(sal[row, col].item(), rel=1e-3)
+
+
+# 64 px: 7 x 7 window positions; 70 px with window 24, stride 12: the last window overhangs the border.
+@pytest.mark.parametrize("size,window,stride,fill", [(64, 16, 8, 0.5), (70, 24, 12, 0.0)])
+def test_occlusion_map_equals_captum_occlusion_on_probabilities(model, size, window, stride, fill):
+    from captum.attr import Occlusion
+
+    images, labels, _ = load_photos(["chelsea", "coffee"], size=size)
+    ours = saliency.occlusion_map(model, images, labels, window=window, stride=stride, fill=fill)
+    theirs = Occlusion(softmax_of(model)).attribute(images, sliding_window_shapes=(3, window, window),
+                                                     strides=stride, baselines=fill, target=labels)
+    assert ours.shape == (2, size, size)
+    torch.testing.assert_close(ours, theirs[:, 0], rtol=1e-4, atol=1e-6)
+    assert ours.abs().max() > 1e-3  # the patches did change the probability
+
+
+def test_student_functions_reject_bad_arguments(model, batch):
+    images, labels = batch
+    with pytest.raises(ValueError, match="objective"):
+        saliency.saliency_map(model, images, labels, objective="probability")
+    with pytest.raises(ValueError, match="stride"):
+        saliency.occlusion_map(model, images, labels, window=8, stride=16)
+
+
+# ------------------------------------------------------------------ the fast helpers
+
+def test_channels_last_copy_leaves_the_model_alone_and_gives_the_same_logits(model, batch):
+    images, _ = batch
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kinds = [type(m) for m in model.modules()]
+    fast = saliency.channels_last_copy(model)
+    assert fast is not model and saliency.channels_last_copy(fast) is fast
+    assert [type(m) for m in model.modules()] == kinds
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]) and value.is_contiguous(), key
+    assert all(not p.requires_grad for p in fast.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(images.contiguous(memory_format=torch.channels_last)), model(images),
+                                   rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,output,baseline", [(64, "score", 0.0), (70, "prob", 0.5)])
+def test_fast_occlusion_equals_plain_captum(model, size, output, baseline):
+    from captum.attr import Occlusion
+
+    images, labels, _ = load_photos(["chelsea", "rocket"], size=size)
+    forward = model if output == "score" else softmax_of(model)
+    plain = Occlusion(forward).attribute(images, sliding_window_shapes=(3, 16, 16), strides=8,
+                                         baselines=baseline, target=labels)
+    fast = saliency.occlusion_attribution(model, images, labels, window=16, stride=8, baseline=baseline,
+                                          output=output, batch_size=32)
+    assert fast.shape == plain.shape
+    assert rel_err(fast, plain) < 1e-4
+
+
+def test_integrated_gradients_helper_equals_captum(model, batch):
+    from captum.attr import IntegratedGradients
+
+    images, labels = batch
+    ours = saliency.integrated_gradients(model, images, labels, steps=8, batch_size=5)
+    theirs = IntegratedGradients(model).attribute(images, target=labels, n_steps=8)
+    assert ours.shape == images.shape and ours.is_contiguous()
+    # Gradients are piecewise constant (ReLU6): the folded BatchNorm's round-off can flip a unit at a kink,
+    # which moves a few attributions by ~1e-3 of the scale; the sums (completeness) agree closely.
+    assert rel_err(ours, theirs) < 1e-2
+    torch.testing.assert_close(ours.sum(dim=(1, 2, 3)), theirs.sum(dim=(1, 2, 3)), rtol=1e-3, atol=1e-3)
+
+
+def test_pass_counter_counts_images_through_forward_and_backward(model, batch):
+    images, labels = batch
+    with saliency.PassCounter(model) as cost:
+        saliency.saliency_map(model, images, labels)
+        with torch.no_grad():
+            model(images[:1])
+    assert (cost.forward, cost.backward) == (3, 2) and cost.seconds > 0
+    assert not model._forward_hooks  # the hook is gone
+
+
+def test_attribution_map_reductions():
+    a = torch.tensor([[[[1.0]], [[-3.0]], [[2.0]]]])  # (1, 3, 1, 1)
+    assert saliency.attribution_map(a).item() == 3.0
+    assert saliency.attribution_map(a, "abs_sum").item() == 6.0
+    assert saliency.attribution_map(a, "sum").item() == 0.0
+
+
+def test_superpixels_are_a_compact_label_image(batch):
+    images, _ = batch
+    labels = saliency.superpixels(images[0], segments=20)
+    assert labels.shape == (SIZE, SIZE) and labels.dtype == torch.int64
+    found = labels.unique()
+    assert torch.equal(found, torch.arange(len(found))) and 10 <= len(found) <= 20
+
+
+# ------------------------------------------------------------------ deletion and insertion
+
+class SquareDetector(nn.Module):
+    """Two classes; class 0's logit grows with the mean brightness inside one square of the image."""
+
+    def __init__(self, square: torch.Tensor):
+        super().__init__()
+        self.register_buffer("square", square.float())
+
+    def forward(self, x):
+        inside = (x.mean(dim=1) * self.square).sum(dim=(1, 2)) / self.square.sum()
+        logit = 20.0 * inside - 10.0
+        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+def square_case(size=48):
+    square = torch.zeros(size, size)
+    square[10:20, 26:36] = 1
+    images = square.expand(1, 3, size, size).clone()  # a bright square on black
+    oracle = square[None] + 0.01 * torch.rand(1, size, size)
+    random = torch.rand(1, size, size)
+    return SquareDetector(square), images, torch.tensor([0]), oracle, random
+
+
+def test_an_oracle_map_beats_a_random_map_at_deletion_and_insertion():
+    net, images, labels, oracle, random = square_case()
+    scores = {}
+    for mode in ("deletion", "insertion"):
+        for name, maps in (("oracle", oracle), ("random", random)):
+            curves = saliency.causal_curves(net, images, labels, maps, mode=mode, steps=16)
+            assert curves.shape == (1, 17) and ((curves >= 0) & (curves <= 1)).all()
+            scores[mode, name] = saliency.causal_scores(curves).item()
+    assert scores["deletion", "oracle"] < 0.1 < 0.3 < scores["deletion", "random"]
+    assert scores["insertion", "oracle"] > 0.9 > 0.8 > scores["insertion", "random"]
+
+
+def test_causal_curves_end_points():
+    net, images, labels, oracle, _ = square_case()
+    deletion = saliency.causal_curves(net, images, labels, oracle, mode="deletion", steps=8)
+    insertion = saliency.causal_curves(net, images, labels, oracle, mode="insertion", steps=8)
+    probability = lambda x: F.softmax(net(x), dim=1)[:, 0]  # noqa: E731
+    torch.testing.assert_close(deletion[:, 0], probability(images))
+    torch.testing.assert_close(deletion[:, -1], probability(torch.zeros_like(images)))
+    torch.testing.assert_close(insertion[:, -1], probability(images))
+    assert insertion[0, 0] < 0.05  # the blurred square is too dim for the detector
+    assert saliency.causal_scores(torch.ones(2, 5)).tolist() == [1.0, 1.0]
+
+
+# ------------------------------------------------------------------ cascading randomization
+
+def tiny_net():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    return net.eval().requires_grad_(False)
+
+
+def test_cascading_randomization_separates_model_dependent_maps():
+    net = tiny_net()
+    before = copy.deepcopy(net.state_dict())
+    images, labels = torch.rand(2, 3, 24, 24), torch.tensor([1, 3])
+    explainers = {
+        "gradient": lambda m, x, y: saliency.saliency_map(m, x, y),
+        "image only": lambda m, x, y: x.mean(dim=1),  # ignores the model: the test must flag it
+    }
+    stages = [("fc", ["6"]), ("conv2", ["2"]), ("conv1", ["0"])]
+    result = saliency.cascading_randomization(net, images, labels, explainers, stages=stages)
+    assert result.stages == ["original", "fc", "conv2", "conv1"]
+    assert result.maps["gradient"].shape == (4, 2, 24, 24)
+    assert result.correlations["image only"].shape == (4, 2)
+    assert result.correlations["image only"] == pytest.approx(1.0)
+    assert (result.correlations["gradient"][0] == 1.0).all()
+    assert abs(result.correlations["gradient"][-1]).max() < 0.8
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+def test_cascade_stages_cover_every_lite0_block_top_down(model):
+    stages = saliency.cascade_stages(model)
+    names = [name for name, _ in stages]
+    assert names[:2] == ["fc", "head"] and names[-1] == "stem"
+    paths = [p for _, group in stages for p in group]
+    blocks = [p for p in paths if p.startswith("_blocks.")]
+    assert blocks == [f"_blocks.{i}" for i in range(15, -1, -1)]
+
+
+# ------------------------------------------------------------------ the checks' verdicts
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("saliency_map: write your code")
+
+
+def test_checks_pass_on_the_reference_solution(model, capsys):
+    assert checks.check_saliency_map(model=model).passed
+    assert checks.check_occlusion_map(model=model).passed
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("PASS") for line in lines)
+
+
+@pytest.mark.parametrize("check", ["saliency_map", "occlusion_map"])
+def test_check_says_not_implemented_for_a_stub(check, model, capsys):
+    verdict = checks.CHECKS[check](fn=stub, model=model)
+    assert not verdict.passed and "not implemented yet" in verdict.line
+    assert capsys.readouterr().out.strip() == verdict.line
+
+
+def gradient(model, images, labels, kind="score"):
+    return checks._input_gradient(model, images, labels, kind)
+
+
+SALIENCY_MISTAKES = {
+    "absolute value": lambda m, x, y, objective="score": gradient(m, x, y, objective).amax(dim=1),
+    "summed": lambda m, x, y, objective="score": gradient(m, x, y, objective).abs().sum(dim=1),
+    "softmax probability": lambda m, x, y, objective="score": gradient(m, x, y, "prob").abs().amax(dim=1),
+    "objective='loss'": lambda m, x, y, objective="score": gradient(m, x, y, "loss").abs().amax(dim=1),
+    "accumulated": lambda m, x, y, objective="score": 2 * gradient(m, x, y, objective).abs().amax(dim=1),
+}
+
+
+@pytest.mark.parametrize("cause", list(SALIENCY_MISTAKES))
+def test_saliency_check_names_the_mistake(cause, model):
+    verdict = checks.check_saliency_map(fn=SALIENCY_MISTAKES[cause], model=model)
+    assert not verdict.passed and "likely cause" in verdict.line and cause in verdict.line, verdict.line
+
+
+def fast_variant(output="prob", baseline=0.5, scale=1.0):
+    def occlusion(m, x, y, window=16, stride=8, fill=0.5):
+        maps = saliency.occlusion_attribution(m, x, y, window=window, stride=stride, output=output,
+                                              baseline=fill if baseline is None else baseline)[:, 0]
+        return scale * maps
+    return occlusion
+
+
+@pytest.mark.parametrize("cause,fn", [
+    ("black", fast_variant(baseline=0.0)),
+    ("logits", fast_variant(output="score", baseline=None)),
+    ("sign is flipped", fast_variant(baseline=None, scale=-1.0)),
+])
+def test_occlusion_check_names_the_mistake(cause, fn, model):
+    verdict = checks.check_occlusion_map(fn=fn, model=model)
+    assert not verdict.passed and cause in verdict.line, verdict.line
+
+
+def test_occlusion_check_explains_a_per_window_grid(model):
+    verdict = checks.check_occlusion_map(fn=lambda m, x, y, **kw: torch.zeros(2, 9, 9), model=model)
+    assert not verdict.passed and "one value per window" in verdict.line, verdict.line
+
+
+def test_occlusion_check_explains_uncovered_borders(model):
+    def short_range(m, x, y, window=16, stride=8, fill=0.5):
+        maps = fast_variant(baseline=None)(m, x, y, window, stride, fill)
+        maps[:, -4:, :] = float("nan")  # what range(0, H - window + 1, stride) leaves: 0 / 0
+        return maps
+
+    verdict = checks.check_occlusion_map(fn=short_range, model=model)
+    assert not verdict.passed and "border" in verdict.line, verdict.line
