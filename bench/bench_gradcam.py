@@ -1,9 +1,11 @@
-"""Notebook 2 figures: ``python bench/bench_gradcam.py [--skip-notebook] [--repeats 3]``.
+"""Notebook 2 figures: ``python bench/bench_gradcam.py [--skip-notebook] [--threads N] [--repeats 3]``.
 
 Prints, one per line:
 - the machine's load average (timings on a busy machine are pessimistic);
 - headless execution of notebooks/2_gradcam.ipynb (tools/run_notebooks.execute): wall seconds, target <= 60 s
-  on a quiet 2-core CPU, and the CPU seconds its kernel used (a figure that depends less on other load);
+  on a quiet 2-core CPU, and the CPU seconds its kernel used. On a busy machine both are pessimistic (idle
+  OpenMP threads spin and count as CPU time); with ``--threads 1`` the kernel computes on one thread, and its
+  CPU time is then close to what one quiet core needs, an upper bound for a quiet 2-core machine;
 - per-function times on three photos at 224 px (best of ``--repeats``): the hand-written functions next to
   their Captum counterparts, and the three checks.
 """
@@ -92,8 +94,13 @@ def time_functions(repeats: int) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-notebook", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="computing threads for the notebook's kernel and the timings (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.threads:
+        # Read by the notebook's kernel when it starts (it inherits this environment) and by torch below.
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
     load1, load5, _ = os.getloadavg()
     print(f"load average: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPU(s)", flush=True)
     if not args.skip_notebook:
@@ -101,7 +108,8 @@ def main() -> None:
         verdict = "within" if seconds <= NOTEBOOK_TARGET_S else "OVER"
         print(f"notebook 2_gradcam headless: {seconds:.1f} s wall ({verdict} the {NOTEBOOK_TARGET_S:.0f} s target)"
               f"{'' if ok else ', FAILED'}", flush=True)
-        print(f"notebook 2_gradcam kernel CPU time: {cpu:.1f} s", flush=True)
+        threads = f"{args.threads} thread(s)" if args.threads else "default threads"
+        print(f"notebook 2_gradcam kernel CPU time ({threads}): {cpu:.1f} s", flush=True)
     for name, seconds in time_functions(args.repeats):
         print(f"{name}: {seconds:.2f} s", flush=True)
 

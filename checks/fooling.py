@@ -1,7 +1,8 @@
 """Checks for notebook 3 (helpers/fooling.py): one fooling step, the fooling loop, one class-visualization step.
 
-Each check runs the student's function on saved inputs (two small images) and compares the result with the
-reference solution's output, saved in checks/references/fooling.pt.
+Each check runs the student's function on saved inputs and compares the result with the reference solution's
+output, saved in checks/references/fooling.pt: the two single steps on two 112 px images through the real
+network, the loop on four tiny images through a small smooth network (see :func:`smooth_network`).
 """
 from __future__ import annotations
 
@@ -78,7 +79,7 @@ def _step_hints(start: torch.Tensor, step_length: float, jitter=None) -> list:
     return hints
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-3) -> bool:
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = STEP_TOL) -> bool:
     scale = b.abs().max().item() or 1.0
     return bool((a - b).abs().max().item() / scale < tol)
 

@@ -20,8 +20,10 @@ def library_versions() -> dict[str, str]:
     import numpy
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "captum": captum.__version__, "numpy": numpy.__version__}
+    # Plain str: torch.__version__ is a TorchVersion object, which weights_only loading refuses.
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchvision": str(torchvision.__version__), "captum": str(captum.__version__),
+            "numpy": str(numpy.__version__)}
 
 
 def save(topic: str, cases: dict, meta: dict, directory: Path = REFERENCES_DIR) -> Path:

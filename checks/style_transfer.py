@@ -171,7 +171,8 @@ def check_gram_matrix(fn=None, model=None) -> Verdict:
     hints = [
         ("not normalized: divide by C * H * W", lambda a, e: _near(a, _gram64(feats.cpu()))),
         ("divided by H * W only: divide by C * H * W", lambda a, e: _near(a, _gram64(feats.cpu(), h * w))),
-        ("divided by C * C * H * W? divide by C * H * W once", lambda a, e: _near(a, _gram64(feats.cpu(), ch * ch * h * w))),
+        ("divided by C * C * H * W? divide by C * H * W once",
+         lambda a, e: _near(a, _gram64(feats.cpu(), ch * ch * h * w))),
         ("divided by N * C * H * W: the batch is not part of the normalization",
          lambda a, e: _near(a, _gram64(feats.cpu(), n * ch * h * w))),
     ]

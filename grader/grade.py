@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from grader import submission as submissions
-from grader.points import DEFAULT_POINTS_FILE, Question, load_points
+from grader.points import DEFAULT_POINTS_FILE, PointsError, Question, load_points
 from grader.report import Graded
 from grader.runner import CheckResult, Limits, grade_topic
-from grader.workspace import topics_of
+from grader.workspace import snapshot, topics_of
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,9 +40,14 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     """
     kit_root = Path(kit_root).resolve()
     topics = topics_of(kit_root)
+    unknown = sorted(set(only_topics or ()) - set(topics))
+    if unknown:
+        raise PointsError(f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(topics)}")
     questions = [q for q in load_points(points_file, topics) if only_topics is None or q.topic in only_topics]
     jobs = max(1, jobs or available_cores())
-    limits = Limits(timeout=timeout, memory=memory, threads=max(1, available_cores() // jobs))
+    # One torch thread per worker, whatever --jobs is: results then never depend on the job count (float
+    # sums differ with the thread count), and parallel workers use the cores without OpenMP threads spinning.
+    limits = Limits(timeout=timeout, memory=memory, threads=1)
     tmp = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
     try:
         subs, names = [], set()
@@ -53,19 +59,34 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
         for q in questions:
             by_topic.setdefault(q.topic, []).append(q.check)
         work = [(s, t) for s in range(len(subs)) for t in by_topic]
+        live = _LiveKit(kit_root)
         pending = {s: len(by_topic) for s in range(len(subs))}
         outcomes: dict[tuple[int, str], tuple[list[CheckResult], list[str]]] = {}
         graded: dict[int, Graded] = {}
         starts = {}
 
+        lock = threading.Lock()
+
         def run(item):
             s, topic = item
-            starts.setdefault(s, time.perf_counter())
+            with lock:
+                starts.setdefault(s, time.perf_counter())
             work_dir = tmp / f"work{s}"
             work_dir.mkdir(exist_ok=True)
-            outcomes[item] = grade_topic(kit_root, topic, by_topic[topic], subs[s].files, work_dir, limits)
-            pending[s] -= 1
-            if pending[s] == 0:
+            try:
+                outcomes[item] = grade_topic(kit_root, topic, by_topic[topic], subs[s].files, work_dir, limits)
+            except Exception as err:  # a grader fault (disk full, say): this topic only, never the whole batch
+                outcomes[item] = ([CheckResult(topic, c, False, "grader_error",
+                                               f"FAIL {c}: grader error: {type(err).__name__}: {err}")
+                                   for c in by_topic[topic]], [])
+            changed = live.changes()
+            with lock:
+                if changed:
+                    subs[s].problems.append(f"the instructor's kit itself changed while {topic} was graded "
+                                            f"({changed}); check those files and grade again")
+                pending[s] -= 1
+                complete = pending[s] == 0
+            if complete:
                 graded[s] = _assemble(subs[s], questions, outcomes, s, time.perf_counter() - starts[s])
                 if on_done is not None:
                     on_done(graded[s])
@@ -79,6 +100,29 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
         return [graded[s] for s in range(len(subs))]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _LiveKit:
+    """Notices changes to the instructor's own kit (which workspaces are copied from) during grading: code
+    that finds its way there despite running elsewhere. Each change is reported once."""
+
+    PARTS = ("checks", "datasets", "helpers", "grader", "tools")
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.lock = threading.Lock()
+        self.state = self._now()
+
+    def _now(self) -> dict:
+        return {f"{part}/{k}": v for part in self.PARTS if (self.root / part).is_dir()
+                for k, v in snapshot(self.root / part).items()}
+
+    def changes(self) -> str:
+        with self.lock:
+            now = self._now()
+            found = sorted(k for k in now.keys() | self.state.keys() if now.get(k) != self.state.get(k))
+            self.state = now
+        return ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
 
 
 def _unique(name: str, taken: set) -> str:

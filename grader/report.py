@@ -68,7 +68,7 @@ def report_dict(graded: Graded) -> dict:
         "score": graded.score, "max_score": graded.max_score, "seconds": round(graded.seconds, 2),
         "notebooks": graded.notebooks, "warnings": graded.warnings,
         "questions": [{"question": q.name, "points": q.points if r.passed else 0.0, "max_points": q.points,
-                       **{k: v for k, v in asdict(r).items() if k != "notes"}}
+                       **asdict(r)}
                       for q, r in zip(graded.questions, graded.results)],
     }
 
@@ -102,9 +102,25 @@ def write_roster(all_graded: list[Graded], path: Path) -> Path:
         writer = csv.writer(f)
         writer.writerow(["submission", "score", "max_score", *(q.name for q in questions), "problems"])
         for g in all_graded:
-            problems = [f"{q.name}: {r.status}" for q, r in zip(g.questions, g.results)
-                        if r.status not in ("pass", "fail")]
+            problems = _problems(g)
             writer.writerow([g.name, _num(g.score), _num(g.max_score),
                              *(_num(q.points if r.passed else 0) for q, r in zip(g.questions, g.results)),
                              "; ".join(g.warnings + problems)])
     return path
+
+
+def _problems(graded: Graded) -> list[str]:
+    """'status: question, ...' for every status other than pass/fail; 'topic/*' when a whole topic shares it."""
+    by_status: dict[str, list[Question]] = {}
+    for q, r in zip(graded.questions, graded.results):
+        if r.status not in ("pass", "fail"):
+            by_status.setdefault(r.status, []).append(q)
+    lines = []
+    for status, qs in by_status.items():
+        names = []
+        for topic in dict.fromkeys(q.topic for q in qs):
+            mine = [q for q in qs if q.topic == topic]
+            whole = len(mine) == sum(q.topic == topic for q in graded.questions) and len(mine) > 1
+            names += [f"{topic}/*"] if whole else [q.name for q in mine]
+        lines.append(f"{status}: {', '.join(names)}")
+    return lines

@@ -90,8 +90,9 @@ def make_fooling_image(model, images: torch.Tensor, targets, step_size: float = 
     # (-1 = not yet) and the "streak": how many checks in a row found the target top-1 (check once before
     # any step, then after every step). An image is still moving while its streak is <= extra_steps and it
     # has taken < max_steps steps (< max_steps + extra_steps once it has been fooled). Each round: take ONE
-    # fooling_step on just the moving images (index them), then update their predictions under
-    # torch.no_grad(), streaks and first successes. Stop when no image is moving.
+    # fooling_step on just the moving images (index them), then update their predictions (under
+    # torch.no_grad()), streaks and first successes. Stop when no image is moving. Leave the results in
+    # `fooled` (N, 3, H, W) and `steps` (N,) int64: the return line below uses them.
     fooled = batch.detach().clone()
     with torch.no_grad():
         hit = model(fooled).argmax(dim=1) == targets

@@ -38,7 +38,8 @@ def guided_backprop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     # 2. On every activation module (isinstance(module, nn.ReLU)) register a hook that clamps the gradient
     #    flowing back through it at zero. Tip: a forward hook can call output.register_hook(fn), and fn's
     #    return value replaces the gradient of that output; the activation's own backward then zeroes it
-    #    where the forward input was inactive. (Full module backward hooks fail on in-place activations.)
+    #    where the forward input was inactive. The forward hook itself must return None (whatever it returns
+    #    replaces the module's output). Full module backward hooks fail on in-place activations.
     # 3. Run the model, pick each image's class score (scores.gather), backpropagate their sum.
     # 4. Remove every hook in a finally: block, so none stays behind even if something raises.
     images = images.detach().clone().requires_grad_(True)

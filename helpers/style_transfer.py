@@ -12,9 +12,8 @@ The student writes ``content_loss``, ``gram_matrix``, ``style_loss``, ``tv_loss`
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -190,8 +189,9 @@ def fast_feature_net(model: nn.Module, channels_last: bool = True) -> nn.Module:
     net = copy.deepcopy(model).eval()
     pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
     for i in range(len(getattr(net, "_blocks", []))):
-        pairs += [(f"_blocks.{i}._expand_conv", f"_blocks.{i}._bn0"), (f"_blocks.{i}._depthwise_conv", f"_blocks.{i}._bn1"),
-                  (f"_blocks.{i}._project_conv", f"_blocks.{i}._bn2")]
+        block = f"_blocks.{i}"
+        pairs += [(f"{block}._expand_conv", f"{block}._bn0"), (f"{block}._depthwise_conv", f"{block}._bn1"),
+                  (f"{block}._project_conv", f"{block}._bn2")]
     for conv_path, bn_path in pairs:
         try:
             conv, bn = net.get_submodule(conv_path), net.get_submodule(bn_path)
@@ -199,8 +199,8 @@ def fast_feature_net(model: nn.Module, channels_last: bool = True) -> nn.Module:
             continue
         fused = fuse_conv_bn_eval(conv, bn)
         if isinstance(fused, SamePadConv2d) and fused.stride == (1, 1) and all(k % 2 for k in fused.kernel_size):
-            plain = nn.Conv2d(fused.in_channels, fused.out_channels, fused.kernel_size, padding=fused.kernel_size[0] // 2,
-                              groups=fused.groups, bias=True)
+            plain = nn.Conv2d(fused.in_channels, fused.out_channels, fused.kernel_size,
+                              padding=fused.kernel_size[0] // 2, groups=fused.groups, bias=True)
             plain.load_state_dict(fused.state_dict())
             fused = plain
         net.set_submodule(conv_path, fused)
@@ -455,7 +455,8 @@ class StyleNet(nn.Module):
             return [nn.ReflectionPad2d(k // 2), nn.Conv2d(c_in, c_out, k, stride=stride),
                     nn.InstanceNorm2d(c_out, affine=True), nn.ReLU()]
 
-        self.encode = nn.Sequential(*conv(3, width, 9), *conv(width, 2 * width, 3, 2), *conv(2 * width, 4 * width, 3, 2))
+        self.encode = nn.Sequential(*conv(3, width, 9), *conv(width, 2 * width, 3, 2),
+                                    *conv(2 * width, 4 * width, 3, 2))
         self.residual = nn.Sequential(*[_ResidualBlock(4 * width) for _ in range(n_residual)])
         self.up1 = nn.Sequential(*conv(4 * width, 2 * width, 3))
         self.up2 = nn.Sequential(*conv(2 * width, width, 3))

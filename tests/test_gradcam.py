@@ -242,7 +242,7 @@ def hooks_left_behind(model, images, labels):
 @pytest.mark.parametrize("wrong, expected_words", [
     (plain_gradient, "plain gradient"),
     (deconvnet, "deconvnet"),
-    (full_backward_hooks, "with in-place activations"),
+    (full_backward_hooks, "full backward hooks cannot handle in-place"),
     (hooks_without_finally, "finally"),
     (hooks_left_behind, "hooks were left registered"),
     (hook_returns_handle, "return value replaces"),

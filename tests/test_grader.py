@@ -266,6 +266,15 @@ def test_submission_checks_and_references_are_ignored(toy_kit, tmp_path):
     assert graded.score == 3.5
 
 
+def test_writes_into_the_instructors_own_kit_are_reported(toy_kit, tmp_path):
+    target = toy_kit / "datasets" / "data.txt"
+    sub = toy_submission(tmp_path / "sneaky", toy=with_scale(
+        f"from pathlib import Path\nPath({str(target)!r}).write_text('changed')\nreturn model(x) * 2"))
+    (graded,) = grade([sub], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=1, timeout=8)
+    assert any("instructor's kit itself changed" in w and "datasets/data.txt" in w for w in graded.warnings)
+    assert "instructor's kit itself changed" in table(graded)
+
+
 def test_zip_submission_nested_folder(toy_kit, tmp_path):
     folder = toy_submission(tmp_path / "src" / "my-kit")
     archive = tmp_path / "alice.zip"
@@ -319,7 +328,9 @@ def test_reports_and_roster(toy_graded, tmp_path):
     rows = list(csv.DictReader(roster.open()))
     assert [(r["submission"], r["score"], r["toy/scale"]) for r in rows] == [("correct", "6.5", "3"),
                                                                            ("infinite_loop", "3.5", "0")]
-    assert rows[1]["problems"] == "toy/scale: timeout"
+    assert rows[1]["problems"] == "timeout: toy/scale"
+    write_roster([toy_graded["syntax_error"]], tmp_path / "r2.csv")
+    assert list(csv.DictReader((tmp_path / "r2.csv").open()))[0]["problems"] == "import_error: toy/*"
     text = table(batch[1])
     assert "toy/scale" in text and "0 / 3" in text and "3.5 / 6.5" in text
     assert report_dict(batch[0])["score"] == 6.5
@@ -422,5 +433,34 @@ def test_corpus_case_exact_score(corpus_graded, case):
         assert words in got[name].line, got[name].line
     for name, status in case.get("status", {}).items():
         assert got[name].status == status, got[name].line
+    for name, text in case.get("printed", {}).items():
+        assert got[name].output.startswith(text) and got[name].output_dropped > 0
     for r in got.values():
         assert r.line.startswith(("PASS ", "FAIL ")) and "\n" not in r.line
+
+
+def test_command_line_writes_reports_roster_and_gradescope_file(toy_kit, tmp_path, capsys):
+    from grader.__main__ import main
+
+    sub = toy_submission(tmp_path / "bob", toy=with_scale("return model(x) * 3"))
+    out, gradescope = tmp_path / "grades", tmp_path / "gs" / "results.json"
+    code = main([str(sub), "--kit", str(toy_kit), "--points", str(toy_kit / "points.toml"), "--out", str(out),
+                 "--jobs", "1", "--gradescope", str(gradescope)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "toy/scale" in printed and "3.5 / 6.5" in printed
+    assert json.loads(gradescope.read_text())["score"] == 3.5
+    assert (out / "bob" / "report.json").is_file() and (out / "roster.csv").is_file()
+
+
+def test_prepare_puts_only_the_students_topic_modules_into_the_instructors_kit(toy_kit, tmp_path):
+    from grader.__main__ import main
+
+    sub = toy_submission(tmp_path / "carol", toy=with_scale("return x"), other=None)
+    (sub / "helpers" / "model.py").write_text("raise SystemExit('forged model')\n")
+    dest = tmp_path / "prepared"
+    assert main([str(sub), "--kit", str(toy_kit), "--prepare", str(dest)]) == 0
+    assert (dest / "helpers" / "toy.py").read_text() == (sub / "helpers" / "toy.py").read_text()
+    assert (dest / "helpers" / "model.py").read_text() == (toy_kit / "helpers" / "model.py").read_text()
+    assert "NotImplementedError" in (dest / "helpers" / "other.py").read_text()  # missing: the stub
+    assert (dest / "checks" / "references" / "toy.pt").is_file()

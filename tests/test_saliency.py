@@ -117,18 +117,28 @@ def test_channels_last_copy_leaves_the_model_alone_and_gives_the_same_logits(mod
                                    rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("size,output,baseline", [(64, "score", 0.0), (70, "prob", 0.5)])
-def test_fast_occlusion_equals_plain_captum(model, size, output, baseline):
+# 64 and 96 px take the incremental path (sides multiple of 4; at 96 px with stride 12 the last windows
+# overhang the border); 70 px takes the plain batched path.
+@pytest.mark.parametrize("size,window,stride,output,baseline", [
+    (64, 16, 8, "score", 0.0), (96, 16, 12, "prob", 0.5), (70, 16, 8, "prob", 0.5)])
+def test_fast_occlusion_equals_plain_captum(model, size, window, stride, output, baseline):
     from captum.attr import Occlusion
 
     images, labels, _ = load_photos(["chelsea", "rocket"], size=size)
     forward = model if output == "score" else softmax_of(model)
-    plain = Occlusion(forward).attribute(images, sliding_window_shapes=(3, 16, 16), strides=8,
+    plain = Occlusion(forward).attribute(images, sliding_window_shapes=(3, window, window), strides=stride,
                                          baselines=baseline, target=labels)
-    fast = saliency.occlusion_attribution(model, images, labels, window=16, stride=8, baseline=baseline,
-                                          output=output, batch_size=32)
+    fast = saliency.occlusion_attribution(model, images, labels, window=window, stride=stride,
+                                          baseline=baseline, output=output, batch_size=8)
     assert fast.shape == plain.shape
     assert rel_err(fast, plain) < 1e-4
+
+
+def test_incremental_split_reproduces_the_full_forward(model):
+    fast = saliency.channels_last_copy(model)
+    x = torch.rand(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(saliency._lite0_late(fast, saliency._lite0_early(fast, x)), fast(x))
 
 
 def test_integrated_gradients_helper_equals_captum(model, batch):

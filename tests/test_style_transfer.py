@@ -287,7 +287,8 @@ MISTAKES = [
     ("tv_loss", lambda x, w: w * (x[:, :, 1:] - x[:, :, :-1]).pow(2).sum(), "only the vertical"),
     ("tv_loss", lambda x, w: w * ((x[:, :, 1:] - x[:, :, :-1]).abs().sum() + (x[..., 1:] - x[..., :-1]).abs().sum()),
      "absolute differences"),
-    ("tv_loss", lambda x, w: w * ((x[:, :, 1:] - x[:, :, :-1]).pow(2).mean() + (x[..., 1:] - x[..., :-1]).pow(2).mean()),
+    ("tv_loss", lambda x, w: w * ((x[:, :, 1:] - x[:, :, :-1]).pow(2).mean()
+                                  + (x[..., 1:] - x[..., :-1]).pow(2).mean()),
      "a mean instead of a sum"),
 ]
 

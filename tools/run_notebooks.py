@@ -26,10 +26,10 @@ CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 def store_verdicts(executed: nbformat.NotebookNode, source_path: Path) -> None:
     """Write the executed notebook back to ``source_path`` keeping only check-cell outputs."""
     nb = nbformat.from_dict(executed)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.execution_count = None
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for count, cell in enumerate(code_cells, 1):
+        # nbval refuses a cell that has outputs but no execution count ("unrun reference cell").
+        cell.execution_count = count
         if cell.source.lstrip().startswith(CHECK_MARKER):
             cell.outputs = [o for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stdout"]
             for o in cell.outputs:

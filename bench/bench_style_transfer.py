@@ -1,0 +1,79 @@
+"""Speed and memory of notebook 4 (style transfer): ``python bench/bench_style_transfer.py [--skip-notebook]``.
+
+Prints one figure per line:
+  * one style transfer at 256 px with 200 L-BFGS function evaluations (chelsea + mosaic, default settings),
+    with the fast feature network (folded BatchNorm, channels-last, forward stopped at block 8, cached
+    targets) and, for comparison, with the plain model (target: at most 12 s on a quiet 2-core CPU);
+  * the process's peak resident memory after that run (target: at most 2 GB);
+  * the headless execution time of notebooks/4_style_transfer.ipynb (target: at most 150 s).
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from helpers import style_transfer as st  # noqa: E402
+from helpers.images import load_photos, load_style  # noqa: E402
+from helpers.model import load_model  # noqa: E402
+
+SIZE = 256
+EVALUATIONS = 200
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+
+
+def one_transfer(net, content, style) -> tuple[float, st.LossHistory]:
+    start = time.perf_counter()
+    _, history = st.style_transfer(net, content, style, steps=EVALUATIONS)
+    return time.perf_counter() - start, history
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-notebook", action="store_true", help="only the 256 px transfer")
+    parser.add_argument("--skip-plain", action="store_true", help="do not time the plain-model baseline")
+    args = parser.parse_args(argv)
+
+    print(f"torch threads: {torch.get_num_threads()}")
+    model = load_model("cpu")
+    content = load_photos(["chelsea"], size=SIZE)[0]
+    style = load_style("mosaic", SIZE)[None]
+    fast = st.fast_feature_net(model)
+    one_transfer(fast, content[..., :64, :64], style[..., :64, :64])  # warm-up (allocator, kernels)
+
+    seconds, history = one_transfer(fast, content, style)
+    print(f"style transfer {SIZE} px, {len(history)} L-BFGS evaluations, fast feature net: {seconds:.2f} s "
+          f"({1000 * seconds / len(history):.0f} ms per evaluation; target <= 12 s)")
+    print(f"  style loss {history.style[0]:.4g} -> {history.style[-1]:.4g}, total {history.total[0]:.4g} -> "
+          f"{history.total[-1]:.4g}")
+    print(f"peak memory (RSS) after the {SIZE} px run: {peak_rss_mb():.0f} MB (target <= 2000 MB)")
+    if not args.skip_plain:
+        seconds, history = one_transfer(model, content, style)
+        print(f"style transfer {SIZE} px, {len(history)} L-BFGS evaluations, plain model: {seconds:.2f} s "
+              f"({1000 * seconds / len(history):.0f} ms per evaluation)")
+
+    if not args.skip_notebook:
+        from tools.run_notebooks import execute
+
+        with tempfile.TemporaryDirectory() as out:
+            ok, seconds, figures = execute(ROOT / "notebooks" / "4_style_transfer.ipynb", Path(out))
+        print(f"notebook 4 headless: {seconds:.1f} s, {figures} figures, {'ok' if ok else 'FAILED'} "
+              "(target <= 150 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
