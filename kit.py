@@ -49,18 +49,19 @@ def setup() -> Path:
     return python
 
 
-def _in(python: Path, *args: str) -> int:
-    """Run ``python args`` from the kit's root with the kit importable; return its exit code."""
+def _in(python: Path, *args: str, cwd: Path | None = None) -> int:
+    """Run ``python args`` with the kit importable; return its exit code. Paths the user gives stay
+    relative to where they ran kit.py (``cwd=None``); the test suite runs from the kit's root."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.call([str(python), *args], cwd=ROOT, env=env)
+    return subprocess.call([str(python), *args], cwd=cwd, env=env)
 
 
 COMMANDS = {
-    "run": lambda py, rest: _in(py, "tools/run_notebooks.py", *rest),
-    "test": lambda py, rest: _in(py, "-m", "pytest", *rest),
-    "lab": lambda py, rest: _in(py, "-m", "jupyter", "lab", "notebooks", *rest),
+    "run": lambda py, rest: _in(py, str(ROOT / "tools" / "run_notebooks.py"), *rest),
+    "test": lambda py, rest: _in(py, "-m", "pytest", *rest, cwd=ROOT),
+    "lab": lambda py, rest: _in(py, "-m", "jupyter", "lab", *rest, cwd=ROOT / "notebooks"),
     "check": lambda py, rest: _in(py, "-m", "checks.run_all", *rest),
-    "release": lambda py, rest: _in(py, "tools/release.py", *rest),
+    "release": lambda py, rest: _in(py, str(ROOT / "tools" / "release.py"), *rest),
     "references": lambda py, rest: _in(py, "-m", "checks.make_references", *rest),
     "grade": lambda py, rest: _in(py, "-m", "grader", *rest),
     "setup": lambda py, rest: 0,

@@ -87,6 +87,8 @@ def _where_raised(err: BaseException) -> str:
 def shape_hint(actual_shape, expected_shape) -> str:
     """A likely cause for a shape mismatch, or ''."""
     a, e = tuple(actual_shape), tuple(expected_shape)
+    if not e:
+        return "; a scalar (0-dim tensor) was expected: reduce with .sum() or .mean(), or index [0]"
     if len(a) == len(e) + 1 and a[0] == e[0] and 3 in a[1:2]:
         return "; the channel dimension was not reduced (take the max over dim 1)"
     if len(a) == len(e) + 1 and a[1:] == e:

@@ -165,7 +165,8 @@ def _occlusion_judge(model, images, labels, expected: torch.Tensor, args: dict):
     grid = (len(starts_h), len(starts_w))
 
     def judge(actual) -> Verdict:
-        if isinstance(actual, torch.Tensor) and tuple(actual.shape[-2:]) == grid and actual.shape[-2:] != expected.shape[-2:]:
+        per_window = isinstance(actual, torch.Tensor) and tuple(actual.shape[-2:]) == grid
+        if per_window and actual.shape[-2:] != expected.shape[-2:]:
             return Verdict("occlusion_map", False, f"shape {tuple(actual.shape)} is one value per window; return "
                            f"the per-pixel map {tuple(expected.shape)}: add each window's drop to every pixel it "
                            "covers and divide by the number of windows covering the pixel")

@@ -31,7 +31,8 @@ from torch import nn
 # Exercises
 # ----------------------------------------------------------------------------------------------------------
 
-def saliency_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, objective: str = "score") -> torch.Tensor:
+def saliency_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 objective: str = "score") -> torch.Tensor:
     """Vanilla-gradient saliency: how much a small change of each pixel changes the decision.
 
     Args:
