@@ -21,10 +21,6 @@ from torch import nn
 from checks.core import Verdict, _hook_count, check_device, compare, report, run
 from checks.references import case
 
-# checks/references.py records torch.__version__, a TorchVersion (a str subclass), in each file's meta;
-# let weights_only loading accept it until the meta stores a plain str.
-torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
-
 TOPIC = "gradcam"
 SIZE = 128
 # Image 0 is chelsea, image 1 chelsea and coffee side by side (each squeezed to half the width). Targets: 'tabby'

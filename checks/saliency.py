@@ -14,10 +14,6 @@ import torch.nn.functional as F
 from checks.core import Verdict, check_device, compare, report, run
 from checks.references import case
 
-# checks.references.save stores torch.__version__, a TorchVersion (str subclass) that weights_only loading
-# refuses; allow that one harmless type until the meta stores plain strings.
-torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
-
 TOPIC = "saliency"
 REFERENCE_INPUTS = ("photos chelsea and coffee (labels 281, 967): 160 px for saliency_map (objective score and "
                     "loss), 112 px for occlusion_map (window 24, stride 12, fill 0.5)")
@@ -27,6 +23,10 @@ OCCLUSION_ARGS = {"window": 24, "stride": 12, "fill": 0.5}
 # Gradients pass ReLU6 kinks; a unit sitting on a kink can flip between CPU and GPU round-off, which moves
 # a few pixels by ~1e-4 of the map's scale. Real mistakes are off by 1e-1 or more.
 SALIENCY_TOL = 2e-3
+# The cross-entropy gradient is -grad s_y + sum_k p_k grad s_k: when p_y is near 1 (coffee: 0.98) the two
+# nearly cancel, and float32 kernels that differ only in summation order (1 vs 2 CPU threads, CPU vs GPU)
+# disagree by ~4e-3 of the scale. Mistakes (score instead of loss, no abs, sum over channels) are off by >1e-1.
+SALIENCY_LOSS_TOL = 2e-2
 OCCLUSION_TOL = 1e-3
 
 
@@ -119,7 +119,8 @@ def check_saliency_map(fn=None, model=None) -> Verdict:
     for objective in ("score", "loss"):
         data = case(TOPIC, f"saliency_map_{objective}", device)
         images, labels = data["inputs"]["images"], data["inputs"]["labels"]
-        verdict = run("saliency_map", fn, (model, images, labels), data["output"], tol=SALIENCY_TOL,
+        verdict = run("saliency_map", fn, (model, images, labels), data["output"],
+                      tol=SALIENCY_LOSS_TOL if objective == "loss" else SALIENCY_TOL,
                       hints=_saliency_hints(model, images, labels, objective), kwargs={"objective": objective},
                       model=model, arg_names=("model", "images", "labels"))
         if not verdict.passed:

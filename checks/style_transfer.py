@@ -20,8 +20,6 @@ from torch import nn
 from checks.core import Verdict, check_device, compare, report, run
 from checks.references import case
 
-# The reference files' meta holds torch.__version__, a TorchVersion (a str subclass): allow it when loading.
-torch.serialization.add_safe_globals([torch.torch_version.TorchVersion])
 
 TOPIC = "style_transfer"
 SIZE = 112
