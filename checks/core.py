@@ -13,6 +13,7 @@ So the default tolerance is 1e-3: two decades above round-off, two below a real 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import traceback
 from dataclasses import dataclass
@@ -52,6 +53,18 @@ def check_device() -> torch.device:
     """Where checks run the student's code: $CONVLENS_DEVICE if set, else CUDA when available, else CPU."""
     name = os.environ.get("CONVLENS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _pretrained_on(device: str) -> torch.nn.Module:
+    from helpers.model import load_model
+
+    return load_model(device)
+
+
+def model_or_default(model: torch.nn.Module | None = None) -> torch.nn.Module:
+    """``model`` itself, or the kit's pretrained classifier on :func:`check_device` (loaded once per process)."""
+    return model if model is not None else _pretrained_on(str(check_device()))
 
 
 @contextlib.contextmanager

@@ -6,12 +6,11 @@ network, the loop on four tiny images through a small smooth network (see :func:
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
 
-from checks.core import Verdict, check_device, compare, report, run
+from checks.core import Verdict, check_device, compare, model_or_default, report, run
 from checks.references import case
 
 TOPIC = "fooling"
@@ -37,17 +36,6 @@ VIS_JITTER = (5, -3)
 # Steps of length 2 and a tolerance of 5e-3 of the pixel scale leave a 5x margin; the typical mistakes
 # change pixels by 2e-2 or more.
 STEP_TOL = 5e-3
-
-
-@functools.lru_cache(maxsize=2)
-def _model(device: str):
-    from helpers.model import load_model
-
-    return load_model(device)
-
-
-def _model_for(model):
-    return model if model is not None else _model(str(check_device()))
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -99,7 +87,7 @@ def check_fooling_step(fn=None, model=None) -> Verdict:
     """One step of helpers.fooling.fooling_step on two photos must match the reference."""
     if fn is None:
         from helpers.fooling import fooling_step as fn
-    model = _model_for(model)
+    model = model_or_default(model)
     ref = case(TOPIC, "fooling_step", check_device())
     images, targets = ref["inputs"]["images"], ref["inputs"]["targets"]
     step = float(ref["inputs"]["step_size"])
@@ -196,7 +184,7 @@ def check_class_visualization_step(fn=None, model=None) -> Verdict:
     """One jittered, L2-regularized step of helpers.fooling.class_visualization_step must match the reference."""
     if fn is None:
         from helpers.fooling import class_visualization_step as fn
-    model = _model_for(model)
+    model = model_or_default(model)
     ref = case(TOPIC, "class_visualization_step", check_device())
     inputs = ref["inputs"]
     images = inputs["images"]

@@ -12,13 +12,12 @@ with the hand-written solution), so a FAIL line can name the likely cause.
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
 
 import torch
 from torch import nn
 
-from checks.core import Verdict, _hook_count, check_device, compare, report, run
+from checks.core import Verdict, _hook_count, compare, model_or_default, report, run
 from checks.references import case
 
 TOPIC = "gradcam"
@@ -118,15 +117,6 @@ def _build_cases(model, images, labels, inputs) -> dict:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-@functools.lru_cache(maxsize=None)
-def _cached_model(device: str) -> nn.Module:
-    from helpers.model import load_model
-
-    return load_model(device)
-
-
-def _model_or_default(model):
-    return model if model is not None else _cached_model(str(check_device()))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = MISTAKE_TOL) -> bool:
@@ -259,7 +249,7 @@ def check_guided_backprop(fn=None, model=None) -> Verdict:
     """guided_backprop(model, images, labels) -> (N, 3, H, W); also with in-place activations."""
     if fn is None:
         from helpers.gradcam import guided_backprop as fn
-    model = _model_or_default(model)
+    model = model_or_default(model)
     device = next(model.parameters()).device
     ref = case(TOPIC, "guided_backprop", device)
     images, labels = ref["inputs"]["images"], ref["inputs"]["labels"]
@@ -327,7 +317,7 @@ def check_grad_cam(fn=None, model=None) -> Verdict:
     """grad_cam(model, images, labels, layer, normalize) -> (N, H, W): head normalized, head raw, block10."""
     if fn is None:
         from helpers.gradcam import grad_cam as fn
-    model = _model_or_default(model)
+    model = model_or_default(model)
     device = next(model.parameters()).device
     name = "grad_cam"
     mistakes = case(TOPIC, "grad_cam_raw", device)["mistakes"]
@@ -364,7 +354,7 @@ def check_guided_grad_cam(fn=None, model=None) -> Verdict:
     """guided_grad_cam(model, images, labels) -> (N, 3, H, W)."""
     if fn is None:
         from helpers.gradcam import guided_grad_cam as fn
-    model = _model_or_default(model)
+    model = model_or_default(model)
     device = next(model.parameters()).device
     ref = case(TOPIC, "guided_grad_cam", device)
     images, labels = ref["inputs"]["images"], ref["inputs"]["labels"]

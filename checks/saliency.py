@@ -11,7 +11,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from checks.core import Verdict, check_device, compare, report, run
+from checks.core import Verdict, check_device, compare, model_or_default, report, run
 from checks.references import case
 
 TOPIC = "saliency"
@@ -28,17 +28,6 @@ SALIENCY_TOL = 2e-3
 # disagree by ~4e-3 of the scale. Mistakes (score instead of loss, no abs, sum over channels) are off by >1e-1.
 SALIENCY_LOSS_TOL = 2e-2
 OCCLUSION_TOL = 1e-3
-
-
-@functools.lru_cache(maxsize=None)
-def _model_on(device: str) -> torch.nn.Module:
-    from helpers.model import load_model
-
-    return load_model(device)
-
-
-def _default_model() -> torch.nn.Module:
-    return _model_on(str(check_device()))
 
 
 def build_references(model: torch.nn.Module) -> dict:
@@ -114,7 +103,7 @@ def check_saliency_map(fn=None, model=None) -> Verdict:
     if fn is None:
         from helpers.saliency import saliency_map as fn
     device = check_device()
-    model = model if model is not None else _default_model()
+    model = model_or_default(model)
     verdict = None
     for objective in ("score", "loss"):
         data = case(TOPIC, f"saliency_map_{objective}", device)
@@ -189,7 +178,7 @@ def check_occlusion_map(fn=None, model=None) -> Verdict:
     if fn is None:
         from helpers.saliency import occlusion_map as fn
     device = check_device()
-    model = model if model is not None else _default_model()
+    model = model_or_default(model)
     data = case(TOPIC, "occlusion_map", device)
     images, labels = data["inputs"]["images"], data["inputs"]["labels"]
     judge = _occlusion_judge(model, images, labels, data["output"], OCCLUSION_ARGS)

@@ -12,12 +12,11 @@ down and the style loss must end well below where it started.
 """
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
 
-from checks.core import Verdict, check_device, compare, report, run
+from checks.core import Verdict, check_device, compare, model_or_default, report, run
 from checks.references import case
 
 
@@ -101,15 +100,6 @@ def build_references(model: nn.Module) -> dict:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-@functools.lru_cache(maxsize=None)
-def _cached_model(device: str) -> nn.Module:
-    from helpers.model import load_model
-
-    return load_model(device)
-
-
-def _model_or_default(model):
-    return model if model is not None else _cached_model(str(check_device()))
 
 
 def _near(a, b, tol: float = MISTAKE_TOL) -> bool:
@@ -293,7 +283,7 @@ def _judge_loop(name: str, out, inputs: dict, expected_start: torch.Tensor, opti
 def check_style_transfer(fn=None, model=None) -> Verdict:
     """style_transfer(...) with L-BFGS and with Adam: right first losses, the loss goes down, valid image."""
     fn = _default(fn, "style_transfer")
-    model = _model_or_default(model)
+    model = model_or_default(model)
     device = next(model.parameters()).device
     c = case(TOPIC, "style_transfer", device)
     inputs = c["inputs"]

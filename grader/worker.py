@@ -140,7 +140,6 @@ class Session:
     # ----- one check
 
     def run_check(self, name: str) -> dict:
-        torch = self.torch
         checks = getattr(self.checks_module, "CHECKS", {})
         if name not in checks:
             return {"event": "result", "check": name, "passed": False, "status": "grader_error",
