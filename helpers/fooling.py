@@ -22,17 +22,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
 
-from helpers.model import get_layer
-
-
-def _as_targets(target, batch: int, device) -> torch.Tensor:
-    """An int or a sequence or tensor of N class indices -> (N,) int64 tensor on ``device``."""
-    targets = torch.as_tensor(target, dtype=torch.int64, device=device).reshape(-1)
-    if targets.numel() == 1 and batch > 1:
-        targets = targets.expand(batch)
-    if targets.numel() != batch:
-        raise ValueError(f"{targets.numel()} target(s) for {batch} image(s)")
-    return targets
+from helpers.model import as_targets, get_layer
 
 
 def fooling_step(model, images: torch.Tensor, targets: torch.Tensor, step_size: float) -> torch.Tensor:
@@ -85,7 +75,7 @@ def make_fooling_image(model, images: torch.Tensor, targets, step_size: float = 
     """
     single = images.dim() == 3
     batch = images[None] if single else images
-    targets = _as_targets(targets, batch.shape[0], batch.device)
+    targets = as_targets(targets, batch.shape[0], batch.device)
     # TODO START make_fooling_image
     # Keep, per image: the current image, the number of steps taken, the step of the first success
     # (-1 = not yet) and the "streak": how many checks in a row found the target top-1 (check once before

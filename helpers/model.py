@@ -11,6 +11,7 @@ weights=...)``).
 """
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -239,6 +240,49 @@ def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> n
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def as_targets(target, batch: int, device) -> torch.Tensor:
+    """An int, or a sequence or tensor of ``batch`` class indices -> (batch,) int64 tensor on ``device``."""
+    targets = torch.as_tensor(target, dtype=torch.int64, device=device).reshape(-1)
+    if targets.numel() == 1 and batch > 1:
+        targets = targets.expand(batch)
+    if targets.numel() != batch:
+        raise ValueError(f"{targets.numel()} target(s) for {batch} image(s)")
+    return targets
+
+
+def folded_copy(model: nn.Module) -> nn.Module:
+    """A frozen eval-mode copy of ``model`` with every BatchNorm of an EfficientNetLite0 folded into the
+    convolution before it (in eval mode BN is a fixed per-channel affine map, so this is exact up to
+    round-off) and stride-1 "same" convolutions given their padding built in. Module names are kept (a folded
+    BatchNorm becomes ``nn.Identity``), so ``get_layer``, hooks and Captum work on it. Other architectures
+    are copied unchanged. The caller's model is not modified."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net = copy.deepcopy(model).eval()
+    pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
+    for i in range(len(getattr(net, "_blocks", []))):
+        block = f"_blocks.{i}"
+        pairs += [(f"{block}._expand_conv", f"{block}._bn0"), (f"{block}._depthwise_conv", f"{block}._bn1"),
+                  (f"{block}._project_conv", f"{block}._bn2")]
+    for conv_path, bn_path in pairs:
+        try:
+            conv, bn = net.get_submodule(conv_path), net.get_submodule(bn_path)
+        except AttributeError:  # a block without an expansion, or another architecture
+            continue
+        fused = fuse_conv_bn_eval(conv, bn)
+        if isinstance(fused, SamePadConv2d) and fused.stride == (1, 1) and all(k % 2 for k in fused.kernel_size):
+            plain = nn.Conv2d(fused.in_channels, fused.out_channels, fused.kernel_size,
+                              padding=tuple(k // 2 for k in fused.kernel_size), groups=fused.groups,
+                              bias=True).to(fused.weight.device, fused.weight.dtype)
+            plain.load_state_dict(fused.state_dict())
+            fused = plain
+        net.set_submodule(conv_path, fused)
+        net.set_submodule(bn_path, nn.Identity())
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.model import as_targets, folded_copy
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Exercises
@@ -140,52 +142,15 @@ def channels_last_copy(model: nn.Module) -> nn.Module:
     """
     if getattr(model, _FAST_FLAG, False):
         return model
-    fast = copy.deepcopy(model).eval()
-    if getattr(fast, "arch", "") == "efficientnet_lite0":
-        _fold_lite0(fast)
+    fast = folded_copy(model)
     fast.to(memory_format=torch.channels_last)
-    for p in fast.parameters():
-        p.requires_grad_(False)
     setattr(fast, _FAST_FLAG, True)
     return fast
-
-
-def _fold_lite0(net: nn.Module) -> None:
-    """In place: fold every BatchNorm of an EfficientNetLite0 into its convolution (BN becomes Identity) and
-    turn stride-1 same-padded convolutions into plain padded ones (odd kernels pad symmetrically)."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    from helpers.model import SamePadConv2d
-
-    def fold(parent: nn.Module, conv: str, bn: str) -> None:
-        setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
-        setattr(parent, bn, nn.Identity())
-
-    fold(net, "_conv_stem", "_bn0")
-    fold(net, "_conv_head", "_bn1")
-    for block in net._blocks:
-        if block.has_expand:
-            fold(block, "_expand_conv", "_bn0")
-        fold(block, "_depthwise_conv", "_bn1")
-        fold(block, "_project_conv", "_bn2")
-        conv = block._depthwise_conv
-        if isinstance(conv, SamePadConv2d) and conv.stride == (1, 1) and all(k % 2 for k in conv.kernel_size):
-            plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                              padding=tuple(k // 2 for k in conv.kernel_size), groups=conv.groups,
-                              bias=conv.bias is not None).to(conv.weight.device, conv.weight.dtype)
-            plain.load_state_dict(conv.state_dict())
-            block._depthwise_conv = plain
 
 
 def _channels_last(images: torch.Tensor) -> torch.Tensor:
     """The same values stored NHWC (a no-op when they already are)."""
     return images.contiguous(memory_format=torch.channels_last)
-
-
-def _as_targets(target, n: int, device) -> torch.Tensor:
-    """int or (N,) sequence/tensor -> (N,) int64 tensor on ``device``."""
-    t = torch.as_tensor(target, device=device, dtype=torch.int64).reshape(-1)
-    return t.expand(n) if t.numel() == 1 else t
 
 
 def attribution_map(attributions: torch.Tensor, reduce: str = "abs_max") -> torch.Tensor:
@@ -242,7 +207,7 @@ def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window
     if not (1 <= stride <= window <= min(height, width)):
         raise ValueError(f"need 1 <= stride <= window <= image side; got stride={stride}, window={window}")
     fast = channels_last_copy(model)
-    targets = _as_targets(target, n, images.device)
+    targets = as_targets(target, n, images.device)
     tops, lefts = _window_starts(height, window, stride), _window_starts(width, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
     # fold() adds each window's value back onto a canvas that the last (overhanging) windows fit into.
@@ -366,7 +331,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target, steps: 
     step_sizes, alphas = approximation_parameters("gausslegendre")
     weights, points = step_sizes(steps), alphas(steps)
     fast = channels_last_copy(model)
-    targets = _as_targets(target, images.shape[0], images.device)
+    targets = as_targets(target, images.shape[0], images.device)
     result = []
     for image, label in zip(_channels_last(images.detach()), targets):
         start = torch.full_like(image, baseline)

@@ -11,7 +11,6 @@ The student writes ``content_loss``, ``gram_matrix``, ``style_loss``, ``tv_loss`
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.model import get_layer
+from helpers.model import folded_copy, get_layer
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -182,31 +181,7 @@ def fast_feature_net(model: nn.Module, channels_last: bool = True) -> nn.Module:
     Module names are kept (a folded BatchNorm becomes an ``nn.Identity``), so layer names still work.
     The original model is not changed.
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    from helpers.model import SamePadConv2d
-
-    net = copy.deepcopy(model).eval()
-    pairs = [("_conv_stem", "_bn0"), ("_conv_head", "_bn1")]
-    for i in range(len(getattr(net, "_blocks", []))):
-        block = f"_blocks.{i}"
-        pairs += [(f"{block}._expand_conv", f"{block}._bn0"), (f"{block}._depthwise_conv", f"{block}._bn1"),
-                  (f"{block}._project_conv", f"{block}._bn2")]
-    for conv_path, bn_path in pairs:
-        try:
-            conv, bn = net.get_submodule(conv_path), net.get_submodule(bn_path)
-        except AttributeError:  # a block without an expansion, or another architecture
-            continue
-        fused = fuse_conv_bn_eval(conv, bn)
-        if isinstance(fused, SamePadConv2d) and fused.stride == (1, 1) and all(k % 2 for k in fused.kernel_size):
-            plain = nn.Conv2d(fused.in_channels, fused.out_channels, fused.kernel_size,
-                              padding=fused.kernel_size[0] // 2, groups=fused.groups, bias=True)
-            plain.load_state_dict(fused.state_dict())
-            fused = plain
-        net.set_submodule(conv_path, fused)
-        net.set_submodule(bn_path, nn.Identity())
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = folded_copy(model)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     net.channels_last = channels_last
