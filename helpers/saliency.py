@@ -183,9 +183,9 @@ def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window
     strides=stride, baselines=baseline, target=target)`` where f is the model (``output="score"``) or
     softmax of it (``output="prob"``). Faster because it runs without autograd on a channels_last copy of
     the model with BatchNorm folded, ``batch_size`` occluded copies per pass, and, for EfficientNet-Lite0 on
-    images whose sides are multiples of 4, recomputes the first layers only around each window: a grey
-    square changes the stride-4 feature map after block 2 only within a few positions of the square, so
-    those layers run on a small crop around it and the result is pasted into the unoccluded feature map.
+    images whose sides are multiples of 4 (8), recomputes the layers up to stride 4 (and 8) only around each
+    window: a grey square changes those feature maps only within a few positions of the square, so those
+    layers run on a crop around it and the result is pasted into the unoccluded feature map.
 
     Args:
         model: classifier, (N, 3, H, W) in [0, 1] -> (N, C) logits; a :func:`channels_last_copy` is
@@ -245,65 +245,121 @@ def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window
     return torch.stack(maps).unsqueeze(1).expand(n, channels, height, width).clone()
 
 
-# Lite0's stem and blocks 0-2 (stride 4): output position p reads input pixels 4p - 6 .. 4p + 12 (measured by
-# perturbing single pixels; TF "same" padding makes it lopsided).
-_SPLIT_BLOCKS, _SPLIT_STRIDE, _READS_BEFORE, _READS_AFTER = 3, 4, 6, 12
+# Incremental occlusion for EfficientNet-Lite0. The forward pass is cut into parts; a grey square changes
+# the output of each early part only near the square, so those parts are recomputed on a crop around it and
+# pasted into the unoccluded activations. Each entry: (stride ratio, reads before, reads after): output
+# position p of the part reads input positions ratio*p - before .. ratio*p + after (TF "same" padding makes
+# the range lopsided; tests/test_saliency.py measures it by perturbing single positions).
+_LITE0_CUTS = ((4, 6, 12),  # pixels -> stem, blocks 0-2 -> stride 4, 24 channels
+               (2, 5, 7))   # stride 4 -> blocks 3-4 -> stride 8, 40 channels
 
 
-def _lite0_early(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """EfficientNetLite0's normalization, stem and blocks 0-2: (N, 3, H, W) -> (N, 24, H/4, W/4)."""
-    h = net._stem_act(net._bn0(net._conv_stem(net.normalize(x))))
-    for block in net._blocks[:_SPLIT_BLOCKS]:
-        h = block(h)
-    return h
+def _lite0_parts(net: nn.Module) -> list:
+    """EfficientNetLite0.forward in three parts: (N, 3, H, W) pixels -> (N, 24, H/4, W/4) -> (N, 40, H/8, W/8)
+    -> (N, 1000) logits; composed they give ``net(x)``."""
+    def to_stride4(x):
+        h = net._stem_act(net._bn0(net._conv_stem(net.normalize(x))))
+        for block in net._blocks[:3]:
+            h = block(h)
+        return h
+
+    def to_stride8(h):
+        for block in net._blocks[3:5]:
+            h = block(h)
+        return h
+
+    def to_logits(h):
+        for block in net._blocks[5:]:
+            h = block(h)
+        h = net._head_act(net._bn1(net._conv_head(h)))
+        return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))
+
+    return [to_stride4, to_stride8, to_logits]
 
 
-def _lite0_late(net: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """The rest of EfficientNetLite0.forward after :func:`_lite0_early`."""
-    for block in net._blocks[_SPLIT_BLOCKS:]:
-        h = block(h)
-    h = net._head_act(net._bn1(net._conv_head(h)))
-    return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))
+def _crop_plans(affected: list, size: int, cut: tuple[int, int, int]):
+    """Along one axis, for each window's ``affected`` input range [a0, a1) of a cut: the outputs [p0, p1) that
+    read it and the start of the input crop that recomputes them. All crops get one length (returned), a
+    multiple of the cut's ratio, so that a batch stacks and each crop's strided grid and edge padding match
+    the full map's; crops near the border shift inward."""
+    ratio, before, after = cut
+    spans = []
+    for a0, a1 in affected:
+        p0, p1 = max(0, -(-(a0 - after) // ratio)), min(size // ratio, (a1 - 1 + before) // ratio + 1)
+        lo = max(0, (ratio * p0 - before) // ratio * ratio)
+        hi = min(size, -(-(ratio * (p1 - 1) + after + 1) // ratio) * ratio)
+        spans.append((lo, hi, p0, p1))
+    length = max(hi - lo for lo, hi, _, _ in spans)
+    return [(min(lo, size - length), p0, p1) for lo, _, p0, p1 in spans], length
 
 
 def _occlusion_drops_lite0(net, image, corners, window, baseline, batch_size, value_of) -> torch.Tensor:
-    """value(image) - value(image with each window occluded), (len(corners),), recomputing the early layers
-    only on a crop around each window. image: (1, 3, H, W) channels_last, H and W multiples of 4."""
-    height, width = image.shape[-2:]
-    s = _SPLIT_STRIDE
-    clean = _lite0_early(net, image)
-    original = value_of(_lite0_late(net, clean))
+    """value(image) - value(image with each window occluded), (len(corners),), recomputing the early parts
+    of the forward only on crops around each window. image: (1, 3, H, W) channels_last, H and W multiples
+    of 4 (of 8 to use the second cut too)."""
+    parts = _lite0_parts(net)
+    size = image.shape[-2:]
+    cuts = _LITE0_CUTS if size[0] % 8 == 0 and size[1] % 8 == 0 else _LITE0_CUTS[:1]
+    clean = [image]  # the unoccluded activations at each cut
+    for part in parts[:len(cuts)]:
+        clean.append(part(clean[-1]))
+    h = clean[-1]
+    for part in parts[len(cuts):]:
+        h = part(h)
+    original = value_of(h)
 
-    def span(start: int, size: int):
-        # crop [lo, hi): multiples of 4 so the crop's strided grid and "same" padding match the full image's;
-        # wide enough that every feature the window changes has its whole input range inside the crop.
-        lo = max(0, (start - 24) // s * s)
-        hi = min(size, -(-(start + window + 24) // s) * s)
-        first = 0 if lo == 0 else -(-(lo + _READS_BEFORE) // s)  # first feature not reading the crop's padding
-        last = size // s if hi == size else (hi - 1 - _READS_AFTER) // s + 1
-        return lo, hi, first, last
+    # plans[k][axis]: per window (crop start, first and end output) for cut k; lengths[k][axis]: crop length
+    plans, lengths = [], []
+    affected = [[(top, min(top + window, size[0])) for top, _ in corners],
+                [(left, min(left + window, size[1])) for _, left in corners]]
+    for cut in cuts:
+        (rows, row_len), (cols, col_len) = (_crop_plans(affected[axis], size[axis], cut) for axis in (0, 1))
+        plans.append((rows, cols))
+        lengths.append((row_len, col_len))
+        affected = [[(p0, p1) for _, p0, p1 in rows], [(p0, p1) for _, p0, p1 in cols]]
+        size = (size[0] // cut[0], size[1] // cut[0])
 
-    groups: dict = {}
-    for index, (top, left) in enumerate(corners):
-        rows, cols = span(top, height), span(left, width)
-        groups.setdefault((rows[1] - rows[0], cols[1] - cols[0]), []).append((index, top, left, rows, cols))
     drops = torch.empty(len(corners), device=image.device, dtype=original.dtype)
-    for items in groups.values():
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            crops = torch.cat([image[:, :, r[0]:r[1], c[0]:c[1]] for _, _, _, r, c in chunk])
-            crops = crops.contiguous(memory_format=torch.channels_last)
-            for j, (_, top, left, r, c) in enumerate(chunk):
-                crops[j, :, max(top - r[0], 0):top + window - r[0], max(left - c[0], 0):left + window - c[0]] = baseline
-            early = _lite0_early(net, crops)
-            features = clean.expand(len(chunk), -1, -1, -1).clone(memory_format=torch.channels_last)
-            for j, (_, _, _, r, c) in enumerate(chunk):
-                features[j, :, r[2]:r[3], c[2]:c[3]] = early[j, :, r[2] - r[0] // s:r[3] - r[0] // s,
-                                                             c[2] - c[0] // s:c[3] - c[0] // s]
-            values = value_of(_lite0_late(net, features))
-            for j, (index, *_rest) in enumerate(chunk):
-                drops[index] = original[0] - values[j]
+    for start in range(0, len(corners), batch_size):
+        chunk = range(start, min(start + batch_size, len(corners)))
+        changed = []  # per window: the recomputed outputs of the last cut and their top-left position
+        for k, cut in enumerate(cuts):
+            (rows, cols), (row_len, col_len) = plans[k], lengths[k]
+            crops = []
+            for j, i in enumerate(chunk):
+                r_lo, c_lo = rows[i][0], cols[i][0]
+                crop = clean[k][:, :, r_lo:r_lo + row_len, c_lo:c_lo + col_len].clone()
+                if k == 0:
+                    top, left = corners[i]
+                    crop[:, :, max(top - r_lo, 0):top + window - r_lo, max(left - c_lo, 0):left + window - c_lo] = baseline
+                else:
+                    _paste(crop, (r_lo, c_lo), *changed[j])
+                crops.append(crop)
+            out = parts[k](torch.cat(crops).contiguous(memory_format=torch.channels_last))
+            changed = []
+            for j, i in enumerate(chunk):
+                (r_lo, p0, p1), (c_lo, q0, q1) = rows[i], cols[i]
+                r_out, c_out = r_lo // cut[0], c_lo // cut[0]
+                changed.append((out[j:j + 1, :, p0 - r_out:p1 - r_out, q0 - c_out:q1 - c_out], (p0, q0)))
+        h = clean[-1].expand(len(chunk), -1, -1, -1).clone(memory_format=torch.channels_last)
+        for j, (patch, at) in enumerate(changed):
+            _paste(h[j:j + 1], (0, 0), patch, at)
+        for part in parts[len(cuts):]:
+            h = part(h)
+        drops[start:start + len(chunk)] = original[0] - value_of(h)
     return drops
+
+
+def _paste(target: torch.Tensor, target_origin, patch: torch.Tensor, patch_origin) -> None:
+    """Write ``patch`` (whose top-left sits at ``patch_origin`` in full-map coordinates) into ``target``
+    (top-left at ``target_origin``), keeping only the part that overlaps."""
+    (tr, tc), (pr, pc) = target_origin, patch_origin
+    th, tw = target.shape[-2:]
+    ph, pw = patch.shape[-2:]
+    r0, r1 = max(tr, pr), min(tr + th, pr + ph)
+    c0, c1 = max(tc, pc), min(tc + tw, pc + pw)
+    if r0 < r1 and c0 < c1:
+        target[..., r0 - tr:r1 - tr, c0 - tc:c1 - tc] = patch[..., r0 - pr:r1 - pr, c0 - pc:c1 - pc]
 
 
 def integrated_gradients(model: nn.Module, images: torch.Tensor, target, steps: int = 50, baseline: float = 0.0,

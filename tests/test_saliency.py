@@ -117,10 +117,12 @@ def test_channels_last_copy_leaves_the_model_alone_and_gives_the_same_logits(mod
                                    rtol=1e-4, atol=1e-4)
 
 
-# 64 and 96 px take the incremental path (sides multiple of 4; at 96 px with stride 12 the last windows
-# overhang the border); 70 px takes the plain batched path.
+# 64, 96 and 160 px take both incremental cuts (sides multiple of 8; at 96 px with stride 12 the last windows
+# overhang the border; at 160 px crops sit away from every border), 100 px only the first (multiple of 4),
+# 70 px the plain batched path.
 @pytest.mark.parametrize("size,window,stride,output,baseline", [
-    (64, 16, 8, "score", 0.0), (96, 16, 12, "prob", 0.5), (70, 16, 8, "prob", 0.5)])
+    (64, 16, 8, "score", 0.0), (96, 16, 12, "prob", 0.5), (160, 16, 8, "score", 0.5),
+    (100, 20, 10, "score", 0.0), (70, 16, 8, "prob", 0.5)])
 def test_fast_occlusion_equals_plain_captum(model, size, window, stride, output, baseline):
     from captum.attr import Occlusion
 
@@ -134,11 +136,35 @@ def test_fast_occlusion_equals_plain_captum(model, size, window, stride, output,
     assert rel_err(fast, plain) < 1e-4
 
 
-def test_incremental_split_reproduces_the_full_forward(model):
+def test_incremental_parts_reproduce_the_full_forward(model):
     fast = saliency.channels_last_copy(model)
     x = torch.rand(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        torch.testing.assert_close(saliency._lite0_late(fast, saliency._lite0_early(fast, x)), fast(x))
+        h = x
+        for part in saliency._lite0_parts(fast):
+            h = part(h)
+        torch.testing.assert_close(h, fast(x))
+
+
+@pytest.mark.parametrize("cut", [0, 1])
+def test_lite0_cut_reads_measured_by_perturbing_single_positions(model, cut):
+    # The incremental occlusion trusts _LITE0_CUTS: output p of a cut reads inputs ratio*p - before ..
+    # ratio*p + after. Perturb one input position at a time and see which outputs move.
+    ratio, before, after = saliency._LITE0_CUTS[cut]
+    parts = saliency._lite0_parts(saliency.channels_last_copy(model))
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        for part in parts[:cut]:
+            x = part(x)
+        clean = parts[cut](x)
+        size = x.shape[-1]
+        for position in (0, 1, size // 2 - 1, size // 2, size - 2, size - 1):
+            bumped = x.clone()
+            bumped[..., position, :] += 1.0  # a whole row, so only the row direction is measured
+            moved = (parts[cut](bumped) - clean).abs().amax(dim=(0, 1, 3)) > 1e-5
+            expected = [ratio * p - before <= position <= ratio * p + after for p in range(len(moved))]
+            assert moved.tolist() == expected, (position, moved.nonzero().flatten().tolist())
 
 
 def test_integrated_gradients_helper_equals_captum(model, batch):
