@@ -1,16 +1,8 @@
 #!/usr/bin/env python3
 """convlens command line. Needs only Python 3.10+ to start; it builds its own environment in .venv/.
 
-    python3 kit.py run          set up, then execute the four notebooks with the solutions -> out/
-    python3 kit.py test         set up, then run the test suite
-    python3 kit.py lab          open the notebooks in JupyterLab
-    python3 kit.py check        run every check on the current helpers/ (one line each)
-    python3 kit.py release      build the student kit -> build/student/
-    python3 kit.py references   rebuild checks/references/*.pt from the reference solutions
-    python3 kit.py grade SUB..  grade submissions (folders or .zip files); see README, "Instructors"
-    python3 kit.py setup        only build or update .venv/
-
-Set CONVLENS_PYTHON=/path/to/python to use an existing environment (a conda env, say) instead of .venv/.
+Run ``python3 kit.py`` for the commands this copy of the kit has (the student kit has fewer). Set
+CONVLENS_PYTHON=/path/to/python to use an existing environment (a conda env, say) instead of .venv/.
 """
 from __future__ import annotations
 
@@ -56,24 +48,45 @@ def _in(python: Path, *args: str, cwd: Path | None = None) -> int:
     return subprocess.call([str(python), *args], cwd=cwd, env=env)
 
 
+# name: (the file or folder it needs, what it does, how it runs)
 COMMANDS = {
-    "run": lambda py, rest: _in(py, str(ROOT / "tools" / "run_notebooks.py"), *rest),
-    "test": lambda py, rest: _in(py, "-m", "pytest", *rest, cwd=ROOT),
-    "lab": lambda py, rest: _in(py, "-m", "jupyter", "lab", *rest, cwd=ROOT / "notebooks"),
-    "check": lambda py, rest: _in(py, "-m", "checks.run_all", *rest),
-    "release": lambda py, rest: _in(py, str(ROOT / "tools" / "release.py"), *rest),
-    "references": lambda py, rest: _in(py, "-m", "checks.make_references", *rest),
-    "grade": lambda py, rest: _in(py, "-m", "grader", *rest),
-    "setup": lambda py, rest: 0,
+    "lab": ("notebooks", "open the notebooks in JupyterLab",
+            lambda py, rest: _in(py, "-m", "jupyter", "lab", *rest, cwd=ROOT / "notebooks")),
+    "check": ("checks/run_all.py", "run every check on the current helpers/ (one line each)",
+              lambda py, rest: _in(py, "-m", "checks.run_all", *rest)),
+    "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",
+            lambda py, rest: _in(py, str(ROOT / "tools" / "run_notebooks.py"), *rest)),
+    "test": ("tests", "run the test suite",
+             lambda py, rest: _in(py, "-m", "pytest", *rest, cwd=ROOT)),
+    "release": ("tools/release.py", "build the student kit -> build/student/",
+                lambda py, rest: _in(py, str(ROOT / "tools" / "release.py"), *rest)),
+    "references": ("checks/make_references.py", "rebuild checks/references/*.pt from the reference solutions",
+                   lambda py, rest: _in(py, "-m", "checks.make_references", *rest)),
+    "grade": ("grader", "grade submissions (folders or .zip files); see README, \"Instructors\"",
+              lambda py, rest: _in(py, "-m", "grader", *rest)),
+    "setup": ("requirements.txt", "only build or update .venv/", lambda py, rest: 0),
 }
+
+
+def usage() -> str:
+    lines = ["usage: python3 kit.py COMMAND [ARGS...]", ""]
+    for name, (needs, what, _) in COMMANDS.items():
+        if (ROOT / needs).exists():
+            lines.append(f"    {name:<12}{what}")
+    lines += ["", "CONVLENS_PYTHON=/path/to/python uses that environment instead of building .venv/."]
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
-        print(__doc__)
+        print(usage())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    python = setup()
-    return COMMANDS[argv[0]](python, argv[1:])
+    needs, _, command = COMMANDS[argv[0]]
+    if not (ROOT / needs).exists():
+        print(f"kit.py {argv[0]}: not part of this copy of the kit (it has no {needs}); "
+              "the student kit has lab, check and setup")
+        return 2
+    return command(setup(), argv[1:])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools.release import ANSWER_PLACEHOLDER, MarkerError, build, find_blocks, stub_source
+from tools.release import ANSWER_PLACEHOLDER, MarkerError, build, find_blocks, student_readme, stub_source
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION_FILES = sorted(p for p in (ROOT / "helpers").glob("*.py") if find_blocks(p.read_text()))
@@ -84,8 +84,36 @@ def test_student_file_is_the_solution_minus_solutions(student, solution):
 
 def test_student_build_leaves_out_maintainer_files(student):
     assert not (student / "tests").exists() and not (student / "bench").exists()
-    assert not (student / "tools" / "release.py").exists()
+    assert not (student / "tools" / "release.py").exists() and not (student / "grader").exists()
+    assert not (student / "checks" / "make_references.py").exists()
     assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
+
+
+def test_readme_markers_are_validated():
+    text = "a\n<!-- full kit -->\nb\n<!-- end full kit -->\n<!-- student kit\nc\n-->\nd\n"
+    assert student_readme(text) == "a\nc\nd\n"
+    for bad in ["<!-- full kit -->\nb\n", "<!-- end full kit -->\n", "<!-- student kit\n<!-- full kit -->\n"]:
+        with pytest.raises(MarkerError):
+            student_readme(bad)
+
+
+def test_student_readme_and_kit_py_offer_only_what_the_student_kit_has(student):
+    readme = (student / "README.md").read_text()
+    assert "<!--" not in readme and "-->" not in readme
+    assert "## Students" in readme and "python3 kit.py lab" in readme
+    for instructor_only in ("Instructors", "kit.py grade", "kit.py release", "kit.py references", "kit.py test",
+                            "kit.py run", "nbval", "tests/"):
+        assert instructor_only not in readme, instructor_only
+    full = (ROOT / "README.md").read_text()
+    assert "kit.py grade" in full and "python3 kit.py test" in full  # the full kit keeps them
+    env = {**os.environ, "CONVLENS_PYTHON": sys.executable}
+    help_text = subprocess.run([sys.executable, "kit.py"], cwd=student, env=env, capture_output=True,
+                               text=True).stdout
+    offered = {line.split()[0] for line in help_text.splitlines() if line.startswith("    ")}
+    assert offered == {"lab", "check", "setup"}
+    refused = subprocess.run([sys.executable, "kit.py", "grade", "x"], cwd=student, env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "not part of this copy of the kit" in refused.stdout
 
 
 def test_student_notebooks_are_cleared(student):

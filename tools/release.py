@@ -8,7 +8,9 @@ One source, two builds. In ``helpers/*.py`` every exercise sits between markers:
     # TODO END saliency_map
 
 In notebooks, cells tagged ``solution`` (written answers) are replaced by an empty answer cell, and every
-output is cleared. Tests, benchmarks and maintainer tools are left out of the student build.
+output is cleared. Tests, benchmarks, the grader and maintainer tools are left out of the student build. The
+README is one source too: text between ``<!-- full kit -->`` and ``<!-- end full kit -->`` is dropped, and
+the text inside ``<!-- student kit ... -->`` comments is shown.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ START = re.compile(r"^(?P<indent>\s*)# TODO START (?P<label>\S+)\s*$")
 END = re.compile(r"^\s*# TODO END (?P<label>\S+)\s*$")
 SHIPPED = ["README.md", "LICENSE", "requirements.txt", "environment.yml", "kit.py", "helpers", "checks", "datasets",
            "notebooks", "tools/download_paintings.py"]
+LEFT_OUT = ["checks/make_references.py"]  # would overwrite the references with the stubs' output
 ANSWER_PLACEHOLDER = "**Your answer:** *write it here.*"
+FULL_START, FULL_END, STUDENT_START, COMMENT_END = "<!-- full kit -->", "<!-- end full kit -->", "<!-- student kit", "-->"
 
 
 class MarkerError(ValueError):
@@ -102,6 +106,26 @@ def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def student_readme(text: str) -> str:
+    """The student kit's README: full-kit sections dropped, student-kit comments unwrapped."""
+    out, state = [], None  # None, "full" or "student"
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        marker = line.strip()
+        if marker in (FULL_START, STUDENT_START):
+            if state is not None:
+                raise MarkerError(f"README.md:{number}: {marker} inside an open {state}-kit section")
+            state = "full" if marker == FULL_START else "student"
+        elif marker == FULL_END or (marker == COMMENT_END and state == "student"):
+            if state != ("full" if marker == FULL_END else "student"):
+                raise MarkerError(f"README.md:{number}: {marker} closes no section")
+            state = None
+        elif state != "full":
+            out.append(line)
+    if state is not None:
+        raise MarkerError(f"README.md: a {state}-kit section is never closed")
+    return "".join(out)
+
+
 def build(out: Path, root: Path = ROOT) -> list[Path]:
     """Write the student kit to ``out`` (replaced if it exists). Returns the files written."""
     if out.exists():
@@ -113,6 +137,10 @@ def build(out: Path, root: Path = ROOT) -> list[Path]:
         elif src.is_file():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out / name)
+    for name in LEFT_OUT:
+        (out / name).unlink(missing_ok=True)
+    readme = out / "README.md"
+    readme.write_text(student_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     for path in (out / "helpers").glob("*.py"):
         rel = path.relative_to(out).as_posix()
         path.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
