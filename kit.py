@@ -68,11 +68,14 @@ COMMANDS = {
 }
 
 
+def available() -> list[str]:
+    """The commands whose files this copy of the kit has (the student kit lacks the instructor's)."""
+    return [name for name, (needs, _, _) in COMMANDS.items() if (ROOT / needs).exists()]
+
+
 def usage() -> str:
     lines = ["usage: python3 kit.py COMMAND [ARGS...]", ""]
-    for name, (needs, what, _) in COMMANDS.items():
-        if (ROOT / needs).exists():
-            lines.append(f"    {name:<12}{what}")
+    lines += [f"    {name:<12}{COMMANDS[name][1]}" for name in available()]
     lines += ["", "CONVLENS_PYTHON=/path/to/python uses that environment instead of building .venv/."]
     return "\n".join(lines)
 
@@ -82,9 +85,9 @@ def main(argv: list[str]) -> int:
         print(usage())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     needs, _, command = COMMANDS[argv[0]]
-    if not (ROOT / needs).exists():
+    if argv[0] not in available():
         print(f"kit.py {argv[0]}: not part of this copy of the kit (it has no {needs}); "
-              "the student kit has lab, check and setup")
+              f"it has {', '.join(available())}")
         return 2
     return command(setup(), argv[1:])
 

@@ -115,9 +115,11 @@ def student_readme(text: str) -> str:
             if state is not None:
                 raise MarkerError(f"README.md:{number}: {marker} inside an open {state}-kit section")
             state = "full" if marker == FULL_START else "student"
-        elif marker == FULL_END or (marker == COMMENT_END and state == "student"):
-            if state != ("full" if marker == FULL_END else "student"):
+        elif marker == FULL_END:
+            if state != "full":
                 raise MarkerError(f"README.md:{number}: {marker} closes no section")
+            state = None
+        elif marker == COMMENT_END and state == "student":
             state = None
         elif state != "full":
             out.append(line)
