@@ -1,8 +1,9 @@
 """Rebuild the reference tensors from the reference solutions: ``python kit.py references [topic ...]``.
 
-Always on CPU, float32, fixed seeds and deterministic algorithms, so the files are reproducible; the test
-suite rebuilds them in memory and compares with the committed ones. Run it only in the solution tree (the
-student build's helpers are stubs).
+Always on CPU, float32, one thread, fixed seeds and deterministic algorithms, so the files are reproducible
+on any number of cores (a sum split over threads rounds differently, and the loss saliency of a confident
+image cancels down to that rounding). The test suite rebuilds them in memory and compares with the committed
+ones. Run it only in the solution tree (the student build's helpers are stubs).
 """
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ def build(topic: str, model: torch.nn.Module) -> tuple[dict, dict]:
     module = importlib.import_module(f"checks.{topic}")
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         cases = module.build_references(model)
     finally:
+        torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
-    meta = {"topic": topic, "seed": SEED, "device": "cpu", "dtype": "float32",
+    meta = {"topic": topic, "seed": SEED, "device": "cpu", "dtype": "float32", "threads": 1,
             "inputs": getattr(module, "REFERENCE_INPUTS", ""), "model": "efficientnet_lite0"}
     return cases, meta
 
