@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
+from _common import machine_line, time_notebook, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from helpers import fooling
+from helpers.images import load_photos
+from helpers.model import load_model
 
-from helpers import fooling  # noqa: E402
-from helpers.images import load_photos  # noqa: E402
-from helpers.model import load_model  # noqa: E402
-
-NOTEBOOK = ROOT / "notebooks" / "3_fooling_and_class_images.ipynb"
+NOTEBOOK = "3_fooling_and_class_images.ipynb"
 
 
 def steps_per_second(model, images: torch.Tensor, targets: torch.Tensor, repeats: int = 3) -> float:
@@ -40,13 +36,11 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-notebook", action="store_true", help="only the per-function timings")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(machine_line())
     if not args.skip_notebook:
-        from tools.run_notebooks import execute
-
-        with tempfile.TemporaryDirectory() as out:
-            ok, seconds, figures = execute(NOTEBOOK, Path(out))
-        print(f"notebook 3 headless: {seconds:.1f} s ({'ok' if ok else 'FAILED'}, {figures} figures; target 150 s)")
+        run = time_notebook(NOTEBOOK)
+        print(f"notebook 3 headless: {run.seconds:.1f} s ({'ok' if run.ok else 'FAILED'}, {run.figures} figures; "
+              "target 150 s)")
 
     model = load_model("cpu")
     photo, _, _ = load_photos(["chelsea"], size=224)
@@ -56,15 +50,13 @@ def main(argv=None) -> int:
     print(f"fooling_step, batch of {len(photos)} at 160 px: "
           f"{steps_per_second(model, photos, targets, repeats=2):.2f} image-steps/s")
 
-    start = time.perf_counter()
-    fooled, steps = fooling.make_fooling_image(model, photo, torch.tensor([6]), step_size=1.0)
-    print(f"make_fooling_image, chelsea -> stingray at 224 px: {time.perf_counter() - start:.1f} s "
-          f"({steps.item()} steps + 2 extra)")
+    (_, steps), seconds, _ = timed(lambda: fooling.make_fooling_image(model, photo, torch.tensor([6]), step_size=1.0))
+    print(f"make_fooling_image, chelsea -> stingray at 224 px: {seconds:.1f} s ({steps.item()} steps + 2 extra)")
 
     classes = [130, 945, 980]
-    start = time.perf_counter()
-    fooling.create_class_visualization(model, classes, size=160, num_steps=60, progress=False)
-    print(f"class visualization, 160 px, 60 steps: {(time.perf_counter() - start) / len(classes):.1f} s per class")
+    _, seconds, _ = timed(lambda: fooling.create_class_visualization(model, classes, size=160, num_steps=60,
+                                                                     progress=False))
+    print(f"class visualization, 160 px, 60 steps: {seconds / len(classes):.1f} s per class")
     return 0
 
 

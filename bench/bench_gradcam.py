@@ -1,7 +1,7 @@
 """Notebook 2 figures: ``python bench/bench_gradcam.py [--skip-notebook] [--threads N] [--repeats 3]``.
 
 Prints, one per line:
-- the machine's load average (timings on a busy machine are pessimistic);
+- the machine: cores, torch threads and load average (timings on a busy machine are pessimistic);
 - headless execution of notebooks/2_gradcam.ipynb (tools/run_notebooks.execute): wall seconds, target <= 60 s
   on a quiet 2-core CPU, and the CPU seconds its kernel used. On a busy machine both are pessimistic (idle
   OpenMP threads spin and count as CPU time); with ``--threads 1`` the kernel computes on one thread, and its
@@ -12,41 +12,13 @@ Prints, one per line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import resource
-import sys
-import tempfile
-import time
 import warnings
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import best_of, machine_line, time_notebook
+
 NOTEBOOK_TARGET_S = 60.0
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def time_notebook() -> tuple[bool, float, float]:
-    """(ran without error, wall seconds, CPU seconds of the kernel and its helpers)."""
-    from tools.run_notebooks import execute
-
-    cpu_before = children_cpu_seconds()
-    with tempfile.TemporaryDirectory() as out:
-        ok, seconds, _ = execute(ROOT / "notebooks" / "2_gradcam.ipynb", Path(out))
-    return ok, seconds, children_cpu_seconds() - cpu_before
-
-
-def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def time_functions(repeats: int) -> list[tuple[str, float]]:
@@ -78,16 +50,12 @@ def time_functions(repeats: int) -> list[tuple[str, float]]:
         ("GuidedGradCam bilinear (Captum)",
          lambda: GuidedGradCam(model, head).attribute(images, target=labels, interpolate_mode="bilinear")),
     ]
-    results = [(f"{name}, 3 photos at 224 px", best_time(fn, repeats)) for name, fn in rows]
-    devnull = open(os.devnull, "w")
-    for name, check in checks.CHECKS.items():
-        stdout, sys.stdout = sys.stdout, devnull  # the check prints its verdict line
-        try:
-            seconds = best_time(lambda: check(model=model), 1)
-        finally:
-            sys.stdout = stdout
-        results.append((f"check_{name}", seconds))
-    devnull.close()
+    results = [(f"{name}, 3 photos at 224 px", best_of(fn, repeats)[0]) for name, fn in rows]
+    with open(os.devnull, "w") as devnull:
+        for name, check in checks.CHECKS.items():
+            with contextlib.redirect_stdout(devnull):  # the check prints its verdict line
+                seconds = best_of(lambda: check(model=model), 1)[0]
+            results.append((f"check_{name}", seconds))
     return results
 
 
@@ -101,15 +69,14 @@ def main() -> None:
     if args.threads:
         # Read by the notebook's kernel when it starts (it inherits this environment) and by torch below.
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
-    load1, load5, _ = os.getloadavg()
-    print(f"load average: {load1:.1f} (1 min), {load5:.1f} (5 min) on {os.cpu_count()} CPU(s)", flush=True)
+    print(machine_line(), flush=True)
     if not args.skip_notebook:
-        ok, seconds, cpu = time_notebook()
-        verdict = "within" if seconds <= NOTEBOOK_TARGET_S else "OVER"
-        print(f"notebook 2_gradcam headless: {seconds:.1f} s wall ({verdict} the {NOTEBOOK_TARGET_S:.0f} s target)"
-              f"{'' if ok else ', FAILED'}", flush=True)
+        run = time_notebook("2_gradcam.ipynb")
+        verdict = "within" if run.seconds <= NOTEBOOK_TARGET_S else "OVER"
+        print(f"notebook 2_gradcam headless: {run.seconds:.1f} s wall ({verdict} the {NOTEBOOK_TARGET_S:.0f} s "
+              f"target){'' if run.ok else ', FAILED'}", flush=True)
         threads = f"{args.threads} thread(s)" if args.threads else "default threads"
-        print(f"notebook 2_gradcam kernel CPU time ({threads}): {cpu:.1f} s", flush=True)
+        print(f"notebook 2_gradcam kernel CPU time ({threads}): {run.kernel_cpu_seconds:.1f} s", flush=True)
     for name, seconds in time_functions(args.repeats):
         print(f"{name}: {seconds:.2f} s", flush=True)
 

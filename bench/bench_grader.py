@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import ROOT
 
-from grader.grade import grade  # noqa: E402
-from grader.process import Limits, Worker  # noqa: E402
-from grader.workspace import Workspace, topics_of  # noqa: E402
+from grader.grade import grade
+from grader.process import Limits, Worker
+from grader.workspace import Workspace, topics_of
 
 
 def time_cli(jobs: int) -> float:

@@ -16,38 +16,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import torch
+from _common import best_of, machine_line, time_notebook, timed
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from helpers import saliency  # noqa: E402
-from helpers.images import load_photos  # noqa: E402
-from helpers.model import load_model  # noqa: E402
-
-
-def best_of(fn, repeats: int) -> tuple[float, float]:
-    """(wall, CPU) seconds of the fastest of ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        times.append((time.perf_counter() - start, time.process_time() - cpu_start))
-    return min(times)
+from helpers import saliency
+from helpers.images import load_photos
+from helpers.model import load_model
 
 
 def forward_backward_ms(model, images) -> str:
     def step():
         x = images.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
         model(x).max(dim=1).values.sum().backward()
-    wall, cpu = best_of(step, repeats=2)
+    wall, cpu = best_of(step, repeats=2, warmup=True)
     return f"{wall / len(images) * 1000:.0f} ms/image wall, {cpu / len(images) * 1000:.0f} ms/image CPU"
 
 
@@ -55,26 +38,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-notebook", action="store_true", help="do not time the notebook")
     args = parser.parse_args(argv)
-    print(f"machine: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(machine_line())
 
     if not args.skip_notebook:
-        from tools.run_notebooks import execute
-
-        with tempfile.TemporaryDirectory() as out:
-            ok, seconds, _ = execute(ROOT / "notebooks" / "1_network_visualization.ipynb", Path(out))
-        print(f"notebook 1 headless: {seconds:.1f} s ({'ok' if ok else 'FAILED'}; target <= 90 s)")
+        run = time_notebook("1_network_visualization.ipynb")
+        print(f"notebook 1 headless: {run.seconds:.1f} s ({'ok' if run.ok else 'FAILED'}; target <= 90 s)")
 
     from captum.attr import Occlusion
 
     model = load_model("cpu")
     image, label, _ = load_photos(["chelsea"], size=224)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    plain = Occlusion(model).attribute(image, sliding_window_shapes=(3, 16, 16), strides=8, target=label)
-    plain_s, plain_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    start, cpu_start = time.perf_counter(), time.process_time()
-    fast = saliency.occlusion_attribution(model, image, label, window=16, stride=8)  # includes the model copy
-    fast_s, fast_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    plain, plain_s, plain_cpu = timed(lambda: Occlusion(model).attribute(image, sliding_window_shapes=(3, 16, 16),
+                                                                         strides=8, target=label))
+    # occlusion_attribution's time includes making the model's fast copy.
+    fast, fast_s, fast_cpu = timed(lambda: saliency.occlusion_attribution(model, image, label, window=16, stride=8))
     # CPU time is also printed: on a shared machine the wall time mostly measures the other processes.
     print(f"occlusion, Captum defaults (729 windows, 224 px): {plain_s:.2f} s wall, {plain_cpu:.2f} s CPU")
     print(f"occlusion, occlusion_attribution: {fast_s:.2f} s wall, {fast_cpu:.2f} s CPU")
@@ -83,7 +60,7 @@ def main(argv=None) -> int:
           f"(attribution scale {plain.abs().max().item():.2f})")
 
     fast_model = saliency.channels_last_copy(model)
-    ig_s, ig_cpu = best_of(lambda: saliency.integrated_gradients(fast_model, image, label, steps=50), 1)
+    ig_s, ig_cpu = best_of(lambda: saliency.integrated_gradients(fast_model, image, label, steps=50), 1, warmup=True)
     print(f"integrated gradients, 50 steps: {ig_s:.2f} s wall, {ig_cpu:.2f} s CPU per 224 px image (target <= 2 s)")
 
     batch, _, _ = load_photos(None, size=224)

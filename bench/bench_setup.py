@@ -4,20 +4,20 @@ Prints, one per line:
 - set-up time from nothing: a new virtual environment plus ``pip install -r requirements.txt``
   (packages come from pip's cache or local wheel folders when they are there, as on a second install);
 - test-suite wall time (``python -m pytest``, the README's test command without the set-up step);
-- peak resident memory of the test run (largest process, from getrusage of the children).
+- peak resident memory of the test run (largest process: pytest or one of its own child processes, from
+  ``os.wait4`` on pytest, so the pip processes of the set-up are not counted).
 """
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import venv
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import ROOT, peak_rss_bytes
 
 
 def time_setup() -> float:
@@ -31,11 +31,13 @@ def time_setup() -> float:
 
 def time_tests(pytest_args: list[str]) -> tuple[float, float, int]:
     start = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # wait4: the usage of pytest and the children it waited for, not of this process's earlier children (pip).
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
-    return seconds, peak_mib, code
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return seconds, peak_rss_bytes(usage) / 2**20, proc.returncode
 
 
 def main() -> None:

@@ -10,37 +10,22 @@ Prints one figure per line:
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import machine_line, peak_rss_mb, time_notebook, timed
 
-import torch  # noqa: E402
-
-from helpers import style_transfer as st  # noqa: E402
-from helpers.images import load_photos, load_style  # noqa: E402
-from helpers.model import load_model  # noqa: E402
+from helpers import style_transfer as st
+from helpers.images import load_photos, load_style
+from helpers.model import load_model
 
 SIZE = 256
 EVALUATIONS = 200
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (ru_maxrss is in KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
-
-
 def one_transfer(net, content, style) -> tuple[float, float, st.LossHistory]:
     """(wall seconds, CPU seconds of this process, history) of one style transfer."""
-    start, cpu = time.perf_counter(), time.process_time()
-    _, history = st.style_transfer(net, content, style, steps=EVALUATIONS)
-    return time.perf_counter() - start, time.process_time() - cpu, history
+    (_, history), seconds, cpu = timed(lambda: st.style_transfer(net, content, style, steps=EVALUATIONS))
+    return seconds, cpu, history
 
 
 def main(argv=None) -> int:
@@ -49,8 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-plain", action="store_true", help="do not time the plain-model baseline")
     args = parser.parse_args(argv)
 
-    print(f"torch threads: {torch.get_num_threads()}; load average: {os.getloadavg()[0]:.1f} "
-          "(figures are only comparable on a quiet machine)")
+    print(machine_line())
     model = load_model("cpu")
     content = load_photos(["chelsea"], size=SIZE)[0]
     style = load_style("mosaic", SIZE)[None]
@@ -69,11 +53,8 @@ def main(argv=None) -> int:
               f"({1000 * seconds / len(history):.0f} ms per evaluation, {cpu:.1f} CPU-s)")
 
     if not args.skip_notebook:
-        from tools.run_notebooks import execute
-
-        with tempfile.TemporaryDirectory() as out:
-            ok, seconds, figures = execute(ROOT / "notebooks" / "4_style_transfer.ipynb", Path(out))
-        print(f"notebook 4 headless: {seconds:.1f} s, {figures} figures, {'ok' if ok else 'FAILED'} "
+        run = time_notebook("4_style_transfer.ipynb")
+        print(f"notebook 4 headless: {run.seconds:.1f} s, {run.figures} figures, {'ok' if run.ok else 'FAILED'} "
               "(target <= 150 s)")
     return 0
 

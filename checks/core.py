@@ -16,7 +16,7 @@ import contextlib
 import functools
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -24,6 +24,7 @@ import torch
 
 DEFAULT_TOL = 1e-3
 HELPERS_DIR = Path(__file__).resolve().parents[1] / "helpers"
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")  # on each module
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Verdict:
 
     def __bool__(self) -> bool:
         return self.passed
+
+    def prefixed(self, prefix: str) -> Verdict:
+        """A FAIL verdict with ``prefix`` put before its detail (saying which variant failed); a PASS as is."""
+        return self if self.passed else replace(self, detail=prefix + self.detail)
 
     def _ipython_display_(self) -> None:
         # The check already printed its line; showing the return value again would print it twice.
@@ -87,7 +92,7 @@ def _fmt_index(index) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
 
-def _where_raised(err: BaseException) -> str:
+def where_raised(err: BaseException) -> str:
     """' (helpers/x.py line N)' for the innermost frame inside helpers/, else ''."""
     frames = traceback.extract_tb(err.__traceback__)
     for frame in reversed(frames):
@@ -95,6 +100,21 @@ def _where_raised(err: BaseException) -> str:
         if path.parent.name == "helpers":
             return f" (helpers/{path.name} line {frame.lineno})"
     return ""
+
+
+def relative_error(a, b) -> float:
+    """``max|a - b| / max|b|`` in float64 on CPU (numbers or tensors); ``inf`` when the shapes differ. An all-zero
+    ``b`` has scale 1, so the error is then absolute."""
+    a, b = _float64_cpu(a), _float64_cpu(b)
+    if a.shape != b.shape:
+        return float("inf")
+    return (a - b).abs().max().item() / (b.abs().max().item() or 1.0)
+
+
+def _float64_cpu(value) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64)
+    return torch.as_tensor(value, dtype=torch.float64)
 
 
 def shape_hint(actual_shape, expected_shape) -> str:
@@ -156,11 +176,9 @@ def compare(check: str, actual: Any, expected: torch.Tensor, tol: float = DEFAUL
         kind = "NaN" if torch.isnan(a).any() else "inf"
         return Verdict(check, False, f"{int(nonfinite.sum())} {kind} value(s), first at {_fmt_index(idx)}"
                        " (a division by zero or log of zero?)")
-    scale = e.abs().max().item() or 1.0
-    diff = (a - e).abs()
-    err = diff.max().item() / scale
+    err = relative_error(a, e)
     if err > tol:
-        flat = int(diff.argmax())
+        flat = int((a - e).abs().argmax())
         idx = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape)) if a.dim() else ()
         cause = next((name for name, test in hints if _safe(test, a, e)), "")
         return Verdict(check, False,
@@ -183,18 +201,19 @@ def _snapshot(values) -> list[tuple[int, torch.Tensor, bool]]:
 
 def run(check: str, fn: Callable, args: tuple, expected, tol: float = DEFAULT_TOL, hints=(), kwargs=None,
         model: torch.nn.Module | None = None, arg_names: tuple[str, ...] = (),
-        output: Callable[[Any], Any] = lambda out: out, allow_grad: bool = False) -> Verdict:
+        output: Callable[[Any], Any] = lambda out: out, what: str = "") -> Verdict:
     """Call ``fn(*args, **kwargs)`` and judge it: exceptions, inputs changed in place, gradients or hooks
     leaked into the model, then :func:`compare` of ``output(result)`` with ``expected``.
 
     ``expected`` may be a tensor or a callable ``result -> Verdict`` for outputs that need their own test.
+    ``what``: the PASS line's text (given to :func:`compare`, or put on a callable's passing verdict).
     The student's function sees copies of the inputs on :func:`check_device`.
     """
     kwargs = dict(kwargs or {})
     name = getattr(fn, "__name__", check)
     before = _snapshot(args)
     params_flags = [p.requires_grad for p in model.parameters()] if model is not None else []
-    hooks_before = _hook_count(model) if model is not None else 0
+    hooks_before = hook_count(model) if model is not None else 0
     try:
         with deterministic_device():
             result = fn(*args, **kwargs)
@@ -204,7 +223,7 @@ def run(check: str, fn: Callable, args: tuple, expected, tol: float = DEFAULT_TO
     except Exception as err:  # any student error becomes one line
         message = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
         return Verdict(check, False, f"raised {type(err).__name__}{': ' + message if message else ''}"
-                       f"{_where_raised(err)}")
+                       f"{where_raised(err)}")
     for i, value, requires_grad in before:
         current = args[i]
         label = arg_names[i] if i < len(arg_names) else f"argument {i + 1}"
@@ -220,29 +239,35 @@ def run(check: str, fn: Callable, args: tuple, expected, tol: float = DEFAULT_TO
         if any(p.grad is not None for p in model.parameters()):
             return Verdict(check, False, "gradients leaked into the model's parameters (.grad is set); "
                            "differentiate with respect to the input only")
-        if _hook_count(model) != hooks_before:
+        if hook_count(model) != hooks_before:
             return Verdict(check, False, "hooks were left registered on the model; remove them (in a finally: block)")
     try:
         out = output(result)
     except Exception as err:
         return Verdict(check, False, f"returned something of the wrong form ({type(err).__name__}: {err})")
-    if isinstance(out, torch.Tensor) and out.requires_grad and not allow_grad:
+    if isinstance(out, torch.Tensor) and out.requires_grad:
         return Verdict(check, False, "the output still requires grad; return it with .detach()")
     if callable(expected) and not isinstance(expected, torch.Tensor):
-        return expected(out)
-    return compare(check, out, expected, tol=tol, hints=hints, expected_device=_device_of(args))
+        verdict = expected(out)
+        return replace(verdict, detail=what) if what and verdict.passed else verdict
+    return compare(check, out, expected, tol=tol, hints=hints, expected_device=_device_of(args), what=what)
 
 
 def _device_of(args) -> torch.device | None:
-    return next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    """The device of the first tensor among ``args``, also looking one level into lists, tuples and dicts."""
+    for a in args:
+        for value in a.values() if isinstance(a, dict) else a if isinstance(a, (list, tuple)) else (a,):
+            if isinstance(value, torch.Tensor):
+                return value.device
+    return None
 
 
-def _hook_count(model: torch.nn.Module) -> int:
-    total = 0
-    for m in model.modules():
-        for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
-            total += len(getattr(m, attr, {}) or {})
-    return total
+def hook_count(model: torch.nn.Module) -> int:
+    """How many hooks are registered on ``model`` and its submodules."""
+    return sum(len(getattr(m, attr, {}) or {}) for m in model.modules() for attr in HOOK_DICTS)
+
+
+_hook_count = hook_count  # the old name, still used by tests/test_gradcam.py
 
 
 def report(verdict: Verdict) -> Verdict:

@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch import nn
 
-from checks.core import Verdict, _hook_count, compare, model_or_default, report, run
+from checks.core import HOOK_DICTS, Verdict, compare, hook_count, model_or_default, relative_error, report, run
 from checks.references import case
 
 TOPIC = "gradcam"
@@ -117,12 +117,9 @@ def _build_cases(model, images, labels, inputs) -> dict:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-
-
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = MISTAKE_TOL) -> bool:
     """a and b (same shape) agree to ``tol`` of b's scale."""
-    b = b.to(a)
-    return a.shape == b.shape and ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() < tol
+    return relative_error(a, b) < tol
 
 
 def _per_image_max(maps: torch.Tensor) -> torch.Tensor:
@@ -133,20 +130,17 @@ def _normalized(maps: torch.Tensor) -> torch.Tensor:
     return maps / _per_image_max(maps).clamp_min(1e-30)
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
 @contextlib.contextmanager
 def _model_restored(model: nn.Module):
     """Afterwards: remove hooks added meanwhile, restore in-place flags and requires_grad, drop .grad."""
-    hooks = {(id(m), attr): set(getattr(m, attr, {}) or {}) for m in model.modules() for attr in _HOOK_DICTS}
+    hooks = {(id(m), attr): set(getattr(m, attr, {}) or {}) for m in model.modules() for attr in HOOK_DICTS}
     inplace = {m: m.inplace for m in model.modules() if hasattr(m, "inplace")}
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
         yield
     finally:
         for m in model.modules():
-            for attr in _HOOK_DICTS:
+            for attr in HOOK_DICTS:
                 registry = getattr(m, attr, None)
                 for key in [k for k in (registry or {}) if k not in hooks.get((id(m), attr), set())]:
                     del registry[key]
@@ -190,19 +184,15 @@ class _FailingForward(nn.Module):
 def _hooks_survive_error(check: str, fn, model, images, labels, **kwargs) -> Verdict | None:
     """A FAIL verdict if hooks stay on the model when its forward pass raises, else None."""
     wrapper = _FailingForward(model)
-    before = _hook_count(model)
+    before = hook_count(model)
     try:
         fn(wrapper, images, labels, **kwargs)
     except Exception:  # the interruption itself, or whatever the student's code makes of it
         pass
-    if _hook_count(model) != before:
+    if hook_count(model) != before:
         return Verdict(check, False, "hooks stay registered when the forward pass raises; remove them in a "
                                      "finally: block (try: ... finally: handle.remove())")
     return None
-
-
-def _with_prefix(verdict: Verdict, prefix: str) -> Verdict:
-    return verdict if verdict.passed else Verdict(verdict.check, False, prefix + verdict.detail)
 
 
 def _explained(verdict: Verdict) -> Verdict:
@@ -262,19 +252,17 @@ def check_guided_backprop(fn=None, model=None) -> Verdict:
     with _model_restored(model):
         verdict = run(name, fn, (model, images, labels), ref["output"], hints=hints, model=model,
                       arg_names=("model", "images", "labels"))
-    if verdict.passed:
+    if verdict.passed:  # the PASS line is this run's
+        what = (f"shape {tuple(ref['output'].shape)}, values match the reference, also with in-place activations; "
+                "no hooks left behind")
         with _model_restored(model), _inplace_activations(model):
-            verdict = _with_prefix(
-                run(name, fn, (model, images, labels), ref["output"], hints=hints[:-1], model=model,
-                    arg_names=("model", "images", "labels")),
-                "with in-place activations (ReLU6(inplace=True)): ")
+            verdict = run(name, fn, (model, images, labels), ref["output"], hints=hints[:-1], model=model,
+                          arg_names=("model", "images", "labels"), what=what)
+        verdict = verdict.prefixed("with in-place activations (ReLU6(inplace=True)): ")
     if verdict.passed:
         with _model_restored(model):
             failed = _hooks_survive_error(name, fn, model, images, labels)
         verdict = failed if failed is not None else verdict  # (a FAIL verdict is falsy: no `or` here)
-    if verdict.passed:
-        verdict = Verdict(name, True, f"shape {tuple(ref['output'].shape)}, values match the reference, also with "
-                                      "in-place activations; no hooks left behind")
     return report(_explained(verdict))
 
 
@@ -320,11 +308,13 @@ def check_grad_cam(fn=None, model=None) -> Verdict:
     model = model_or_default(model)
     device = next(model.parameters()).device
     name = "grad_cam"
-    mistakes = case(TOPIC, "grad_cam_raw", device)["mistakes"]
-    head_ref = case(TOPIC, "grad_cam", device)["output"].double().cpu()
+    refs = {case_name: case(TOPIC, case_name, device) for case_name in CAM_LAYERS}
+    mistakes = refs["grad_cam_raw"]["mistakes"]
+    head = refs["grad_cam"]
+    head_ref = head["output"].double().cpu()
     verdict = None
     for case_name, layer in CAM_LAYERS.items():
-        ref = case(TOPIC, case_name, device)
+        ref = refs[case_name]
         images, labels = ref["inputs"]["images"], ref["inputs"]["labels"]
         normalized = case_name != "grad_cam_raw"
         kwargs = {"layer": layer, "normalize": normalized}
@@ -336,17 +326,16 @@ def check_grad_cam(fn=None, model=None) -> Verdict:
                           arg_names=("model", "images", "labels"))
         if not verdict.passed:
             if not verdict.detail.startswith("not implemented"):
-                verdict = _with_prefix(verdict, f"layer={layer!r}, normalize={normalized}: ")
+                verdict = verdict.prefixed(f"layer={layer!r}, normalize={normalized}: ")
             return report(_explained(verdict))
     from helpers.model import get_layer
 
     with _model_restored(model):
-        ref = case(TOPIC, "grad_cam", device)
-        failed = _hooks_survive_error(name, fn, model, ref["inputs"]["images"], ref["inputs"]["labels"],
+        failed = _hooks_survive_error(name, fn, model, head["inputs"]["images"], head["inputs"]["labels"],
                                       layer=get_layer(model, "head"))
     if failed is not None:
         return report(failed)
-    return report(Verdict(name, True, f"shape {tuple(ref['output'].shape)}, values match the reference at 'head' "
+    return report(Verdict(name, True, f"shape {tuple(head['output'].shape)}, values match the reference at 'head' "
                                       "(normalized and raw) and 'block10'; no hooks left behind"))
 
 

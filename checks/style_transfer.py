@@ -12,13 +12,11 @@ down and the style loss must end well below where it started.
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
-from checks.core import Verdict, check_device, compare, model_or_default, report, run
+from checks.core import Verdict, check_device, compare, model_or_default, relative_error, report, run
 from checks.references import case
-
 
 TOPIC = "style_transfer"
 SIZE = 112
@@ -100,12 +98,9 @@ def build_references(model: nn.Module) -> dict:
 
 # ----------------------------------------------------------------------------------------------- helpers
 
-
-
 def _near(a, b, tol: float = MISTAKE_TOL) -> bool:
     """Two numbers (or tensors of one shape) agree to ``tol`` of b's scale."""
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    return a.shape == b.shape and ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() < tol
+    return relative_error(a, b) < tol
 
 
 def _default(fn, name: str):
@@ -136,17 +131,13 @@ def check_content_loss(fn=None, model=None) -> Verdict:
         ("a square root was taken (the loss is the squared distance, not the distance)",
          lambda a, e: _near(a, CONTENT_WEIGHT * diff.pow(2).sum().sqrt())),
     ]
-    return report(run("content_loss", fn, (CONTENT_WEIGHT, cur, tgt),
-                      _judged("content_loss", c["output"], hints, "scalar matches the reference", cur.device),
-                      arg_names=("content_weight", "current", "target"), output=_detached))
-
-
-def _judged(name: str, expected: torch.Tensor, hints, what: str, device):
-    """An ``expected`` for run(): compare with the reference and say ``what`` on a PASS."""
-    return lambda out: compare(name, out, expected, hints=hints, expected_device=device, what=what)
+    return report(run("content_loss", fn, (CONTENT_WEIGHT, cur, tgt), c["output"], hints=hints,
+                      arg_names=("content_weight", "current", "target"), output=_detached,
+                      what="scalar matches the reference"))
 
 
 def _detached(out):
+    """run()'s ``output`` for the losses: a loss may stay attached to the graph (the optimizer needs that)."""
     return out.detach() if isinstance(out, torch.Tensor) else out
 
 
@@ -169,18 +160,15 @@ def check_gram_matrix(fn=None, model=None) -> Verdict:
         if isinstance(out, torch.Tensor) and tuple(out.shape) == (n, h * w, h * w):
             return Verdict("gram_matrix", False, f"shape {tuple(out.shape)}, expected {(n, ch, ch)}: the features are "
                            "transposed (multiply (N, C, H*W) by its transpose, giving channels x channels)")
-        return compare("gram_matrix", out, c["output"], hints=hints, expected_device=feats.device,
-                       what="(2, 40, 40) Gram matrices match the reference, normalized and not")
+        return compare("gram_matrix", out, c["output"], hints=hints, expected_device=feats.device)
 
-    verdict = run("gram_matrix", fn, (feats,), judge, arg_names=("features",), output=_detached)
+    what = "(2, 40, 40) Gram matrices match the reference, normalized and not"
+    verdict = run("gram_matrix", fn, (feats,), judge, arg_names=("features",), output=_detached, what=what)
     if verdict.passed:  # the same features without the normalization
         unnormalized_hints = [("normalize=False should skip the division", lambda a, e: _near(a, e / (ch * h * w)))]
-        verdict = run("gram_matrix", fn, (feats,), _judged(
-            "gram_matrix", c["unnormalized"], unnormalized_hints,
-            "(2, 40, 40) Gram matrices match the reference, normalized and not", feats.device),
-            kwargs={"normalize": False}, arg_names=("features",), output=_detached)
-        if not verdict.passed:
-            verdict = Verdict("gram_matrix", False, "with normalize=False: " + verdict.detail)
+        verdict = run("gram_matrix", fn, (feats,), c["unnormalized"], hints=unnormalized_hints,
+                      kwargs={"normalize": False}, arg_names=("features",), output=_detached, what=what)
+        verdict = verdict.prefixed("with normalize=False: ")
     return report(verdict)
 
 
@@ -211,9 +199,9 @@ def check_style_loss(fn=None, model=None) -> Verdict:
         ("a mean instead of a sum over the Gram entries",
          lambda a, e: _near(a, sum(w * t / targets[i][0].numel() for i, (w, t) in enumerate(zip(weights, terms())))))
     ]
-    return report(run("style_loss", fn, (feats, list(STYLE_LAYERS), targets, weights),
-                      _judged("style_loss", c["output"], hints, "scalar matches the reference", targets[0].device),
-                      arg_names=("feats", "style_layers", "style_targets", "style_weights"), output=_detached))
+    return report(run("style_loss", fn, (feats, list(STYLE_LAYERS), targets, weights), c["output"], hints=hints,
+                      arg_names=("feats", "style_layers", "style_targets", "style_weights"), output=_detached,
+                      what="scalar matches the reference"))
 
 
 def check_tv_loss(fn=None, model=None) -> Verdict:
@@ -233,9 +221,8 @@ def check_tv_loss(fn=None, model=None) -> Verdict:
         ("a mean instead of a sum", lambda a, e: _near(a, TV_WEIGHT * (dv.pow(2).mean() + dh.pow(2).mean()))),
         ("the weight is missing", lambda a, e: _near(a, e / TV_WEIGHT)),
     ]
-    return report(run("tv_loss", fn, (images, TV_WEIGHT),
-                      _judged("tv_loss", c["output"], hints, "scalar matches the reference", images.device),
-                      arg_names=("img", "tv_weight"), output=_detached))
+    return report(run("tv_loss", fn, (images, TV_WEIGHT), c["output"], hints=hints,
+                      arg_names=("img", "tv_weight"), output=_detached, what="scalar matches the reference"))
 
 
 def _judge_loop(name: str, out, inputs: dict, expected_start: torch.Tensor, optimizer: str) -> Verdict | None:
@@ -299,9 +286,9 @@ def check_style_transfer(fn=None, model=None) -> Verdict:
         verdict = run("style_transfer", fn, (model, inputs["content"], inputs["style"], settings),
                       lambda out, row=row, optimizer=optimizer: judge(out, row, optimizer),
                       kwargs={"steps": LOOP_STEPS, "optimizer": optimizer}, model=model,
-                      arg_names=("model", "content", "style", "settings"), output=lambda out: out)
+                      arg_names=("model", "content", "style", "settings"))
         if not verdict.passed:
-            return report(verdict)
+            break
     return report(verdict)
 
 

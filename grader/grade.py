@@ -14,7 +14,7 @@ from grader import submission as submissions
 from grader.points import DEFAULT_POINTS_FILE, PointsError, Question, load_points
 from grader.report import Graded
 from grader.runner import CheckResult, Limits, grade_topic
-from grader.workspace import snapshot, topics_of
+from grader.workspace import KIT_PARTS, describe_changes, snapshot, topics_of
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ class _LiveKit:
     """Notices changes to the instructor's own kit (which workspaces are copied from) during grading: code
     that finds its way there despite running elsewhere. Each change is reported once."""
 
-    PARTS = ("checks", "datasets", "helpers", "grader", "tools")
+    PARTS = KIT_PARTS + ("grader", "tools")
 
     def __init__(self, root: Path):
         self.root = root
@@ -119,10 +119,8 @@ class _LiveKit:
 
     def changes(self) -> str:
         with self.lock:
-            now = self._now()
-            found = sorted(k for k in now.keys() | self.state.keys() if now.get(k) != self.state.get(k))
-            self.state = now
-        return ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+            before, self.state = self.state, self._now()
+        return describe_changes(before, self.state, kinds=False)
 
 
 def _unique(name: str, taken: set) -> str:
@@ -136,7 +134,7 @@ def _unique(name: str, taken: set) -> str:
 def _assemble(sub, questions: list[Question], outcomes: dict, s: int, seconds: float) -> Graded:
     results, warnings = [], list(sub.problems)
     for q in questions:
-        topic_results, known = outcomes.get((s, q.topic), ([], []))
+        topic_results = outcomes.get((s, q.topic), ([], []))[0]
         match = next((r for r in topic_results if r.check == q.check), None)
         results.append(match or CheckResult(q.topic, q.check, False, "grader_error", f"FAIL {q.check}: not run"))
     graded_topics = {q.topic for q in questions}

@@ -121,7 +121,6 @@ class Worker:
         self.proc.start()
         for end in (cmd_r, rep_w, out_w):  # the child has its own copies; EOF must reach us when it dies
             end.close()
-        self._out = out_r
         self.output = OutputCapture(out_r, self.marker.encode())
         try:
             ready = self._reply(STARTUP_TIMEOUT)

@@ -97,9 +97,10 @@ class Session:
         torch.set_num_threads(max(1, int(threads)))
         self.torch = torch
         self.topic = topic
-        import checks.core  # noqa: F401  (imported before any student code runs, so it is the kit's own)
+        from checks.core import where_raised  # imported before any student code runs, so it is the kit's own
         import checks.references
 
+        self.where_raised = where_raised
         try:  # read the reference tensors before any student code runs: later edits to the file do not matter
             checks.references.load(topic)
         except Exception:
@@ -125,13 +126,13 @@ class Session:
         try:
             importlib.import_module(f"helpers.{self.topic}")
         except BaseException as err:
-            return {"event": "imported", "error": describe_import_error(err, self.topic),
+            return {"event": "imported", "error": describe_import_error(err, self.topic, self.where_raised),
                     "seconds": time.perf_counter() - start}
         try:
             self.checks_module = importlib.import_module(f"checks.{self.topic}")
         except BaseException as err:  # checks/<topic>.py may import names the student's file lacks
             return {"event": "imported", "error": "the checks could not load it: "
-                    + describe_import_error(err, self.topic), "seconds": time.perf_counter() - start}
+                    + describe_import_error(err, self.topic, self.where_raised), "seconds": time.perf_counter() - start}
         tampered = self._guard_changes()
         self.guarded = self._guard_snapshot()  # now also covers checks.<topic>
         return {"event": "imported", "error": None, "tampered": tampered, "seconds": time.perf_counter() - start,
@@ -159,8 +160,9 @@ class Session:
         except BaseException as err:  # escaped the check: raised by student code it called, or by the check
             passed, status = False, "exception"
             message = f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"
-            if where(err):
-                line = f"FAIL {name}: raised {message}{where(err)}"
+            location = self.where_raised(err)
+            if location:
+                line = f"FAIL {name}: raised {message}{location}"
             else:
                 line = (f"FAIL {name}: the check could not judge the result ({message}); the output probably has "
                         "an unexpected type or shape")
@@ -225,21 +227,13 @@ def _status_of(line: str) -> str:
     return "fail"
 
 
-def where(err: BaseException) -> str:
-    """' (helpers/x.py line N)' for the innermost traceback frame in helpers/, else ''."""
-    for frame in reversed(traceback.extract_tb(err.__traceback__)):
-        parts = frame.filename.replace("\\", "/").split("/")
-        if len(parts) >= 2 and parts[-2] == "helpers":
-            return f" (helpers/{parts[-1]} line {frame.lineno})"
-    return ""
-
-
-def describe_import_error(err: BaseException, topic: str) -> str:
-    """One line naming what went wrong while importing the student's module."""
+def describe_import_error(err: BaseException, topic: str, where_raised) -> str:
+    """One line naming what went wrong while importing the student's module (``where_raised``: the kit's
+    checks.core.where_raised)."""
     if isinstance(err, SyntaxError):
         file = os.path.basename(err.filename or f"{topic}.py")
         return f"SyntaxError: {err.msg} (helpers/{file} line {err.lineno})"
     if isinstance(err, SystemExit):
         return f"the module called sys.exit({err.code!r}) while being imported"
     message = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
-    return f"{type(err).__name__}{': ' + message if message else ''}{where(err)}"
+    return f"{type(err).__name__}{': ' + message if message else ''}{where_raised(err)}"

@@ -20,6 +20,18 @@ KIT_PARTS = ("checks", "datasets", "helpers")
 IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc")
 
 
+def describe_changes(before: dict, now: dict, kinds: bool = True) -> str:
+    """'' if two :func:`snapshot` dicts agree, else the first three differences and ' and N more': with
+    ``kinds`` 'path modified', 'path removed', 'path added' (in that order), else the bare paths, sorted."""
+    if kinds:
+        found = [f"{p} modified" for p in before if p in now and now[p] != before[p]]
+        found += [f"{p} removed" for p in before if p not in now]
+        found += [f"{p} added" for p in now if p not in before]
+    else:
+        found = sorted(p for p in now.keys() | before.keys() if now.get(p) != before.get(p))
+    return ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+
+
 def topics_of(kit_root: Path) -> dict[str, str]:
     """checks/topics.py's TOPICS (topic -> notebook path) of the instructor's kit."""
     path = kit_root / "checks" / "topics.py"
@@ -121,13 +133,7 @@ class Workspace:
 
     def changes(self) -> str:
         """'' if the kit is untouched, else a short list like 'checks/core.py modified, helpers/x.txt added'."""
-        now = snapshot(self.kit)
-        before = self._state
-        found = [f"{p} modified" for p in before if p in now and now[p] != before[p]]
-        found += [f"{p} removed" for p in before if p not in now]
-        found += [f"{p} added" for p in now if p not in before]
-        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-        return ", ".join(found[:3]) + more
+        return describe_changes(self._state, snapshot(self.kit))
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

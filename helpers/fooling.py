@@ -15,14 +15,12 @@ attacks there come from ``captum.robust``).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
 
-from helpers.model import as_targets, get_layer
+from helpers.images import gaussian_blur
+from helpers.model import as_targets, extract_features
 
 
 def fooling_step(model, images: torch.Tensor, targets: torch.Tensor, step_size: float) -> torch.Tensor:
@@ -148,7 +146,7 @@ def create_class_visualization(model, targets, size: int = 160, num_steps: int =
 
     Each step uses a fresh random jitter in [-max_jitter, max_jitter]^2 (shared by the batch); every
     ``blur_every`` steps the images are blurred with a Gaussian of ``blur_sigma`` pixels
-    (``torchvision.transforms.v2.functional.gaussian_blur``), which removes the high-frequency patterns the
+    (:func:`helpers.images.gaussian_blur`, torchvision's), which removes the high-frequency patterns the
     network likes but people do not see as objects.
 
     Args:
@@ -166,22 +164,34 @@ def create_class_visualization(model, targets, size: int = 160, num_steps: int =
     device = device or next(model.parameters()).device
     targets = torch.as_tensor(targets, dtype=torch.int64).reshape(-1).to(device)
     generator = torch.Generator().manual_seed(seed)
-    # Start from faint noise around mid-gray, so every pixel can move both ways.
-    images = (0.5 + 0.1 * torch.randn(len(targets), 3, size, size, generator=generator)).clamp(0, 1).to(device)
-    kernel = 2 * math.ceil(3 * blur_sigma) + 1
-    for step in tqdm(range(num_steps), desc="class visualization", disable=not progress, leave=False):
+    images = _noise_images(len(targets), size, generator, device)
+
+    def step(images: torch.Tensor, jitter: tuple[int, int]) -> torch.Tensor:
+        return class_visualization_step(model, images, targets, l2_reg, learning_rate, jitter=jitter)
+
+    return _jittered_ascent(images, step, num_steps, max_jitter, blur_every, blur_sigma, generator, progress,
+                            "class visualization")
+
+
+def _noise_images(count: int, size: int, generator: torch.Generator, device) -> torch.Tensor:
+    """Faint noise around mid-gray, so every pixel can move both ways: (count, 3, size, size) in [0, 1]."""
+    return (0.5 + 0.1 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1).to(device)
+
+
+def _jittered_ascent(images: torch.Tensor, step, num_steps: int, max_jitter: int, blur_every: int,
+                     blur_sigma: float, generator: torch.Generator, progress: bool, desc: str) -> torch.Tensor:
+    """``num_steps`` times: draw a jitter (ox, oy) in [-max_jitter, max_jitter]^2 from ``generator``, then
+    ``images = step(images, (ox, oy))``; every ``blur_every`` steps (0: never), except after the last,
+    blur the images (Gaussian, ``blur_sigma`` pixels). Returns the images detached."""
+    for index in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
         ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
-        images = class_visualization_step(model, images, targets, l2_reg, learning_rate, jitter=(ox, oy))
-        if blur_every and (step + 1) % blur_every == 0 and step + 1 < num_steps:
-            images = TF.gaussian_blur(images, [kernel, kernel], [blur_sigma, blur_sigma])
-    return images
+        images = step(images, (ox, oy))
+        if blur_every and (index + 1) % blur_every == 0 and index + 1 < num_steps:
+            images = gaussian_blur(images, blur_sigma)
+    return images.detach()
 
 
 # --- Going further (support code, not an exercise) ---------------------------------------------------------
-
-class _StopForward(Exception):
-    """Raised by a forward hook to end the forward pass once the layer of interest has run."""
-
 
 def layer_activation(model, layer: str, images: torch.Tensor) -> torch.Tensor:
     """The output of ``layer`` (a short name like ``"block10"``) for ``images`` (N, 3, H, W) in [0, 1].
@@ -189,35 +199,19 @@ def layer_activation(model, layer: str, images: torch.Tensor) -> torch.Tensor:
     The forward pass stops at that layer (nothing after it is computed) and the hook is always removed.
     Gradients flow through the returned activation.
     """
-    captured = {}
-
-    def hook(module, inputs, output):
-        captured["value"] = output
-        raise _StopForward
-
-    handle = get_layer(model, layer).register_forward_hook(hook)
-    try:
-        model(images)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    return captured["value"]
+    return extract_features(model, images, [layer])[layer]
 
 
-def _ascent(model, images: torch.Tensor, objective, num_steps: int, learning_rate: float, max_jitter: int,
-            blur_every: int, blur_sigma: float, generator: torch.Generator, progress: bool, desc: str):
-    """Jittered, normalized gradient ascent on ``objective(model, images) -> scalar``, clamped to [0, 1]."""
-    kernel = 2 * math.ceil(3 * blur_sigma) + 1
-    for step in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
-        ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
+def _objective_step(model, objective, learning_rate: float):
+    """A step for :func:`_jittered_ascent`: roll the images by the jitter, take a normalized gradient-ascent
+    step of L2 length ``learning_rate`` on ``objective(model, images) -> scalar``, roll back, clamp to [0, 1]."""
+    def step(images: torch.Tensor, jitter: tuple[int, int]) -> torch.Tensor:
+        ox, oy = jitter
         shifted = torch.roll(images.detach(), shifts=(oy, ox), dims=(2, 3)).requires_grad_(True)
         (grad,) = torch.autograd.grad(objective(model, shifted), shifted)
         norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        images = torch.roll(shifted + learning_rate * grad / norms, shifts=(-oy, -ox), dims=(2, 3)).clamp(0, 1)
-        if blur_every and (step + 1) % blur_every == 0 and step + 1 < num_steps:
-            images = TF.gaussian_blur(images, [kernel, kernel], [blur_sigma, blur_sigma])
-    return images.detach()
+        return torch.roll(shifted + learning_rate * grad / norms, shifts=(-oy, -ox), dims=(2, 3)).clamp(0, 1)
+    return step
 
 
 def deep_dream(model, image: torch.Tensor, layer: str = "block10", octaves: int = 3, octave_scale: float = 1.4,
@@ -245,8 +239,8 @@ def deep_dream(model, image: torch.Tensor, layer: str = "block10", octaves: int 
         scaled = F.interpolate(base, size=size, mode="bilinear", align_corners=False, antialias=True)
         start = scaled if detail is None else (scaled + F.interpolate(detail, size=size, mode="bilinear",
                                                                       align_corners=False)).clamp(0, 1)
-        dreamed = _ascent(model, start, objective, steps_per_octave, learning_rate, max_jitter, 0, 0.5,
-                          generator, progress, f"dream {size[0]}x{size[1]}")
+        dreamed = _jittered_ascent(start, _objective_step(model, objective, learning_rate), steps_per_octave,
+                                   max_jitter, 0, 0.5, generator, progress, f"dream {size[0]}x{size[1]}")
         detail = dreamed - scaled
     return dreamed
 
@@ -261,7 +255,7 @@ def visualize_channel(model, layer: str, channel: int, size: int = 128, num_step
     """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    images = (0.5 + 0.1 * torch.randn(1, 3, size, size, generator=generator)).clamp(0, 1).to(device)
+    images = _noise_images(1, size, generator, device)
     objective = lambda m, x: layer_activation(m, layer, x)[:, channel].mean()
-    return _ascent(model, images, objective, num_steps, learning_rate, max_jitter, blur_every, blur_sigma,
-                   generator, progress, f"{layer} channel {channel}")
+    return _jittered_ascent(images, _objective_step(model, objective, learning_rate), num_steps, max_jitter,
+                            blur_every, blur_sigma, generator, progress, f"{layer} channel {channel}")

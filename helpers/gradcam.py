@@ -14,11 +14,6 @@ from torch import nn
 from helpers.model import get_layer
 
 
-def _layer_module(model: nn.Module, layer) -> nn.Module:
-    """A layer given by short name ("head", "block10"), module path, or as the module itself."""
-    return get_layer(model, layer) if isinstance(layer, str) else layer
-
-
 def guided_backprop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Guided backpropagation (Springenberg et al. 2015): the gradient of each image's class score with
     respect to its pixels, where every ReLU-type activation lets a gradient through only if it is positive
@@ -85,7 +80,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer
         (N, H, W) tensor, same device and dtype as ``images``, values >= 0 (in [0, 1] when normalized),
         detached.
     """
-    layer_module = _layer_module(model, layer)
+    layer_module = get_layer(model, layer)  # a short name, module path or the module itself
     # TODO START grad_cam
     # 1. Register a forward hook on layer_module that keeps its output A; remove it in a finally: block.
     # 2. Run the model on a copy of the images that requires grad; take the sum of each image's class score.

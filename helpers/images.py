@@ -6,6 +6,7 @@ batch. The classifier normalizes internally (see helpers/model.py), so there is 
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +148,13 @@ def load_style(name: str, size: int = 256, datasets_dir: Path = DATASETS_DIR) ->
     if not path.is_file():
         raise KeyError(f"unknown style {name!r}; shipped: {style_names(datasets_dir)}")
     return load_image(path, size)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (..., 3, H, W) images with torchvision, on a kernel of +-3 sigma
+    (side ``2 * ceil(3 * sigma) + 1``); reflected at the borders."""
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    return TF.gaussian_blur(images, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
 
 
 def to_numpy_image(image: torch.Tensor) -> np.ndarray:

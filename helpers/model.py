@@ -127,16 +127,31 @@ class EfficientNetLite0(nn.Module):
         """[0, 1] pixels -> the network's input scale. images: (N, 3, H, W)."""
         return (images - self.input_mean) / self.input_std
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) in [0, 1] -> last convolutional feature map (N, 1280, ceil(H/32), ceil(W/32))."""
-        x = self._stem_act(self._bn0(self._conv_stem(self.normalize(images))))
-        for block in self._blocks:
-            x = block(x)
+    def stem(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> the stem's output (N, 32, ceil(H/2), ceil(W/2)), the first block's input."""
+        return self._stem_act(self._bn0(self._conv_stem(self.normalize(images))))
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output (N, 320, h, w) -> the head's feature map (N, 1280, h, w)."""
         return self._head_act(self._bn1(self._conv_head(x)))
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output (N, 320, h, w) -> logits (N, 1000): head conv, average pool, dropout, fc."""
+        return self._fc(self._dropout(self._avg_pooling(self._head(x)).flatten(1)))
+
+    def _trunk(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> the last block's output (N, 320, ceil(H/32), ceil(W/32))."""
+        x = self.stem(images)
+        for block in self._blocks:
+            x = block(x)
+        return x
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [0, 1] -> last convolutional feature map (N, 1280, ceil(H/32), ceil(W/32))."""
+        return self._head(self._trunk(images))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self._avg_pooling(self.features(images)).flatten(1)
-        return self._fc(self._dropout(pooled))
+        return self.classify(self._trunk(images))
 
 
 class NormalizedClassifier(nn.Module):
@@ -271,6 +286,8 @@ def folded_copy(model: nn.Module) -> nn.Module:
             conv, bn = net.get_submodule(conv_path), net.get_submodule(bn_path)
         except AttributeError:  # a block without an expansion, or another architecture
             continue
+        if not isinstance(bn, nn.BatchNorm2d):  # already folded (nn.Identity): folding twice is safe
+            continue
         fused = fuse_conv_bn_eval(conv, bn)
         if isinstance(fused, SamePadConv2d) and fused.stride == (1, 1) and all(k % 2 for k in fused.kernel_size):
             plain = nn.Conv2d(fused.in_channels, fused.out_channels, fused.kernel_size,
@@ -285,15 +302,79 @@ def folded_copy(model: nn.Module) -> nn.Module:
     return net
 
 
-def get_layer(model: nn.Module, name: str) -> nn.Module:
+def get_layer(model: nn.Module, name) -> nn.Module:
     """Fetch a layer by short name (``"head"``, ``"block12"``, ``"stem"``) or by module path
-    (``"_blocks.3._project_conv"``). Raises ``KeyError`` listing the short names when neither fits."""
+    (``"_blocks.3._project_conv"``); a module passed as ``name`` is returned as it is. Raises ``KeyError``
+    listing the short names when neither fits."""
+    if isinstance(name, nn.Module):
+        return name
     path = getattr(model, "layer_names", {}).get(name, name)
     try:
         return model.get_submodule(path)
     except AttributeError:
         known = ", ".join(getattr(model, "layer_names", {})) or "none"
         raise KeyError(f"no layer {name!r} in {type(model).__name__}; short names: {known}") from None
+
+
+FAST_FLAG = "_convlens_channels_last"  # set on the copies made by fast_copy
+
+
+def fast_copy(model: nn.Module) -> nn.Module:
+    """A frozen eval-mode copy of ``model`` that runs faster on CPU: :func:`folded_copy` with its weights
+    stored channels_last (NHWC; oneDNN convolutions, depthwise ones especially, run much faster on such
+    tensors, forward and backward). Feed it channels_last inputs (``x.contiguous(memory_format=
+    torch.channels_last)``; :func:`extract_features` does so itself); outputs equal the original model's up
+    to float round-off (~1e-6 relative). Layer names are kept, so hooks, ``get_layer`` and Captum work on
+    it. A model that already is such a copy is returned unchanged; the caller's model is never modified."""
+    if getattr(model, FAST_FLAG, False):
+        return model
+    fast = folded_copy(model)
+    fast.to(memory_format=torch.channels_last)
+    setattr(fast, FAST_FLAG, True)
+    return fast
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook once every requested layer has been seen: the deeper layers never run."""
+
+
+def extract_features(model: nn.Module, images: torch.Tensor, layers) -> dict:
+    """Run the model just deep enough to read the outputs of ``layers``.
+
+    Args:
+        model: the classifier from ``load_model()`` (takes [0, 1] pixels; any model works). For a
+            :func:`fast_copy` the images are passed on channels_last.
+        images: (N, 3, H, W) in [0, 1].
+        layers: short names ("block3"), module paths ("_blocks.3._expand_act") or modules (see :func:`get_layer`).
+    Returns:
+        {layer: (N, C, H_l, W_l)} in the order of ``layers``; differentiable when ``images`` requires grad.
+    """
+    wanted = list(dict.fromkeys(layers))
+    captured: dict = {}
+    if not wanted:
+        return captured
+
+    def make_hook(name):
+        def hook(module, inputs, output):
+            captured[name] = output
+            if len(captured) == len(wanted):
+                raise _StopForward  # nothing deeper is needed: skip the rest of the network
+        return hook
+
+    if getattr(model, FAST_FLAG, False):
+        images = images.contiguous(memory_format=torch.channels_last)  # a copy; autograd routes grads back
+    handles = [get_layer(model, name).register_forward_hook(make_hook(name)) for name in wanted]
+    try:
+        model(images)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in wanted if name not in captured]
+    if missing:
+        raise KeyError(f"layers {missing} were not reached by the forward pass")
+    return {name: captured[name] for name in wanted}
 
 
 def imagenet_classes() -> list[str]:

@@ -46,26 +46,6 @@ def image_grid(images, titles=None, ncols: int | None = None, size: float = 2.6,
     return fig
 
 
-def images_and_maps(images, maps, titles=None, map_title: str = "map", cmap: str = "hot", size: float = 2.4):
-    """Two rows: the images, and under each its (H, W) map (saliency, CAM, ...).
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        maps: (N, H, W), any range (each is shown with its own colour scale).
-    """
-    n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(size * n, size * 2), squeeze=False)
-    for i in range(n):
-        axes[0, i].imshow(to_numpy_image(images[i]))
-        axes[1, i].imshow(_as_map(maps[i]), cmap=cmap)
-        axes[0, i].set_title(titles[i] if titles else "", fontsize=9)
-        axes[1, i].set_title(map_title, fontsize=9)
-        axes[0, i].axis("off")
-        axes[1, i].axis("off")
-    fig.tight_layout()
-    return fig
-
-
 def overlay(ax, image: torch.Tensor, heatmap, alpha: float = 0.5, cmap: str = "jet") -> None:
     """Draw ``heatmap`` (H, W), scaled to [0, 1] by its own min and max, over ``image`` (3, H, W)."""
     ax.imshow(to_numpy_image(image))

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.model import as_targets, folded_copy
+from helpers.images import gaussian_blur
+from helpers.model import as_targets, extract_features, fast_copy
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -125,27 +126,10 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 # Fast attribution (support code)
 # ----------------------------------------------------------------------------------------------------------
 
-_FAST_FLAG = "_convlens_channels_last"
-
-
 def channels_last_copy(model: nn.Module) -> nn.Module:
-    """A frozen, eval-mode copy of ``model`` that runs faster on CPU; the caller's model is untouched.
-
-    The copy stores its weights channels_last (NHWC): oneDNN convolutions, EfficientNet's depthwise ones
-    especially, run much faster on channels_last tensors, forward and backward. For EfficientNet-Lite0 the
-    copy also folds each BatchNorm into the convolution before it (eval mode: BN is a fixed per-channel
-    affine map) and gives the stride-1 "same"-padded convolutions their padding built in, which saves a
-    pass over memory per layer. Feed it channels_last inputs (``x.contiguous(memory_format=
-    torch.channels_last)``); outputs equal the original model's up to float round-off (~1e-6 relative).
-    The ReLU6 modules and layer names are kept, so hooks, ``get_layer`` and Captum methods work on it.
-    Passing such a copy again returns it unchanged.
-    """
-    if getattr(model, _FAST_FLAG, False):
-        return model
-    fast = folded_copy(model)
-    fast.to(memory_format=torch.channels_last)
-    setattr(fast, _FAST_FLAG, True)
-    return fast
+    """A faster frozen copy of ``model`` (BatchNorm folded, weights channels_last; feed it channels_last
+    inputs): :func:`helpers.model.fast_copy`. Such a copy is returned unchanged; ``model`` is untouched."""
+    return fast_copy(model)
 
 
 def _channels_last(images: torch.Tensor) -> torch.Tensor:
@@ -206,7 +190,7 @@ def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window
     n, channels, height, width = images.shape
     if not (1 <= stride <= window <= min(height, width)):
         raise ValueError(f"need 1 <= stride <= window <= image side; got stride={stride}, window={window}")
-    fast = channels_last_copy(model)
+    fast = fast_copy(model)
     targets = as_targets(target, n, images.device)
     tops, lefts = _window_starts(height, window, stride), _window_starts(width, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
@@ -257,24 +241,9 @@ _LITE0_CUTS = ((4, 6, 12),  # pixels -> stem, blocks 0-2 -> stride 4, 24 channel
 def _lite0_parts(net: nn.Module) -> list:
     """EfficientNetLite0.forward in three parts: (N, 3, H, W) pixels -> (N, 24, H/4, W/4) -> (N, 40, H/8, W/8)
     -> (N, 1000) logits; composed they give ``net(x)``."""
-    def to_stride4(x):
-        h = net._stem_act(net._bn0(net._conv_stem(net.normalize(x))))
-        for block in net._blocks[:3]:
-            h = block(h)
-        return h
-
-    def to_stride8(h):
-        for block in net._blocks[3:5]:
-            h = block(h)
-        return h
-
-    def to_logits(h):
-        for block in net._blocks[5:]:
-            h = block(h)
-        h = net._head_act(net._bn1(net._conv_head(h)))
-        return net._fc(net._dropout(net._avg_pooling(h).flatten(1)))
-
-    return [to_stride4, to_stride8, to_logits]
+    blocks = net._blocks
+    early, middle, late = nn.Sequential(*blocks[:3]), nn.Sequential(*blocks[3:5]), nn.Sequential(*blocks[5:])
+    return [lambda x: early(net.stem(x)), middle, lambda h: net.classify(late(h))]
 
 
 def _crop_plans(affected: list, size: int, cut: tuple[int, int, int]):
@@ -386,7 +355,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target, steps: 
 
     step_sizes, alphas = approximation_parameters("gausslegendre")
     weights, points = step_sizes(steps), alphas(steps)
-    fast = channels_last_copy(model)
+    fast = fast_copy(model)
     targets = as_targets(target, images.shape[0], images.device)
     result = []
     for image, label in zip(_channels_last(images.detach()), targets):
@@ -467,14 +436,6 @@ def superpixels(image: torch.Tensor, segments: int = 48, compactness: float = 0.
 # Deletion and insertion (Petsiuk et al. 2018, "RISE")
 # ----------------------------------------------------------------------------------------------------------
 
-def _blurred(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (N, 3, H, W) images with a kernel of +-3 sigma (torchvision)."""
-    from torchvision.transforms.v2.functional import gaussian_blur
-
-    kernel = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur(images, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
-
-
 def causal_curves(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, maps: torch.Tensor,
                   mode: str = "deletion", steps: int = 16, blur_sigma: float = 8.0,
                   batch_size: int = 64) -> torch.Tensor:
@@ -499,7 +460,7 @@ def causal_curves(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     n, _, height, width = images.shape
     if maps.shape != (n, height, width):
         raise ValueError(f"maps must be (N, H, W) = {(n, height, width)}, got {tuple(maps.shape)}")
-    fast = channels_last_copy(model)
+    fast = fast_copy(model)
     labels = labels.to(images.device)
     pixels = height * width
     order = maps.detach().reshape(n, -1).to(images.device).argsort(dim=1, descending=True, stable=True)
@@ -509,7 +470,7 @@ def causal_curves(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     if mode == "deletion":
         start, end = images, torch.zeros_like(images)
     else:
-        start, end = _blurred(images, blur_sigma), images
+        start, end = gaussian_blur(images, blur_sigma), images
     curves = []
     with torch.inference_mode():
         for i in range(n):
@@ -592,7 +553,9 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, labels: torc
     """
     from scipy.stats import spearmanr
 
-    randomized = channels_last_copy(copy.deepcopy(model))  # a fresh copy even if model already is one
+    randomized = fast_copy(model)
+    if randomized is model:  # already a fast copy: randomize a copy of it, never the caller's model
+        randomized = copy.deepcopy(model)
     stages = cascade_stages(model) if stages is None else stages
     names = ["original"] + [name for name, _ in stages]
     per_stage = {method: [] for method in explainers}
@@ -647,15 +610,9 @@ def pooled_features(model: nn.Module, images: torch.Tensor, layer: str = "head",
 
     For EfficientNet-Lite0 the "head" features (N, 1280) are what the final linear classifier sees.
     """
-    from helpers.model import get_layer
-
-    fast = channels_last_copy(model)
-    captured = []
-    handle = get_layer(fast, layer).register_forward_hook(lambda m, i, out: captured.append(out.mean(dim=(2, 3))))
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                fast(_channels_last(images[start:start + batch_size]))
-    finally:
-        handle.remove()
-    return torch.cat(captured)
+    fast = fast_copy(model)
+    pooled = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            pooled.append(extract_features(fast, images[start:start + batch_size], [layer])[layer].mean(dim=(2, 3)))
+    return torch.cat(pooled)

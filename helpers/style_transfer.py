@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.model import folded_copy, get_layer
+from helpers.model import extract_features, fast_copy  # extract_features: used as st.extract_features
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -110,10 +110,6 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
 # Features (support code)
 # ---------------------------------------------------------------------------------------------------------
 
-class _StopForward(Exception):
-    """Raised by a forward hook once every requested layer has been seen: the deeper layers never run."""
-
-
 def softmax_smoothing(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Softmax over the positions of each channel (Wang et al., CVPR 2021, "SWAG"), times H * W.
 
@@ -134,58 +130,11 @@ def softmax_smoothing(features: torch.Tensor, temperature: float = 1.0) -> torch
     return (F.softmax(flat / scale, dim=2) * (h * w)).reshape(n, c, h, w)
 
 
-def extract_features(model: nn.Module, images: torch.Tensor, layers: Sequence[str]) -> dict:
-    """Run the model just deep enough to read the features at ``layers``.
-
-    Args:
-        model: the classifier from ``load_model()`` (takes [0, 1] pixels; any model works).
-        images: (N, 3, H, W) in [0, 1].
-        layers: short names ("block3") or module paths ("_blocks.3._expand_act"), see helpers/model.py.
-    Returns:
-        {layer: (N, C, H_l, W_l)} in the order of ``layers``; differentiable when ``images`` requires grad.
-    """
-    wanted = list(dict.fromkeys(layers))
-    captured: dict = {}
-    if not wanted:
-        return captured
-
-    def make_hook(name: str):
-        def hook(module, inputs, output):
-            captured[name] = output
-            if len(captured) == len(wanted):
-                raise _StopForward  # nothing deeper is needed: skip the rest of the network
-        return hook
-
-    if getattr(model, "channels_last", False):
-        images = images.contiguous(memory_format=torch.channels_last)  # a copy; autograd routes grads back
-    handles = [get_layer(model, name).register_forward_hook(make_hook(name)) for name in wanted]
-    try:
-        model(images)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    missing = [name for name in wanted if name not in captured]
-    if missing:
-        raise KeyError(f"layers {missing} were not reached by the forward pass")
-    return {name: captured[name] for name in wanted}
-
-
-def fast_feature_net(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """A copy of the classifier that computes the same features faster, for optimization loops.
-
-    Every frozen BatchNorm is folded into the convolution before it (one op instead of two, forward and
-    backward), stride-1 "same" convolutions pad inside the convolution instead of with a separate F.pad,
-    and the weights are stored channels-last (faster CPU kernels for depthwise and 1x1 convolutions).
-    Module names are kept (a folded BatchNorm becomes an ``nn.Identity``), so layer names still work.
-    The original model is not changed.
-    """
-    net = folded_copy(model)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    net.channels_last = channels_last
-    return net
+def fast_feature_net(model: nn.Module) -> nn.Module:
+    """A copy of the classifier that computes the same features faster, for optimization loops (BatchNorm
+    folded, weights channels_last; layer names kept): :func:`helpers.model.fast_copy`. The original model is
+    not changed."""
+    return fast_copy(model)
 
 
 def content_and_style_features(model: nn.Module, images: torch.Tensor, settings: "StyleSettings"):
@@ -195,9 +144,13 @@ def content_and_style_features(model: nn.Module, images: torch.Tensor, settings:
     features never do (a layer may serve as both).
     """
     feats = extract_features(model, images, settings.layers)
-    style_feats = {name: softmax_smoothing(feats[name]) if settings.smooth else feats[name]
-                   for name in settings.style_layers}
-    return feats[settings.content_layer], style_feats
+    return feats[settings.content_layer], _style_view(feats, settings)
+
+
+def _style_view(feats: dict, settings: "StyleSettings") -> dict:
+    """{style layer: features} from ``feats``, through :func:`softmax_smoothing` when ``settings.smooth``."""
+    return {name: softmax_smoothing(feats[name]) if settings.smooth else feats[name]
+            for name in settings.style_layers}
 
 
 def expanded(block: int) -> str:
@@ -262,9 +215,7 @@ def compute_style_targets(model: nn.Module, style_images, settings: StyleSetting
     # that autograd may save for backward later (an inference tensor may not be saved).
     with torch.inference_mode():
         for image, weight in zip(style_images, mix):
-            feats = extract_features(model, image, settings.style_layers)
-            if settings.smooth:
-                feats = {name: softmax_smoothing(value) for name, value in feats.items()}
+            feats = _style_view(extract_features(model, image, settings.style_layers), settings)
             grams = [weight * gram_matrix(feats[layer]) for layer in settings.style_layers]
             targets = grams if targets is None else [t + g for t, g in zip(targets, grams)]
     return [t.clone() for t in targets]

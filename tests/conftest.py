@@ -1,9 +1,15 @@
-"""Shared fixtures: the kit's root on sys.path, one pretrained model per test session."""
+"""Shared set-up: checks run on CPU, the kit's root on sys.path, one pretrained model per test session, and
+the global RNG seeded before every test."""
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# The `model` fixture is on CPU, and checks put their inputs on checks.core.check_device() ($CONVLENS_DEVICE,
+# else CUDA when present): pin the checks to CPU too, before anything reads it.
+os.environ.setdefault("CONVLENS_DEVICE", "cpu")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

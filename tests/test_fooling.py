@@ -170,7 +170,7 @@ def test_class_visualization_reaches_the_target(model):
     assert (probs[torch.arange(3), targets] > 0.9).all(), probs[torch.arange(3), targets]
 
 
-# --- the checks: pass for the reference, fail usefully for typical mistakes --------------------------------
+# --- the checks fail usefully for typical mistakes (test_references.py: they pass for the reference) ----
 
 def _normalized(grad):
     return grad / grad.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
@@ -192,14 +192,6 @@ def raw_score(logits, targets):
 
 def stub(*args, **kwargs):
     raise NotImplementedError("write your code")
-
-
-def test_checks_pass_for_the_reference(model, capsys):
-    for name, check in checks.CHECKS.items():
-        verdict = check(model=model)
-        assert verdict.passed, verdict.line
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == len(checks.CHECKS) and all(line.startswith("PASS ") for line in lines)
 
 
 @pytest.mark.parametrize("mistake, words", [

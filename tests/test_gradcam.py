@@ -2,10 +2,6 @@
 formulas, the model left untouched, and the checks' verdicts for typical mistakes."""
 from __future__ import annotations
 
-import types
-import warnings
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +13,6 @@ from helpers import gradcam
 from helpers.images import load_photos
 from helpers.model import get_layer
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = 96  # small and fast: head map 3 x 3, block10 map 6 x 6; `model` is the session fixture (conftest.py)
 
 
@@ -25,13 +20,6 @@ SIZE = 96  # small and fast: head map 3 x 3, block10 map 6 x 6; `model` is the s
 def batch():
     images, _, _ = load_photos(["chelsea", "coffee"], size=SIZE)
     return images, torch.tensor([281, 967])
-
-
-@pytest.fixture(autouse=True)
-def quiet_captum():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(backward hooks|require gradients).*")
-        yield
 
 
 def relu_modules(model):
@@ -77,7 +65,6 @@ def test_guided_backprop_with_inplace_activations(model, batch):
 
 def test_guided_backprop_matches_the_formula_on_a_tiny_net():
     # x -> W1 x + b1 -> ReLU -> W2 h: guided grad = W1^T [ (W1 x + b1 > 0) * relu(W2[c]) ].
-    torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3)).eval()
     x = torch.randn(4, 5)
     labels = torch.tensor([0, 1, 2, 1])
@@ -172,10 +159,6 @@ def test_side_by_side_and_mass_in_columns():
 
 
 # ------------------------------------------------------------------ the checks
-
-def test_checks_pass_with_the_reference(model):
-    assert all(check(model=model).passed for check in checks.CHECKS.values())
-
 
 def plain_gradient(model, images, labels):
     x = images.detach().clone().requires_grad_(True)
@@ -306,14 +289,12 @@ def test_guided_grad_cam_check_names_normalized_cam(model, capsys):
     assert not verdict.passed and "normalize=False" in capsys.readouterr().out
 
 
-def test_stubs_of_the_student_build_say_not_implemented(model, capsys):
-    from tools.release import find_blocks, stub_source
 
-    source = (ROOT / "helpers" / "gradcam.py").read_text(encoding="utf-8")
-    assert [b.label for b in find_blocks(source)] == ["guided_backprop", "grad_cam", "guided_grad_cam"]
-    student = types.ModuleType("helpers.gradcam")
-    exec(compile(stub_source(source, "helpers/gradcam.py"), "helpers/gradcam.py", "exec"), student.__dict__)
-    for name, check in checks.CHECKS.items():
-        verdict = check(getattr(student, name), model=model)
+def test_checks_say_not_implemented_for_a_stub_and_leave_no_hooks(model):
+    def stub(*args, **kwargs):
+        raise NotImplementedError("write your code")
+
+    for check in checks.CHECKS.values():
+        verdict = check(stub, model=model)
         assert not verdict.passed and "not implemented yet" in verdict.line, verdict.line
     assert _hook_count(model) == 0

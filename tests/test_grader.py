@@ -12,6 +12,7 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from grader.grade import grade
 from grader.points import PointsError, load_points
 from grader.report import gradescope_dict, report_dict, table, write_reports, write_roster
 from grader.submission import safe_extract
+from tools.release import stub_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,12 +212,6 @@ def toy_kit(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def toy_graded(toy_kit, tmp_path_factory):
     """Every TOY_CASES submission graded in one batch (a folder of submission folders)."""
-    import sys
-
-    sys.path.insert(0, str(toy_kit / "tools"))
-    from release import stub_source
-
-    sys.path.remove(str(toy_kit / "tools"))
     classroom = tmp_path_factory.mktemp("classroom")
     for name, (source, _, _, _) in TOY_CASES.items():
         if name == "stub":
@@ -362,17 +358,7 @@ def test_unknown_check_in_points_is_a_grader_error_and_unlisted_checks_warn(toy_
 # A case is graded on the topics its edits touch; the other topics hold the untouched solutions, which the
 # "correct" case shows earn every point.
 
-def _corpus():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("corpus_mutate", ROOT / "tests" / "submissions" / "mutate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CORPUS = _corpus()
-CASES = CORPUS.load_cases()
+CASES = mutate.load_cases()
 CORPUS_TIMEOUT = 40  # s per check: several times the slowest real check on a loaded 2-core machine
 
 
@@ -391,8 +377,8 @@ def corpus_graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     groups: dict[tuple, list[Path]] = {}
     for case in CASES:
-        path = CORPUS.build(case, ROOT, folder, topics)
-        key = tuple(t for t in CORPUS.topics_touched(case, topics) if t in graded_topics)
+        path = mutate.build(case, ROOT, folder, topics)
+        key = tuple(t for t in mutate.topics_touched(case, topics) if t in graded_topics)
         groups.setdefault(key, []).append(path)
     graded = {}
     for key, paths in groups.items():

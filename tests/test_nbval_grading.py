@@ -8,14 +8,16 @@ two cores, so this module is marked ``slow`` (deselect with ``-m "not slow"``).
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import nbformat
 import pytest
+
+from tools.run_notebooks import CHECK_MARKER
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +27,6 @@ TOPIC = "gradcam"
 BROKEN_FUNCTION = "grad_cam"
 # grad_cam's own check, and guided_grad_cam's, which calls grad_cam; guided_backprop's check must still pass.
 DEPENDENT_CHECKS = ("check_grad_cam(", "check_guided_grad_cam(")
-CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
-
-
-def _mutate():
-    spec = importlib.util.spec_from_file_location("corpus_mutate_nbval", ROOT / "tests" / "submissions" / "mutate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _code_cells(path: Path) -> list[str]:
@@ -69,7 +63,6 @@ def nbval_runs(tmp_path_factory):
     from grader.workspace import topics_of
 
     tmp = tmp_path_factory.mktemp("nbval")
-    mutate = _mutate()
     case = {"name": "broken", "edit": [{"file": TOPIC, "wrap": BROKEN_FUNCTION,
                                        "code": "return original(*args, **kwargs) * 0.5"}]}
     broken_sub = mutate.build(case, ROOT, tmp / "subs", list(topics_of(ROOT)))

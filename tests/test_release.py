@@ -65,6 +65,11 @@ def test_there_are_exercises_to_release():
     assert {p.stem for p in SOLUTION_FILES} >= {"saliency", "gradcam", "fooling", "style_transfer"}
 
 
+def test_gradcam_blocks_are_its_three_exercises():
+    source = (ROOT / "helpers" / "gradcam.py").read_text(encoding="utf-8")
+    assert [b.label for b in find_blocks(source)] == ["guided_backprop", "grad_cam", "guided_grad_cam"]
+
+
 @pytest.mark.parametrize("solution", SOLUTION_FILES, ids=lambda p: p.name)
 def test_student_file_is_the_solution_minus_solutions(student, solution):
     source = solution.read_text()

@@ -4,7 +4,6 @@ the checks' verdicts for typical mistakes."""
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
@@ -22,13 +21,6 @@ SIZE = 96  # small and fast; `model` is the session fixture (conftest.py)
 def batch():
     images, labels, _ = load_photos(["chelsea", "coffee"], size=SIZE)
     return images, labels
-
-
-@pytest.fixture(autouse=True)
-def quiet_captum():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(backward hooks|require gradients|required_grads).*")
-        yield
 
 
 def rel_err(a, b) -> float:
@@ -152,7 +144,7 @@ def test_lite0_cut_reads_measured_by_perturbing_single_positions(model, cut):
     # ratio*p + after. Perturb one input position at a time and see which outputs move.
     ratio, before, after = saliency._LITE0_CUTS[cut]
     parts = saliency._lite0_parts(saliency.channels_last_copy(model))
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # again: the copy's new Conv2d layers drew from the generator
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
         for part in parts[:cut]:
@@ -297,13 +289,6 @@ def stub(*args, **kwargs):
     raise NotImplementedError("saliency_map: write your code")
 
 
-def test_checks_pass_on_the_reference_solution(model, capsys):
-    assert checks.check_saliency_map(model=model).passed
-    assert checks.check_occlusion_map(model=model).passed
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("PASS") for line in lines)
-
-
 @pytest.mark.parametrize("check", ["saliency_map", "occlusion_map"])
 def test_check_says_not_implemented_for_a_stub(check, model, capsys):
     verdict = checks.CHECKS[check](fn=stub, model=model)
@@ -312,7 +297,13 @@ def test_check_says_not_implemented_for_a_stub(check, model, capsys):
 
 
 def gradient(model, images, labels, kind="score"):
-    return checks._input_gradient(model, images, labels, kind)
+    """d kind / d images, written out here (not the check's own helper): the class score, the per-image loss
+    -log p_y, or the probability p_y."""
+    x = images.detach().clone().requires_grad_(True)
+    logits = model(x)
+    per_class = {"score": logits, "loss": -F.log_softmax(logits, dim=1), "prob": F.softmax(logits, dim=1)}[kind]
+    (grad,) = torch.autograd.grad(per_class.gather(1, labels.view(-1, 1)).sum(), x)
+    return grad
 
 
 SALIENCY_MISTAKES = {

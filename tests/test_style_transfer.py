@@ -221,15 +221,10 @@ def test_style_net_trains_and_keeps_the_shape(model):
 
 
 def test_procedural_styles_are_reproducible():
-    import importlib.util
-    from pathlib import Path
-
     from PIL import Image
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "make_styles.py"
-    spec = importlib.util.spec_from_file_location("make_styles", path)
-    make_styles = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_styles)
+    from tools import make_styles
+
     for name in ("stripes", "mosaic"):
         saved = np.asarray(Image.open(make_styles.STYLES_DIR / f"{name}.png").convert("RGB"))
         assert np.array_equal(make_styles.STYLES[name](), saved), name

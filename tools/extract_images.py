@@ -4,7 +4,7 @@ into datasets/. Run once by a maintainer (those three packages are not needed by
     python tools/extract_images.py
 
 Photos are saved as JPEG (quality 92) with the longer side capped at 640 px; textures as PNG.
-Sources and licences are recorded by hand in datasets/SOURCES.md and datasets/photos.csv.
+Sources and licences are recorded by hand in datasets/README.md and datasets/photos.csv.
 """
 from pathlib import Path
 

@@ -16,14 +16,14 @@ and ``zip = true`` to hand the submission in as a zip holding a nested folder.
 """
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 import textwrap
 import tomllib
 import zipfile
 from pathlib import Path
+
+from tools.release import stub_source
 
 CASES_FILE = Path(__file__).resolve().parent / "cases.toml"
 
@@ -36,29 +36,19 @@ def load_cases(path: Path = CASES_FILE) -> list[dict]:
     return tomllib.loads(path.read_text(encoding="utf-8"))["case"]
 
 
-def _stub(kit_root: Path, text: str, topic: str) -> str:
-    name = "_corpus_release"
-    if name not in sys.modules:  # registered before running it: its dataclasses look themselves up there
-        spec = importlib.util.spec_from_file_location(name, kit_root / "tools" / "release.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    release = sys.modules[name]
-    return release.stub_source(text, f"helpers/{topic}.py")
-
-
 def _after_future(text: str, code: str) -> str:
     lines = text.splitlines(keepends=True)
     last = max((i for i, line in enumerate(lines) if line.startswith("from __future__")), default=-1)
     return "".join(lines[:last + 1]) + code.rstrip("\n") + "\n" + "".join(lines[last + 1:])
 
 
-def apply_edit(text: str, edit: dict, kit_root: Path) -> str | None:
+def apply_edit(text: str, edit: dict) -> str | None:
     """The file's new text after one edit (None: the file is removed)."""
     topic = edit["file"]
     if edit.get("delete"):
         return None
     if edit.get("stub"):
-        return _stub(kit_root, text, topic)
+        return stub_source(text, f"helpers/{topic}.py")
     if "replace" in edit:
         count = text.count(edit["replace"])
         if count != 1:
@@ -96,9 +86,9 @@ def build(case: dict, kit_root: Path, dest_dir: Path, topics) -> Path:
     sources = {t: (kit_root / "helpers" / f"{t}.py").read_text(encoding="utf-8") for t in topics}
     for edit in case.get("edit", []):
         if edit.get("stub") and edit["file"] == "*":
-            sources = {t: _stub(kit_root, s, t) for t, s in sources.items()}
+            sources = {t: stub_source(s, f"helpers/{t}.py") for t, s in sources.items()}
             continue
-        sources[edit["file"]] = apply_edit(sources[edit["file"]], edit, kit_root)
+        sources[edit["file"]] = apply_edit(sources[edit["file"]], edit)
     for topic, text in sources.items():
         if text is not None:
             (folder / "helpers" / f"{topic}.py").write_text(text, encoding="utf-8")
