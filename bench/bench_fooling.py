@@ -16,8 +16,8 @@ import torch
 from _common import machine_line, time_notebook, timed
 
 from helpers import fooling
-from helpers.images import load_photos
-from helpers.model import load_model
+from convlens.images import load_photos
+from convlens.model import load_model
 
 NOTEBOOK = "3_fooling_and_class_images.ipynb"
 

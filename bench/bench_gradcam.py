@@ -27,8 +27,8 @@ def time_functions(repeats: int) -> list[tuple[str, float]]:
 
     from checks import gradcam as checks
     from helpers import gradcam
-    from helpers.images import load_photos
-    from helpers.model import get_layer, load_model
+    from convlens.images import load_photos
+    from convlens.model import get_layer, load_model
 
     warnings.filterwarnings("ignore", message=".*(backward hooks|require gradients).*")
     model = load_model("cpu")

@@ -44,7 +44,7 @@ def time_batch(count: int, jobs: int) -> float:
 
 
 def time_fresh_interpreter() -> float:
-    code = "import torch, captum.attr; from helpers.model import load_model; load_model('cpu')"
+    code = "import torch, captum.attr; from convlens.model import load_model; load_model('cpu')"
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     return time.perf_counter() - start

@@ -22,8 +22,8 @@ import torch
 from _common import best_of, machine_line, time_notebook, timed
 
 from helpers import saliency
-from helpers.images import load_photos
-from helpers.model import load_model
+from convlens.images import load_photos
+from convlens.model import load_model
 
 
 def forward_backward_ms(model, images) -> str:

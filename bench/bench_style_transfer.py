@@ -15,8 +15,8 @@ import sys
 from _common import machine_line, peak_rss_mb, time_notebook, timed
 
 from helpers import style_transfer as st
-from helpers.images import load_photos, load_style
-from helpers.model import load_model
+from convlens.images import load_photos, load_style
+from convlens.model import load_model
 
 SIZE = 256
 EVALUATIONS = 200

@@ -1,8 +1,19 @@
-"""Reading and writing the saved reference tensors (checks/references/<topic>.pt).
+"""Reading and writing the reference files: ``checks/references/<topic>.pt`` (public cases, shipped to
+students) and the instructor's hidden cases (``grader/hidden/<topic>.pt``, never shipped).
 
-One file per notebook topic: ``{"meta": {...}, "cases": {case_name: {"inputs": {...}, "output": tensor}}}``.
-``meta`` records how the file was made (seed, device, dtype, library versions, input description) so a
-reference can be traced and rebuilt with ``python kit.py references``.
+A file holds ``{"meta": {...}, "cases": [case, ...]}``. A case is a dict::
+
+    check      the exercise it belongs to
+    label      what distinguishes it, put before a FAIL line (e.g. "objective='loss'"); may be ""
+    model      the network it runs on (see checks/specs.py)
+    args       positional arguments: "@model", "@<name of an input>", or literal values
+    kwargs     keyword arguments, the same way
+    arg_names  the names of the tensor arguments, for messages about inputs changed in place
+    inputs     the tensors (and small networks' weights) the arguments refer to
+    output     {part: tensor}: the reference solution's outputs
+    variants   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
+
+Only ``inputs`` and the call reach the student's code; ``output`` and ``variants`` stay with the judge.
 """
 from __future__ import annotations
 
@@ -13,6 +24,7 @@ from pathlib import Path
 import torch
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
+ANSWER_KEYS = ("output", "variants")
 
 
 def library_versions() -> dict[str, str]:
@@ -26,12 +38,10 @@ def library_versions() -> dict[str, str]:
             "numpy": str(numpy.__version__)}
 
 
-def save(topic: str, cases: dict, meta: dict, directory: Path = REFERENCES_DIR) -> Path:
-    """Write one topic's cases. Tensors are stored contiguous, on CPU."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{topic}.pt"
-    cpu_cases = {name: _to_cpu(case) for name, case in cases.items()}
-    torch.save({"meta": {**meta, "versions": library_versions()}, "cases": cpu_cases}, path)
+def save(path: Path, cases: list[dict], meta: dict) -> Path:
+    """Write one topic's cases (tensors contiguous, on the CPU)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"meta": {**meta, "versions": library_versions()}, "cases": [_to_cpu(c) for c in cases]}, path)
     return path
 
 
@@ -46,30 +56,22 @@ def _to_cpu(value):
 
 
 @functools.lru_cache(maxsize=None)
-def _load_cpu(path: Path) -> dict:
+def _load(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"reference file {path.name} is missing; rebuild it with: python kit.py references")
+        raise FileNotFoundError(f"reference file {path.name} is missing; rebuild it with: python3 kit.py references")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def load(topic: str, directory: Path = REFERENCES_DIR) -> dict:
-    """The saved ``{"meta", "cases"}`` of one topic (read once per process, CPU tensors)."""
-    return _load_cpu(Path(directory) / f"{topic}.pt")
+def load(path: Path) -> dict:
+    """A reference file's ``{"meta", "cases"}`` (read once per process, CPU tensors)."""
+    return _load(Path(path))
 
 
-def case(topic: str, name: str, device=None, directory: Path = REFERENCES_DIR) -> dict:
-    """One case's ``{"inputs": {...}, "output": ...}``, tensors moved to ``device`` (default: CPU)."""
-    data = load(topic, directory)["cases"]
-    if name not in data:
-        raise KeyError(f"no case {name!r} in {topic}.pt; rebuild with: python kit.py references")
-    return _to(data[name], device or "cpu")
+def public_cases(check: str, topic: str, directory: Path = REFERENCES_DIR) -> list[dict]:
+    """The shipped cases of one check, in file order."""
+    return [c for c in load(Path(directory) / f"{topic}.pt")["cases"] if c["check"] == check]
 
 
-def _to(value, device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to(v, device) for v in value)
-    return value
+def without_answers(case: dict) -> dict:
+    """What the student's side may see of a case: everything but the outputs."""
+    return {k: v for k, v in case.items() if k not in ANSWER_KEYS}

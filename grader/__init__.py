@@ -1,5 +1,7 @@
 """The instructor's grader: ``python kit.py grade SUBMISSION...`` (see ``grader/__main__.py``).
 
-Each (submission, topic) runs in its own worker process inside a fresh copy of the instructor's kit with only
-the student's ``helpers/<topic>.py`` files swapped in; points per check come from ``grader/points.toml``.
+The parent judges, an unprivileged child computes, hidden cases decide: each submission's code runs in an
+operating-system sandbox (grader/sandbox.py) as a child (grader/child.py) that receives only the inputs of
+the cases; the grader's own process (grader/grade.py) keeps the expected outputs and judges what comes back.
+Points per check and grading settings come from ``grader/points.toml``.
 """

@@ -1,8 +1,10 @@
-"""Grade submissions: ``python kit.py grade SUBMISSION... [--out DIR] [--jobs N] [--timeout S]``.
+"""Grade submissions: ``python kit.py grade SUBMISSION... [--out DIR] [--jobs N] [--isolation MODE]``.
 
 A SUBMISSION is a folder or a .zip holding the student's helpers/ (notebooks may come along; they are not
 run). A folder holding several submissions (subfolders or zips) grades each of them. Prints a score table per
-submission and writes DIR/<name>/report.json, DIR/<name>/results.json (Gradescope) and DIR/roster.csv.
+submission and a class summary, and writes DIR/<name>/report.json, DIR/<name>/results.json (Gradescope) and
+DIR/roster.csv (rows of submissions graded earlier stay). Exit code 0, or 2 when nothing could be graded
+(points.toml invalid, no sandbox with ``--isolation required``, a broken kit).
 
 With ``--prepare DIR`` nothing is graded: DIR receives the instructor's kit and notebooks with one
 submission's helpers in place, ready for ``pytest --nbval-lax DIR/notebooks``.
@@ -14,9 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-from grader.grade import KIT_ROOT, available_cores, grade
-from grader.points import DEFAULT_POINTS_FILE, PointsError
-from grader.report import gradescope_dict, table, write_reports, write_roster
+from grader import sandbox
+from grader.grade import KIT_ROOT, MEMORY_BYTES, GraderError, available_cores, grade
+from grader.points import DEFAULT_POINTS_FILE, PointsError, load_points
+from grader.report import gradescope_dict, summary, table, write_reports, write_roster
 
 
 def main(argv=None) -> int:
@@ -25,11 +28,14 @@ def main(argv=None) -> int:
     parser.add_argument("submissions", nargs="+", type=Path, help="folders or .zip files, or folders of them")
     parser.add_argument("--out", type=Path, default=Path("grades"), help="where reports go (default: grades/)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help=f"worker processes at once (default: usable cores, here {available_cores()})")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per check (default 60)")
+                        help=f"submissions graded at once (default: usable cores, here {available_cores()})")
+    parser.add_argument("--isolation", choices=sandbox.MODES, default="auto",
+                        help="auto: the strongest sandbox this machine offers, else none (said at the start); "
+                             "required: refuse to grade without one; none: no sandbox")
     parser.add_argument("--points", type=Path, default=DEFAULT_POINTS_FILE, help="points file (default: grader/points.toml)")
     parser.add_argument("--topics", default=None, help="grade only these topics, comma-separated (e.g. saliency,gradcam)")
-    parser.add_argument("--memory-gb", type=float, default=8.0, help="memory limit per worker (0: none)")
+    parser.add_argument("--memory-gb", type=float, default=MEMORY_BYTES / (1 << 30),
+                        help=f"memory limit of each submission's sandbox (default {MEMORY_BYTES / (1 << 30):g})")
     parser.add_argument("--gradescope", type=Path, default=None, metavar="FILE",
                         help="also write the (single) submission's results.json here, e.g. "
                              "/autograder/results/results.json")
@@ -40,39 +46,56 @@ def main(argv=None) -> int:
     if args.prepare is not None:
         return prepare(args)
     try:
-        only = args.topics.split(",") if args.topics else None
-        results = grade(args.submissions, kit_root=args.kit, points_file=args.points, jobs=args.jobs,
-                        timeout=args.timeout, only_topics=only, memory=int(args.memory_gb * (1 << 30)),
-                        on_done=lambda g: print(table(g) + "\n", flush=True))
+        points = load_points(args.points)  # before anything else: a typo must not cost a whole class
     except PointsError as err:
-        parser.error(str(err))
+        return _refuse(args, str(err))
+    if args.gradescope is not None and len(args.submissions) != 1:
+        return _refuse(args, "--gradescope needs exactly one submission")
+    try:
+        results = grade(args.submissions, kit_root=args.kit, points_file=args.points, jobs=args.jobs,
+                        only_topics=args.topics.split(",") if args.topics else None, isolation=args.isolation,
+                        memory=int(args.memory_gb * (1 << 30)),
+                        on_done=lambda g: print(table(g) + "\n", flush=True))
+    except sandbox.SandboxUnavailable as err:
+        return _refuse(args, f"refusing to grade without a sandbox (--isolation required): {err}")
+    except (GraderError, PointsError) as err:
+        return _refuse(args, str(err))
     for graded in results:
-        write_reports(graded, args.out)
+        write_reports(graded, args.out, points.stdout_visibility)
     roster = write_roster(results, args.out / "roster.csv")
     if args.gradescope is not None:
-        if len(results) != 1:
-            print("--gradescope needs exactly one submission", file=sys.stderr)
-            return 2
         args.gradescope.parent.mkdir(parents=True, exist_ok=True)
-        args.gradescope.write_text(json.dumps(gradescope_dict(results[0]), indent=2) + "\n", encoding="utf-8")
+        args.gradescope.write_text(json.dumps(gradescope_dict(results[0], points.stdout_visibility), indent=2)
+                                   + "\n", encoding="utf-8")
+    print(summary(results))
     print(f"{len(results)} submission(s) graded -> {args.out}/<name>/report.json, results.json; roster: {roster}")
-    return 1 if any(r.status == "grader_error" for g in results for r in g.results) else 0
+    return 0
+
+
+def _refuse(args, message: str) -> int:
+    """One error and exit code 2; on Gradescope, a results.json that says why (instead of no result)."""
+    print(f"kit.py grade: {message}", file=sys.stderr)
+    if args.gradescope is not None:
+        args.gradescope.parent.mkdir(parents=True, exist_ok=True)
+        args.gradescope.write_text(json.dumps({"score": 0, "output": f"The autograder could not grade: {message}"},
+                                              indent=2) + "\n", encoding="utf-8")
+    return 2
 
 
 def prepare(args) -> int:
     """Write the instructor's kit (with notebooks) plus one submission's helpers to args.prepare."""
     import tempfile
 
+    from checks.specs import TOPICS
     from grader import submission as submissions
-    from grader.workspace import build_kit, topics_of
+    from grader.workspace import build_kit
 
-    topics = topics_of(args.kit.resolve())
-    paths = submissions.expand(args.submissions, topics)
+    paths = submissions.expand(args.submissions, TOPICS)
     if len(paths) != 1:
         print("--prepare takes exactly one submission", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
-        sub = submissions.load(paths[0], topics, Path(tmp))
+        sub = submissions.load(paths[0], TOPICS, Path(tmp))
         build_kit(args.prepare, args.kit.resolve(), sub.files, notebooks=True)
     for problem in sub.problems:
         print(f"! {problem}")

@@ -1,22 +1,106 @@
-"""Grade submissions: every (submission, topic) pair is one job; a thread pool keeps ``jobs`` worker
-processes busy, each running one topic's checks for one submission."""
+"""Grade submissions: the parent judges, an unprivileged child computes, hidden cases decide.
+
+For each submission one sandboxed child (grader/child.py, started by grader/session.py) imports the
+student's four files and runs each check's cases, receiving only the cases' inputs; it is restarted only
+after a crash or a timeout. This process keeps the expected outputs and judges each returned result with
+``checks.judge`` as it arrives (a check stops at its first failing case).
+
+Time limits are CPU seconds, so they do not depend on how busy the machine is: at the start of a run the
+reference solution (the kit's own helpers/) is graded the same way, in the same kind of sandbox, and each
+check may then use ``cpu_scale`` times the CPU time the reference used on it, at least ``cpu_floor``
+seconds (both from points.toml).
+"""
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from checks import references
+from checks.judge import judge_case, judge_check
+from checks.specs import SPECS, TOPICS
+from grader import sandbox
 from grader import submission as submissions
-from grader.points import DEFAULT_POINTS_FILE, PointsError, Question, load_points
-from grader.report import Graded
-from grader.runner import CheckResult, Limits, grade_topic
-from grader.workspace import KIT_PARTS, describe_changes, snapshot, topics_of
+from grader.points import DEFAULT_POINTS_FILE, Points, Question, load_points
+from grader.scan import scan
+from grader.session import OUTPUT_CAP, Reply, Session, validate_case_reply, validate_import_reply
+from grader.workspace import build_child_folder
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
+HIDDEN_DIR = "grader/hidden"  # under the kit's root, as tools/references.py writes them
+REFERENCE_CPU_LIMIT = 600.0  # seconds per check for the reference solution itself
+MEMORY_BYTES = 5 << 29  # 2.5 GiB per sandbox: the child needs about 0.8 GB
+PROCESSES = 128
+
+
+class GraderError(RuntimeError):
+    """The grading itself cannot go on (a broken kit or sandbox); never caused by a submission."""
+
+
+@dataclass
+class CheckResult:
+    """One graded check. ``status``: pass, fail, not_implemented, exception, side_effect, form, forbidden,
+    model_changed, missing, import_error, timeout, crashed, malformed or grader_error."""
+
+    topic: str
+    check: str
+    passed: bool
+    status: str
+    line: str
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    reference_cpu_seconds: float | None = None
+    cpu_limit_seconds: float | None = None
+    cases_run: int = 0
+    cases: int = 0
+    output: str = ""
+    output_dropped: int = 0
+
+
+@dataclass
+class Graded:
+    """One submission's outcome: a result per question, in question order."""
+
+    name: str
+    source: str
+    questions: list[Question]
+    results: list[CheckResult]
+    seconds: float = 0.0
+    notebooks: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    isolation: str = "none"
+
+    @property
+    def score(self) -> float:
+        return sum(q.points for q, r in zip(self.questions, self.results) if r.passed)
+
+    @property
+    def max_score(self) -> float:
+        return sum(q.points for q in self.questions)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(r.cpu_seconds for r in self.results)
+
+
+@dataclass
+class Plan:
+    """What every submission of a run is graded on."""
+
+    points: Points
+    questions: list[Question]
+    topics: dict[str, list[str]]  # topic -> checks, in grading order
+    cases: dict[str, list[dict]]  # check -> its cases, with their answers
+    mechanism: sandbox.Mechanism
+    limits: sandbox.Limits
+    kit_root: Path
+    work: Path  # a private temporary folder
 
 
 def available_cores() -> int:
@@ -26,101 +110,223 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFAULT_POINTS_FILE,
-          jobs: int | None = None, timeout: float = 60.0, only_topics=None, memory: int = 8 << 30,
-          on_done=None) -> list[Graded]:
-    """Grade each submission (a folder, a zip, or a folder of them) against the kit at ``kit_root``.
-
-    Args:
-        jobs: worker processes at once (default: the number of usable cores).
-        timeout: seconds allowed per check (and for importing a student's module).
-        only_topics: grade only these topics (default: all in points.toml).
-        memory: address-space limit per worker, bytes (0: none).
-        on_done: called with each Graded as soon as it is complete (for printing).
-    """
-    kit_root = Path(kit_root).resolve()
-    topics = topics_of(kit_root)
-    unknown = sorted(set(only_topics or ()) - set(topics))
-    if unknown:
-        raise PointsError(f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(topics)}")
-    questions = [q for q in load_points(points_file, topics) if only_topics is None or q.topic in only_topics]
-    jobs = max(1, jobs or available_cores())
-    # One torch thread per worker, whatever --jobs is: results then never depend on the job count (float
-    # sums differ with the thread count), and parallel workers use the cores without OpenMP threads spinning.
-    limits = Limits(timeout=timeout, memory=memory, threads=1)
-    tmp = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
-    try:
-        subs, names = [], set()
-        for i, path in enumerate(submissions.expand([Path(p) for p in paths], topics)):
-            sub = submissions.load(path, topics, tmp / f"sub{i}")
-            sub.name = _unique(sub.name, names)
-            subs.append(sub)
-        by_topic = {}
-        for q in questions:
-            by_topic.setdefault(q.topic, []).append(q.check)
-        work = [(s, t) for s in range(len(subs)) for t in by_topic]
-        live = _LiveKit(kit_root)
-        pending = {s: len(by_topic) for s in range(len(subs))}
-        outcomes: dict[tuple[int, str], tuple[list[CheckResult], list[str]]] = {}
-        graded: dict[int, Graded] = {}
-        starts = {}
-
-        lock = threading.Lock()
-
-        def run(item):
-            s, topic = item
-            with lock:
-                starts.setdefault(s, time.perf_counter())
-            work_dir = tmp / f"work{s}"
-            work_dir.mkdir(exist_ok=True)
+def load_cases(kit_root: Path, checks: list[str], public: bool) -> dict[str, list[dict]]:
+    """check -> [public cases (if ``public``), then hidden cases], with their answers."""
+    found: dict[str, list[dict]] = {c: [] for c in checks}
+    for topic in dict.fromkeys(SPECS[c].topic for c in checks):
+        folders = ([kit_root / "checks" / "references"] if public else []) + [kit_root / HIDDEN_DIR]
+        for folder in folders:
             try:
-                outcomes[item] = grade_topic(kit_root, topic, by_topic[topic], subs[s].files, work_dir, limits)
-            except Exception as err:  # a grader fault (disk full, say): this topic only, never the whole batch
-                outcomes[item] = ([CheckResult(topic, c, False, "grader_error",
-                                               f"FAIL {c}: grader error: {type(err).__name__}: {err}")
-                                   for c in by_topic[topic]], [])
-            changed = live.changes()
-            with lock:
-                if changed:
-                    subs[s].problems.append(f"the instructor's kit itself changed while {topic} was graded "
-                                            f"({changed}); check those files and grade again")
-                pending[s] -= 1
-                complete = pending[s] == 0
-            if complete:
-                graded[s] = _assemble(subs[s], questions, outcomes, s, time.perf_counter() - starts[s])
-                if on_done is not None:
-                    on_done(graded[s])
-
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for future in [pool.submit(run, item) for item in work]:
-                future.result()
-        for s in range(len(subs)):  # a submission with no questions at all
-            if s not in graded:
-                graded[s] = _assemble(subs[s], questions, outcomes, s, 0.0)
-        return [graded[s] for s in range(len(subs))]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+                cases = references.load(folder / f"{topic}.pt")["cases"]
+            except FileNotFoundError:
+                raise GraderError(f"{folder / (topic + '.pt')} is missing; build it with: python3 kit.py references")
+            for case in cases:
+                if case.get("check") in found:
+                    found[case["check"]].append(case)
+    empty = [c for c, cases in found.items() if not cases]
+    if empty:
+        raise GraderError(f"no {'' if public else 'hidden '}cases for {', '.join(empty)}; add some to "
+                          "tools/cases.toml and run: python3 kit.py references")
+    return found
 
 
-class _LiveKit:
-    """Notices changes to the instructor's own kit (which workspaces are copied from) during grading: code
-    that finds its way there despite running elsewhere. Each change is reported once."""
+# ------------------------------------------------------------------------------------------------ one child
 
-    PARTS = KIT_PARTS + ("grader", "tools")
+class SubmissionRun:
+    """Grade one set of helpers files in one sandboxed child (restarted after a crash or a timeout)."""
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.lock = threading.Lock()
-        self.state = self._now()
+    def __init__(self, plan: Plan, files: dict, folder: Path, cpu_limits):
+        """``files``: topic -> the helpers file to grade (or None); ``folder``: an empty private folder;
+        ``cpu_limits(check)``: (CPU seconds allowed, the reference's CPU seconds or None)."""
+        self.plan, self.files, self.cpu_limits = plan, files, cpu_limits
+        self.lib = build_child_folder(folder / "child", plan.kit_root, files)
+        self.scratch = folder / "scratch"
+        self.scratch.mkdir()
+        self.session: Session | None = None
+        self.pending_output = ("", 0)  # printed while importing: shown with the topic's first check
 
-    def _now(self) -> dict:
-        return {f"{part}/{k}": v for part in self.PARTS if (self.root / part).is_dir()
-                for k, v in snapshot(self.root / part).items()}
+    def run(self) -> dict[str, CheckResult]:
+        results: dict[str, CheckResult] = {}
+        try:
+            for topic, checks in self.plan.topics.items():
+                self._topic(topic, checks, results)
+        finally:
+            if self.session is not None:
+                self.session.close()
+        return results
 
-    def changes(self) -> str:
-        with self.lock:
-            before, self.state = self.state, self._now()
-        return describe_changes(before, self.state, kinds=False)
+    def _topic(self, topic: str, checks: list[str], results: dict) -> None:
+        path = self.files.get(topic)
+        if path is None:
+            for c in checks:
+                results[c] = self._result(c, "missing", f"helpers/{topic}.py is missing from the submission")
+            return
+        source = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+        findings = scan(source, f"helpers/{topic}.py", {c: (SPECS[c].forbidden, SPECS[c].stand_ins) for c in checks})
+        imported = False
+        for i, check in enumerate(checks):
+            if check in findings:
+                results[check] = self._result(check, "forbidden", findings[check].reason)
+                continue
+            if not imported:
+                failure = self._import(topic)
+                if failure is not None:
+                    status, detail = failure
+                    for c in checks[i:]:
+                        results[c] = results.get(c) or self._result(c, status, detail)
+                    output, dropped = self.pending_output
+                    results[check].output, results[check].output_dropped = output, dropped
+                    self.pending_output = ("", 0)
+                    return
+                imported = True
+            results[check] = self._check(check)
+            if self.session is None:  # it timed out or crashed: the next check starts a fresh child
+                imported = False
+
+    def _start(self) -> str | None:
+        """Start a child; None, or why it failed (a grader error: no submission code has run yet)."""
+        try:
+            self.session = Session(self.lib, self.scratch, self.plan.mechanism, self.plan.limits)
+        except OSError as err:
+            return f"the sandbox could not start: {err}"
+        reply = self.session.start()
+        if reply.outcome == "ok" and reply.value == {"ready": True}:
+            return None
+        self.session.close()
+        self.session = None
+        last = [line for line in reply.output.splitlines() if line.strip()][-1:] or [reply.why or reply.outcome]
+        return f"the sandboxed child did not start ({reply.outcome}): {last[0].strip()[:300]}"
+
+    def _import(self, topic: str) -> tuple[str, str] | None:
+        """Import helpers/<topic>.py in the child; None, or (status, detail) for every check of the topic."""
+        if self.session is None:
+            why = self._start()
+            if why is not None:
+                raise GraderError(why)
+        limit = 3 * self.plan.points.cpu_floor
+        reply = self.session.request({"op": "import", "topic": topic}, limit, 2 * limit + 20)
+        self.pending_output = (reply.output, reply.dropped)
+        if reply.outcome == "ok":
+            try:
+                error = validate_import_reply(reply.value)
+            except ValueError as err:
+                reply = Reply("malformed", why=str(err))
+            else:
+                return None if error is None else ("import_error", f"helpers/{topic}.py cannot be imported: {error}")
+        self._drop_session()
+        if reply.outcome == "timeout":
+            return ("timeout", f"importing helpers/{topic}.py did not finish within {limit:g} s of CPU time "
+                               "(a loop or a long computation at module level?)")
+        if reply.outcome == "died":
+            return ("crashed", f"the process importing helpers/{topic}.py died ({reply.why})")
+        return ("malformed", f"the process importing helpers/{topic}.py sent a reply the grader cannot use "
+                             f"({reply.why})")
+
+    def _drop_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def _check(self, check: str) -> CheckResult:
+        spec = SPECS[check]
+        cases = self.plan.cases[check]
+        limit, reference = self.cpu_limits(check)
+        wall_limit = 2 * limit + 20  # a backstop for code that waits without computing
+        cpu = wall = 0.0
+        results, texts = [], [self.pending_output[0]]
+        dropped = self.pending_output[1]
+        self.pending_output = ("", 0)
+        grader_line = status = None
+        for case in cases:
+            reply = self.session.request({"op": "case", "check": check, "case": references.without_answers(case)},
+                                         limit - cpu, wall_limit - wall)
+            cpu, wall = cpu + reply.cpu, wall + reply.wall
+            texts.append(reply.output)
+            dropped += reply.dropped
+            label = f"{case['label']}: " if case.get("label") else ""
+            if reply.outcome == "ok":
+                try:
+                    result = validate_case_reply(reply.value, spec.outputs)
+                except ValueError as err:
+                    reply = Reply("malformed", why=str(err))
+                else:
+                    results.append(result)
+                    if not judge_case(spec, case, result).passed:
+                        break
+                    continue
+            self._drop_session()
+            if reply.outcome == "timeout" and reply.why == "cpu":
+                status, grader_line = "timeout", (
+                    f"{label}did not finish within {limit:.3g} s of CPU time ({self.plan.points.cpu_scale:g} x the "
+                    f"reference solution's {reference or 0:.2g} s, at least {self.plan.points.cpu_floor:g} s): an "
+                    "endless loop, or far too much work?")
+            elif reply.outcome == "timeout":
+                status, grader_line = "timeout", (
+                    f"{label}did not finish within {wall_limit:.3g} s of wall-clock time, using only {cpu:.2g} s "
+                    "of CPU: it waits for something (sleep, input, a lock?)")
+            elif reply.outcome == "died":
+                status, grader_line = "crashed", (
+                    f"{label}the process running it died ({reply.why}): os._exit, a crash, or memory exhausted")
+            else:
+                status, grader_line = "malformed", f"{label}the process running it sent a reply the grader cannot " \
+                                                   f"use ({reply.why})"
+            break
+        output, more = _capped("".join(texts))
+        if grader_line is None:
+            verdict = judge_check(spec, cases[:len(results)], results)
+            passed, line = verdict.passed, verdict.line
+            kinds = [r["kind"] for r in results if r.get("kind")]
+            status = "pass" if passed else (kinds[0] if kinds else "fail")
+        else:
+            passed, line = False, f"FAIL {check}: {grader_line}"
+        return CheckResult(spec.topic, check, passed, status, line, round(cpu, 2), round(wall, 2),
+                           None if reference is None else round(reference, 2), round(limit, 2),
+                           len(results) + (grader_line is not None), len(cases), output, dropped + more)
+
+    def _result(self, check: str, status: str, detail: str) -> CheckResult:
+        return CheckResult(SPECS[check].topic, check, False, status, f"FAIL {check}: {detail}",
+                           cases=len(self.plan.cases[check]))
+
+
+def _capped(text: str) -> tuple[str, int]:
+    return text[:OUTPUT_CAP], max(len(text) - OUTPUT_CAP, 0)
+
+
+# ------------------------------------------------------------------------------------------------ a run
+
+_REFERENCE_TIMES: dict[tuple, dict[str, float]] = {}  # measured once per process and kind of run
+_REFERENCE_LOCK = threading.Lock()
+
+
+def _reference_key(kit_root: Path, plan: Plan) -> tuple:
+    digest = hashlib.sha256()
+    for topic in plan.topics:
+        for path in (kit_root / "helpers" / f"{topic}.py", kit_root / HIDDEN_DIR / f"{topic}.pt"):
+            digest.update(path.read_bytes() if path.suffix == ".py" else str(path.stat().st_mtime_ns).encode())
+    return (str(kit_root), plan.mechanism.name, plan.points.public_cases, tuple(plan.topics), digest.hexdigest())
+
+
+def measure_reference(plan: Plan) -> dict[str, float]:
+    """CPU seconds the reference solution (the kit's helpers/) uses on each graded check, in the same kind
+    of sandbox as the submissions. Raises GraderError if it fails one of its own cases."""
+    kit_root = plan.kit_root
+    key = _reference_key(kit_root, plan)
+    with _REFERENCE_LOCK:
+        if key in _REFERENCE_TIMES:
+            return _REFERENCE_TIMES[key]
+    files = {t: kit_root / "helpers" / f"{t}.py" for t in plan.topics}
+    folder = Path(tempfile.mkdtemp(prefix="reference-", dir=plan.work))
+    os.chmod(folder, 0o711)
+    results = SubmissionRun(plan, files, folder, lambda check: (REFERENCE_CPU_LIMIT, None)).run()
+    shutil.rmtree(folder, ignore_errors=True)
+    failed = [r.line for r in results.values() if not r.passed]
+    if failed:
+        raise GraderError(f"the reference solution (helpers/) fails its own case: {failed[0]}; rebuild the "
+                          "references with: python3 kit.py references")
+    times = {check: r.cpu_seconds for check, r in results.items()}
+    with _REFERENCE_LOCK:
+        _REFERENCE_TIMES[key] = times
+    return times
 
 
 def _unique(name: str, taken: set) -> str:
@@ -131,17 +337,86 @@ def _unique(name: str, taken: set) -> str:
     return candidate
 
 
-def _assemble(sub, questions: list[Question], outcomes: dict, s: int, seconds: float) -> Graded:
-    results, warnings = [], list(sub.problems)
+def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFAULT_POINTS_FILE,
+          jobs: int | None = None, only_topics=None, isolation: str = "auto", memory: int = MEMORY_BYTES,
+          cpu_scale: float | None = None, cpu_floor: float | None = None, public_cases: bool | None = None,
+          on_done=None, log=print) -> list[Graded]:
+    """Grade each submission (a folder, a zip, or a folder of them) against the kit at ``kit_root``.
+
+    Args:
+        jobs: submissions graded at once (default: the number of usable cores), each in its own child.
+        only_topics: grade only these topics (default: every topic in points.toml).
+        isolation: "auto" (the strongest sandbox here, else none, said in one line), "required" (raise
+            sandbox.SandboxUnavailable instead of grading without one) or "none".
+        memory: memory limit of each sandbox, bytes.
+        cpu_scale, cpu_floor, public_cases: override points.toml's [grading] settings.
+        on_done: called with each Graded as soon as it is complete (for printing).
+    Raises PointsError (points.toml), SandboxUnavailable, GraderError (the kit or the sandbox is broken).
+    """
+    import dataclasses
+
+    kit_root = Path(kit_root).resolve()
+    points = load_points(points_file)
+    overrides = {k: v for k, v in (("cpu_scale", cpu_scale), ("cpu_floor", cpu_floor),
+                                   ("public_cases", public_cases)) if v is not None}
+    points = dataclasses.replace(points, **overrides)
+    questions = [q for q in points.questions if only_topics is None or q.topic in only_topics]
+    unknown = sorted(set(only_topics or ()) - {s.topic for s in SPECS.values()})
+    if unknown:
+        raise GraderError(f"unknown topic(s) {', '.join(unknown)}")
+    mechanism = sandbox.detect(isolation)
+    log(f"isolation: {mechanism.name} -- {mechanism.description}")
+    if points.unlisted:
+        log(f"not graded (no points in {Path(points_file).name}): {', '.join(points.unlisted)}")
+    topics: dict[str, list[str]] = {}
     for q in questions:
-        topic_results = outcomes.get((s, q.topic), ([], []))[0]
-        match = next((r for r in topic_results if r.check == q.check), None)
-        results.append(match or CheckResult(q.topic, q.check, False, "grader_error", f"FAIL {q.check}: not run"))
-    graded_topics = {q.topic for q in questions}
-    for topic in sorted(graded_topics):
-        known = outcomes.get((s, topic), ([], []))[1]
-        extra = [c for c in known if not any(q.topic == topic and q.check == c for q in questions)]
-        if extra:
-            warnings.append(f"checks/{topic}.py has checks without points in points.toml (not graded): "
-                            + ", ".join(extra))
-    return Graded(sub.name, str(sub.source), questions, results, seconds, sub.notebooks, warnings)
+        topics.setdefault(q.topic, []).append(q.check)
+    cases = load_cases(kit_root, [q.check for q in questions], points.public_cases)
+    work = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
+    os.chmod(work, 0o711)  # the sandbox user must reach its own folder inside (only bubblewrap hides the rest)
+    limits = sandbox.Limits(cpu_seconds=3600, memory_bytes=memory, processes=PROCESSES, file_bytes=64 << 20)
+    plan = Plan(points, questions, topics, cases, mechanism, limits, kit_root, work)
+    try:
+        subs, names = [], set()
+        for i, path in enumerate(submissions.expand([Path(p) for p in paths], list(TOPICS))):
+            sub = submissions.load(path, list(TOPICS), work / f"unzip{i}")
+            sub.name = _unique(sub.name, names)
+            subs.append(sub)
+        reference: Future = Future()
+
+        def reference_task():
+            try:
+                reference.set_result(measure_reference(plan))
+            except BaseException as err:
+                reference.set_exception(err)
+
+        def cpu_limits(check: str) -> tuple[float, float]:
+            ref = reference.result()[check]
+            return max(points.cpu_floor, points.cpu_scale * ref), ref
+
+        def submission_task(i: int) -> Graded:
+            sub, start = subs[i], time.perf_counter()
+            folder = work / f"sub{i}"
+            folder.mkdir()
+            os.chmod(folder, 0o711)
+            files = {t: sub.files.get(t) for t in topics}
+            try:
+                results = SubmissionRun(plan, files, folder, cpu_limits).run()
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            graded = Graded(sub.name, str(sub.source), questions, [results[q.check] for q in questions],
+                            time.perf_counter() - start, sub.notebooks, list(sub.problems), mechanism.name)
+            if on_done is not None:
+                on_done(graded)
+            return graded
+
+        with ThreadPoolExecutor(max_workers=max(1, jobs or available_cores())) as pool:
+            pool.submit(reference_task)
+            futures = [pool.submit(submission_task, i) for i in range(len(subs))]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,34 +1,20 @@
-"""What a grading run writes: the console table, report.json, Gradescope's results.json, the roster CSV."""
+"""What a grading run writes: the console table and class summary, report.json, Gradescope's
+results.json, and the roster CSV (merged into an existing one, so regrading one student keeps the class)."""
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+import re
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
-from grader.points import Question
-from grader.runner import CheckResult
+from grader.grade import CheckResult, Graded
 
-
-@dataclass
-class Graded:
-    """One submission's outcome: a result per question, in question order."""
-
-    name: str
-    source: str
-    questions: list[Question]
-    results: list[CheckResult]
-    seconds: float = 0.0
-    notebooks: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def score(self) -> float:
-        return sum(q.points for q, r in zip(self.questions, self.results) if r.passed)
-
-    @property
-    def max_score(self) -> float:
-        return sum(q.points for q in self.questions)
+GRADER_STATUSES = {"timeout": "timed out", "crashed": "crashed", "missing": "file or function missing",
+                   "import_error": "module cannot be imported", "not_implemented": "not implemented",
+                   "forbidden": "forbidden library call", "model_changed": "changed the model's weights",
+                   "malformed": "unusable reply", "grader_error": "grader error"}
 
 
 def _num(x: float) -> str:
@@ -46,72 +32,124 @@ def output_text(result: CheckResult) -> str:
     return text
 
 
-def table(graded: Graded, width: int = 118) -> str:
-    """The per-question score table printed on the console."""
+def table(graded: Graded) -> str:
+    """The per-question score table printed on the console; verdict lines are never cut."""
     name_w = max([len(q.name) for q in graded.questions] + [8])
     lines = [f"{graded.name}  ({graded.source})"]
     lines += [f"  ! {w}" for w in graded.warnings]
     lines.append(f"  {'question':<{name_w}}  {'points':>9}  verdict")
     for q, r in zip(graded.questions, graded.results):
         points = f"{_num(q.points if r.passed else 0)} / {_num(q.points)}"
-        verdict = r.line if len(r.line) <= width - name_w - 15 else r.line[:width - name_w - 18] + "..."
-        lines.append(f"  {q.name:<{name_w}}  {points:>9}  {verdict}")
+        lines.append(f"  {q.name:<{name_w}}  {points:>9}  {r.line}")
     lines.append(f"  {'total':<{name_w}}  {_num(graded.score) + ' / ' + _num(graded.max_score):>9}"
-                 f"  ({graded.seconds:.0f} s)")
+                 f"  ({graded.seconds:.0f} s, {graded.cpu_seconds:.0f} s of CPU in the checks)")
+    return "\n".join(lines)
+
+
+def cause(result: CheckResult) -> str:
+    """A few words for why a check failed, the same for submissions that failed the same way."""
+    if result.status in GRADER_STATUSES:
+        return GRADER_STATUSES[result.status]
+    if "; likely cause: " in result.line:
+        return result.line.split("; likely cause: ", 1)[1]
+    if result.status == "exception":
+        match = re.search(r"raised (\w+)", result.line)
+        return f"raises {match[1]}" if match else "raises an exception"
+    for words, short in (("shape", "wrong shape"), ("dtype", "wrong dtype"), ("NaN", "NaN values"),
+                         ("inf value", "inf values"), ("requires grad", "output still requires grad"),
+                         ("in place", "changes an input in place"), ("hooks", "hooks left behind"),
+                         ("worst element", "wrong values"), ("got ", "wrong values")):
+        if words in result.line:
+            return short
+    return result.status.replace("_", " ")
+
+
+def summary(all_graded: list[Graded]) -> str:
+    """The class summary that ends a run: mean points per check and the most common cause of failing."""
+    if not all_graded:
+        return "no submissions graded"
+    questions = all_graded[0].questions
+    n = len(all_graded)
+    name_w = max(len(q.name) for q in questions)
+    mean = sum(g.score for g in all_graded) / n
+    lines = [f"class summary: {n} submission(s), mean {mean:.3g} / {_num(all_graded[0].max_score)}",
+             f"  {'question':<{name_w}}  {'mean':>11}  {'passed':>7}  most common failure"]
+    for i, q in enumerate(questions):
+        results = [g.results[i] for g in all_graded]
+        passed = sum(r.passed for r in results)
+        causes = Counter(cause(r) for r in results if not r.passed)
+        common = f"{causes.most_common(1)[0][0]} ({causes.most_common(1)[0][1]})" if causes else "-"
+        lines.append(f"  {q.name:<{name_w}}  {passed * q.points / n:>5.3g} / {_num(q.points):<3}  "
+                     f"{passed:>3}/{n:<3}  {common}")
     return "\n".join(lines)
 
 
 def report_dict(graded: Graded) -> dict:
-    """Everything about one submission (report.json)."""
+    """Everything about one submission (report.json): each check's verdict, printed output, and its CPU
+    time beside the reference solution's and the limit."""
     return {
-        "submission": graded.name, "source": graded.source,
+        "submission": graded.name, "source": graded.source, "isolation": graded.isolation,
         "score": graded.score, "max_score": graded.max_score, "seconds": round(graded.seconds, 2),
-        "notebooks": graded.notebooks, "warnings": graded.warnings,
+        "cpu_seconds": round(graded.cpu_seconds, 2), "notebooks": graded.notebooks, "warnings": graded.warnings,
         "questions": [{"question": q.name, "points": q.points if r.passed else 0.0, "max_points": q.points,
                        **asdict(r)}
                       for q, r in zip(graded.questions, graded.results)],
     }
 
 
-def gradescope_dict(graded: Graded) -> dict:
-    """Gradescope autograder results.json: top-level score and one test per question."""
+def gradescope_dict(graded: Graded, stdout_visibility: str = "hidden") -> dict:
+    """Gradescope autograder results.json: the score and one test per question, each with its
+    visibility from points.toml."""
     return {
         "score": graded.score,
         "execution_time": round(graded.seconds, 2),
-        "output": "\n".join([f"{_num(graded.score)} / {_num(graded.max_score)} points"] + graded.warnings),
-        "tests": [{"name": q.name, "score": q.points if r.passed else 0.0, "max_score": q.points,
-                   "status": "passed" if r.passed else "failed", "output": output_text(r),
-                   "visibility": "visible"} for q, r in zip(graded.questions, graded.results)],
+        "output": "\n".join([f"{_num(graded.score)} / {_num(graded.max_score)} points",
+                             f"isolation: {graded.isolation}"] + graded.warnings),
+        "stdout_visibility": stdout_visibility,
+        "tests": [{"name": q.name, "number": str(i + 1), "score": q.points if r.passed else 0.0,
+                   "max_score": q.points, "status": "passed" if r.passed else "failed",
+                   "output": output_text(r), "visibility": q.visibility}
+                  for i, (q, r) in enumerate(zip(graded.questions, graded.results))],
     }
 
 
-def write_reports(graded: Graded, out_dir: Path) -> Path:
+def write_reports(graded: Graded, out_dir: Path, stdout_visibility: str = "hidden") -> Path:
     """out_dir/<name>/report.json and results.json; returns that folder."""
     folder = out_dir / graded.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.json").write_text(json.dumps(report_dict(graded), indent=2) + "\n", encoding="utf-8")
-    (folder / "results.json").write_text(json.dumps(gradescope_dict(graded), indent=2) + "\n", encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(gradescope_dict(graded, stdout_visibility), indent=2) + "\n",
+                                         encoding="utf-8")
     return folder
 
 
 def write_roster(all_graded: list[Graded], path: Path) -> Path:
-    """One row per submission: total, points per question, and the problems in a few words."""
+    """One row per submission: total, points per question, and the problems in a few words. Rows of an
+    existing roster are kept, except those of the submissions graded now, which are replaced."""
     path.parent.mkdir(parents=True, exist_ok=True)
     questions = all_graded[0].questions if all_graded else []
+    header = ["submission", "score", "max_score", *(q.name for q in questions), "problems"]
+    rows: dict[str, dict] = {}
+    if path.is_file():
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("submission"):
+                    rows[row["submission"]] = row
+    for g in all_graded:
+        rows[g.name] = {"submission": g.name, "score": _num(g.score), "max_score": _num(g.max_score),
+                        **{q.name: _num(q.points if r.passed else 0) for q, r in zip(g.questions, g.results)},
+                        "problems": "; ".join(g.warnings + _problems(g))}
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["submission", "score", "max_score", *(q.name for q in questions), "problems"])
-        for g in all_graded:
-            problems = _problems(g)
-            writer.writerow([g.name, _num(g.score), _num(g.max_score),
-                             *(_num(q.points if r.passed else 0) for q, r in zip(g.questions, g.results)),
-                             "; ".join(g.warnings + problems)])
+        writer = csv.DictWriter(f, header, extrasaction="ignore", restval="")
+        writer.writeheader()
+        for name in sorted(rows):
+            writer.writerow(rows[name])
     return path
 
 
 def _problems(graded: Graded) -> list[str]:
     """'status: question, ...' for every status other than pass/fail; 'topic/*' when a whole topic shares it."""
-    by_status: dict[str, list[Question]] = {}
+    by_status: dict[str, list] = {}
     for q, r in zip(graded.questions, graded.results):
         if r.status not in ("pass", "fail"):
             by_status.setdefault(r.status, []).append(q)

@@ -1,5 +1,5 @@
-"""convlens helpers: the shared model/image/plotting code and one module per notebook topic.
+"""Your exercises, one file per notebook: saliency, gradcam, fooling, style_transfer.
 
-Topic modules (saliency, gradcam, fooling, style_transfer) hold the functions students complete between
-``TODO START`` and ``TODO END`` markers.
+Write code only between ``# TODO START <name>`` and ``# TODO END <name>``. The kit's own code lives in the
+``convlens`` package beside this folder; you do not need to read or change it.
 """

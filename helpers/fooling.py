@@ -1,26 +1,17 @@
-"""Notebook 3: fooling images and class visualization, done by gradient ascent on the input pixels.
+"""Notebook 3 exercises: fooling images and class visualization, by gradient ascent on the input pixels.
 
-Every image here is float RGB in [0, 1], shape (N, 3, H, W); the model normalizes internally, so "keep the
-image valid" means clamp to [0, 1]. Class indices are int64 tensors of shape (N,).
+    fooling_step              one normalized gradient-ascent step on the target class's raw score
+    make_fooling_image        repeat it until the model predicts the target (then a few more steps)
+    class_visualization_step  one jittered, L2-regularized ascent step for class visualization
 
-The student writes three functions (between TODO markers):
-
-* :func:`fooling_step` - one normalized gradient-ascent step on the target class's raw score;
-* :func:`make_fooling_image` - repeat it until the model predicts the target (then a few more steps);
-* :func:`class_visualization_step` - one jittered, L2-regularized ascent step for class visualization.
-
-The rest is support code the notebook uses: :func:`create_class_visualization` (the loop with random jitter
-and blur) and, for "Going further", :func:`deep_dream` and :func:`visualize_channel` (the FGSM and PGD
-attacks there come from ``captum.robust``).
+Write your code between the TODO markers. Images are float RGB in [0, 1], shape (N, 3, H, W); the model
+normalizes internally, so "keep the image valid" means clamp to [0, 1]. Class indices are (N,) int64.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from helpers.images import gaussian_blur
-from helpers.model import as_targets, extract_features
+from convlens.model import as_targets
 
 
 def fooling_step(model, images: torch.Tensor, targets: torch.Tensor, step_size: float) -> torch.Tensor:
@@ -136,126 +127,3 @@ def class_visualization_step(model, images: torch.Tensor, targets: torch.Tensor,
     stepped = shifted + learning_rate * grad / norms
     return torch.roll(stepped, shifts=(-oy, -ox), dims=(2, 3)).clamp(0, 1).detach()
     # TODO END class_visualization_step
-
-
-def create_class_visualization(model, targets, size: int = 160, num_steps: int = 100, l2_reg: float = 1e-3,
-                               learning_rate: float = 5.0, max_jitter: int = 8, blur_every: int = 10,
-                               blur_sigma: float = 0.5, seed: int = 0, device=None,
-                               progress: bool = True) -> torch.Tensor:
-    """Generate one image per target class from random noise with :func:`class_visualization_step`.
-
-    Each step uses a fresh random jitter in [-max_jitter, max_jitter]^2 (shared by the batch); every
-    ``blur_every`` steps the images are blurred with a Gaussian of ``blur_sigma`` pixels
-    (:func:`helpers.images.gaussian_blur`, torchvision's), which removes the high-frequency patterns the
-    network likes but people do not see as objects.
-
-    Args:
-        model: classifier on [0, 1] images.
-        targets: one class index or a list / (N,) tensor of them; all images are optimized as one batch.
-        size: side of the square images (the model accepts any size; 128 is quick, 224 clearer).
-            For cleaner pictures at 224 px: ``num_steps=150, l2_reg=3e-3, blur_every=5, blur_sigma=1.0``.
-        num_steps, l2_reg, learning_rate, max_jitter, blur_every, blur_sigma: see above.
-        seed: seeds the noise and the jitter (a private torch.Generator; the global RNG is untouched).
-        device: default: the model's device.
-        progress: show a tqdm progress bar.
-    Returns:
-        (N, 3, size, size) float32 images in [0, 1].
-    """
-    device = device or next(model.parameters()).device
-    targets = torch.as_tensor(targets, dtype=torch.int64).reshape(-1).to(device)
-    generator = torch.Generator().manual_seed(seed)
-    images = _noise_images(len(targets), size, generator, device)
-
-    def step(images: torch.Tensor, jitter: tuple[int, int]) -> torch.Tensor:
-        return class_visualization_step(model, images, targets, l2_reg, learning_rate, jitter=jitter)
-
-    return _jittered_ascent(images, step, num_steps, max_jitter, blur_every, blur_sigma, generator, progress,
-                            "class visualization")
-
-
-def _noise_images(count: int, size: int, generator: torch.Generator, device) -> torch.Tensor:
-    """Faint noise around mid-gray, so every pixel can move both ways: (count, 3, size, size) in [0, 1]."""
-    return (0.5 + 0.1 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1).to(device)
-
-
-def _jittered_ascent(images: torch.Tensor, step, num_steps: int, max_jitter: int, blur_every: int,
-                     blur_sigma: float, generator: torch.Generator, progress: bool, desc: str) -> torch.Tensor:
-    """``num_steps`` times: draw a jitter (ox, oy) in [-max_jitter, max_jitter]^2 from ``generator``, then
-    ``images = step(images, (ox, oy))``; every ``blur_every`` steps (0: never), except after the last,
-    blur the images (Gaussian, ``blur_sigma`` pixels). Returns the images detached."""
-    for index in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
-        ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
-        images = step(images, (ox, oy))
-        if blur_every and (index + 1) % blur_every == 0 and index + 1 < num_steps:
-            images = gaussian_blur(images, blur_sigma)
-    return images.detach()
-
-
-# --- Going further (support code, not an exercise) ---------------------------------------------------------
-
-def layer_activation(model, layer: str, images: torch.Tensor) -> torch.Tensor:
-    """The output of ``layer`` (a short name like ``"block10"``) for ``images`` (N, 3, H, W) in [0, 1].
-
-    The forward pass stops at that layer (nothing after it is computed) and the hook is always removed.
-    Gradients flow through the returned activation.
-    """
-    return extract_features(model, images, [layer])[layer]
-
-
-def _objective_step(model, objective, learning_rate: float):
-    """A step for :func:`_jittered_ascent`: roll the images by the jitter, take a normalized gradient-ascent
-    step of L2 length ``learning_rate`` on ``objective(model, images) -> scalar``, roll back, clamp to [0, 1]."""
-    def step(images: torch.Tensor, jitter: tuple[int, int]) -> torch.Tensor:
-        ox, oy = jitter
-        shifted = torch.roll(images.detach(), shifts=(oy, ox), dims=(2, 3)).requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(model, shifted), shifted)
-        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return torch.roll(shifted + learning_rate * grad / norms, shifts=(-oy, -ox), dims=(2, 3)).clamp(0, 1)
-    return step
-
-
-def deep_dream(model, image: torch.Tensor, layer: str = "block10", octaves: int = 3, octave_scale: float = 1.4,
-               steps_per_octave: int = 8, learning_rate: float = 4.0, max_jitter: int = 16, seed: int = 0,
-               progress: bool = True) -> torch.Tensor:
-    """DeepDream (Mordvintsev et al. 2015): amplify whatever ``layer`` already sees in ``image``.
-
-    Gradient ascent on ``0.5 * mean(activation ** 2)`` of the layer, at ``octaves`` scales from small to full
-    size. At each scale the image is the photo resized to that scale plus the "detail" dreamed so far
-    (upsampled), so the large patterns found at coarse scales are refined at finer ones.
-
-    Args:
-        image: (1, 3, H, W) or (3, H, W) in [0, 1].
-        layer: short layer name; early blocks give textures, late blocks object parts.
-    Returns:
-        (1, 3, H, W) dreamed image in [0, 1].
-    """
-    base = (image[None] if image.dim() == 3 else image).detach()
-    height, width = base.shape[-2:]
-    generator = torch.Generator().manual_seed(seed)
-    objective = lambda m, x: 0.5 * layer_activation(m, layer, x).pow(2).mean()
-    detail = None
-    for k in reversed(range(octaves)):  # smallest scale first
-        size = [max(32, round(height / octave_scale ** k)), max(32, round(width / octave_scale ** k))]
-        scaled = F.interpolate(base, size=size, mode="bilinear", align_corners=False, antialias=True)
-        start = scaled if detail is None else (scaled + F.interpolate(detail, size=size, mode="bilinear",
-                                                                      align_corners=False)).clamp(0, 1)
-        dreamed = _jittered_ascent(start, _objective_step(model, objective, learning_rate), steps_per_octave,
-                                   max_jitter, 0, 0.5, generator, progress, f"dream {size[0]}x{size[1]}")
-        detail = dreamed - scaled
-    return dreamed
-
-
-def visualize_channel(model, layer: str, channel: int, size: int = 128, num_steps: int = 40,
-                      learning_rate: float = 5.0, max_jitter: int = 4, blur_every: int = 4,
-                      blur_sigma: float = 0.5, seed: int = 0, progress: bool = True) -> torch.Tensor:
-    """An image that excites one channel of ``layer``: jittered ascent on the channel's mean activation.
-
-    Starts from faint noise around mid-gray; same jitter / blur / clamp recipe as class visualization.
-    Returns (1, 3, size, size) in [0, 1].
-    """
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    images = _noise_images(1, size, generator, device)
-    objective = lambda m, x: layer_activation(m, layer, x)[:, channel].mean()
-    return _jittered_ascent(images, _objective_step(model, objective, learning_rate), num_steps, max_jitter,
-                            blur_every, blur_sigma, generator, progress, f"{layer} channel {channel}")

@@ -1,6 +1,6 @@
 """Notebook 2: guided backpropagation, Grad-CAM and guided Grad-CAM, written by hand.
 
-Every function takes the classifier as an argument (see helpers/model.py): images are (N, 3, H, W) float in
+Every function takes the classifier as an argument (see convlens/model.py): images are (N, 3, H, W) float in
 [0, 1], labels are (N,) int64 ImageNet indices, one class per image. The "class score" is the logit (the
 model's output before any softmax). Outputs are detached and follow the images' device and dtype; the model
 is left as it was found (no hooks, same ``requires_grad`` flags, no ``.grad`` on its parameters).
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.model import get_layer
+from convlens.model import get_layer
 
 
 def guided_backprop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -127,17 +127,3 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     cam = grad_cam(model, images, labels, layer=layer, normalize=False)
     return guided_backprop(model, images, labels) * cam.unsqueeze(1)
     # TODO END guided_grad_cam
-
-
-def side_by_side(left: torch.Tensor, right: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """One (3, size, size) image holding two photos: each (3, H, W) in [0, 1] is squeezed to (size, size // 2)
-    (antialiased) and ``left`` goes in the left half."""
-    halves = [F.interpolate(img[None], size=(size, size // 2), mode="bilinear", antialias=True,
-                            align_corners=False)[0] for img in (left, right)]
-    return torch.cat(halves, dim=-1).clamp(0, 1)
-
-
-def mass_in_columns(maps: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Fraction of each non-negative map's total that lies in columns [start, stop). maps: (N, H, W) -> (N,)."""
-    total = maps.sum(dim=(1, 2)).clamp_min(torch.finfo(maps.dtype).tiny)
-    return maps[:, :, start:stop].sum(dim=(1, 2)) / total

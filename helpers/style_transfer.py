@@ -1,29 +1,22 @@
-"""Notebook 4: neural style transfer (Gatys et al. 2016) with the kit's EfficientNet-Lite0 as feature network.
+"""Notebook 4 exercises: neural style transfer (Gatys et al. 2016) with EfficientNet-Lite0 as feature network.
 
-An image is optimized so that its features at one deep layer match a content image (content loss), the
-Gram matrices of its features at several layers match a style image (style loss), and neighbouring pixels
-stay close (total-variation loss). Images are (N, 3, H, W) float in [0, 1]; feature maps are (N, C, H, W).
-Losses are 0-dim tensors that keep their graph, so they can be backpropagated. New tensors follow the
-input's device and dtype.
+    content_loss, gram_matrix, style_loss, tv_loss   the three losses (and the Gram matrix)
+    style_transfer                                   the optimization loop (L-BFGS or Adam)
 
-The student writes ``content_loss``, ``gram_matrix``, ``style_loss``, ``tv_loss`` and the loop inside
-``style_transfer``. The rest (feature extraction, settings, the feed-forward network) is support code.
+Write your code between the TODO markers. Images are (N, 3, H, W) float in [0, 1]; feature maps are
+(N, C, H, W). Losses are 0-dim tensors that keep their graph, so they can be backpropagated. New tensors
+follow the input's device and dtype.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from helpers.model import extract_features, fast_copy  # extract_features: used as st.extract_features
+from convlens.model import extract_features
+from convlens.style import DEFAULT_SETTINGS, LossHistory, StyleSettings, compute_style_targets, content_and_style_features
 
-
-# ---------------------------------------------------------------------------------------------------------
-# The losses (student code)
-# ---------------------------------------------------------------------------------------------------------
 
 def content_loss(content_weight: float, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Content loss: ``content_weight * sum((current - target) ** 2)`` over every element.
@@ -106,150 +99,6 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
     # TODO END tv_loss
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Features (support code)
-# ---------------------------------------------------------------------------------------------------------
-
-def softmax_smoothing(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Softmax over the positions of each channel (Wang et al., CVPR 2021, "SWAG"), times H * W.
-
-    Each channel becomes a distribution over positions, rescaled so a flat map stays 1 everywhere: peaks
-    are kept, but a handful of huge activations can no longer dominate a Gram matrix by their magnitude.
-
-    Args:
-        features: (N, C, H, W).
-        temperature: the features are divided by ``temperature`` times their own standard deviation (per
-            image and channel) before the softmax, so the smoothing does not depend on the layer's scale.
-    Returns:
-        (N, C, H, W), positive, mean 1 per channel.
-    """
-    n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    # The scale is treated as a constant (detached): it sets how sharp the softmax is, nothing more.
-    scale = flat.detach().std(dim=2, keepdim=True).clamp_min(1e-6) * temperature
-    return (F.softmax(flat / scale, dim=2) * (h * w)).reshape(n, c, h, w)
-
-
-def fast_feature_net(model: nn.Module) -> nn.Module:
-    """A copy of the classifier that computes the same features faster, for optimization loops (BatchNorm
-    folded, weights channels_last; layer names kept): :func:`helpers.model.fast_copy`. The original model is
-    not changed."""
-    return fast_copy(model)
-
-
-def content_and_style_features(model: nn.Module, images: torch.Tensor, settings: "StyleSettings"):
-    """One forward pass for both losses: (content features (N, C, H, W), {style layer: features}).
-
-    The style features go through :func:`softmax_smoothing` when ``settings.smooth`` is set; the content
-    features never do (a layer may serve as both).
-    """
-    feats = extract_features(model, images, settings.layers)
-    return feats[settings.content_layer], _style_view(feats, settings)
-
-
-def _style_view(feats: dict, settings: "StyleSettings") -> dict:
-    """{style layer: features} from ``feats``, through :func:`softmax_smoothing` when ``settings.smooth``."""
-    return {name: softmax_smoothing(feats[name]) if settings.smooth else feats[name]
-            for name in settings.style_layers}
-
-
-def expanded(block: int) -> str:
-    """Module path of block ``block``'s expansion activation (ReLU6, 6x the block's input channels)."""
-    return f"_blocks.{block}._expand_act"
-
-
-@dataclass(frozen=True)
-class StyleSettings:
-    """Which layers and weights define "content" and "style".
-
-    content_layer: one layer name; content_weight: w_c. style_layers: names; style_weights: one per layer.
-    tv_weight: w_t. smooth: pass the style layers' features through :func:`softmax_smoothing`.
-    """
-
-    content_layer: str
-    content_weight: float
-    style_layers: tuple
-    style_weights: tuple
-    tv_weight: float
-    smooth: bool = False
-
-    @property
-    def layers(self) -> list:
-        """Every layer the losses read: the content layer and the style layers."""
-        return list(dict.fromkeys([self.content_layer, *self.style_layers]))
-
-    def scaled(self, content: float = 1.0, style: float = 1.0, tv: float = 1.0) -> "StyleSettings":
-        """A copy with the content, style and TV weights multiplied by the given factors."""
-        return replace(self, content_weight=self.content_weight * content,
-                       style_weights=tuple(w * style for w in self.style_weights), tv_weight=self.tv_weight * tv)
-
-
-# Chosen by the experiment in the notebook: the outputs of blocks 1, 3, 5 and 8 carry the style (from fine
-# to coarse), the output of block 8 carries the content; no softmax smoothing (it did not help here).
-DEFAULT_SETTINGS = StyleSettings(
-    content_layer="block8",
-    content_weight=2e-3,
-    style_layers=("block1", "block3", "block5", "block8"),
-    style_weights=(1.5, 1.0, 1.0, 5.0),
-    tv_weight=1.0,
-    smooth=False,
-)
-
-
-def compute_style_targets(model: nn.Module, style_images, settings: StyleSettings,
-                          mix: Sequence[float] | None = None) -> list:
-    """Gram matrices of one or several style images at ``settings.style_layers``.
-
-    Args:
-        style_images: (1, 3, H, W) in [0, 1], or a list of such images (sizes may differ).
-        mix: with several images, their blending weights (default: equal); the targets are the weighted
-            average of their Gram matrices.
-    Returns:
-        list of (1, C_l, C_l) tensors, one per style layer, not requiring grad.
-    """
-    if isinstance(style_images, torch.Tensor):
-        style_images = [style_images]
-    mix = [1.0 / len(style_images)] * len(style_images) if mix is None else list(mix)
-    targets = None
-    # inference_mode: no graph is recorded for a target; clone() turns the result into a normal tensor
-    # that autograd may save for backward later (an inference tensor may not be saved).
-    with torch.inference_mode():
-        for image, weight in zip(style_images, mix):
-            feats = _style_view(extract_features(model, image, settings.style_layers), settings)
-            grams = [weight * gram_matrix(feats[layer]) for layer in settings.style_layers]
-            targets = grams if targets is None else [t + g for t, g in zip(targets, grams)]
-    return [t.clone() for t in targets]
-
-
-class LossHistory:
-    """Records the losses of every function evaluation (and drives an optional tqdm progress bar)."""
-
-    def __init__(self, steps: int, progress: bool = False, desc: str = "style transfer"):
-        self.total, self.content, self.style, self.tv = [], [], [], []
-        self._bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=steps, desc=desc, leave=False)
-
-    def record(self, total, content, style, tv) -> None:
-        """Append one evaluation's losses (0-dim tensors or floats)."""
-        for store, value in ((self.total, total), (self.content, content), (self.style, style), (self.tv, tv)):
-            store.append(float(value.detach()) if isinstance(value, torch.Tensor) else float(value))
-        if self._bar is not None:
-            self._bar.update(1)
-            if self._bar.n >= self._bar.total:
-                self.close()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-    def __len__(self) -> int:
-        return len(self.total)
-
-
 def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: StyleSettings = DEFAULT_SETTINGS,
                    steps: int = 200, init="content", optimizer: str = "lbfgs", lr: float = 0.05,
                    lr_decay: float = 0.98, seed: int = 0, progress: bool = False):
@@ -272,7 +121,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
     with torch.inference_mode():
         content_target = extract_features(model, content, [settings.content_layer])[settings.content_layer]
     content_target = content_target.clone()
-    targets = compute_style_targets(model, style, settings) if isinstance(style, torch.Tensor) else list(style)
+    targets = (compute_style_targets(model, style, settings, gram_matrix) if isinstance(style, torch.Tensor)
+               else list(style))
     generator = torch.Generator(device=content.device).manual_seed(seed)
     history = LossHistory(steps, progress)
 
@@ -280,7 +130,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         """(content features, {style layer: features}) of ``images``, from one forward pass."""
         return content_and_style_features(model, images, settings)
 
-    # TODO START style_transfer_loop
+    # TODO START style_transfer
     # 1. The image to optimize: a detached copy of `content` (init="content"), uniform noise in [0, 1] drawn
     #    with torch.rand(..., generator=generator, device=..., dtype=...) (init="noise"), or a copy of the
     #    tensor `init`. Make it a leaf that requires grad.
@@ -332,114 +182,4 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
     finally:
         history.close()
     return image.detach().clamp(0, 1), history
-    # TODO END style_transfer_loop
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Going further (support code)
-# ---------------------------------------------------------------------------------------------------------
-
-def preserve_colour(stylized: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Keep the stylized image's luminance and the content image's colour (Gatys et al. 2017, luminance-only
-    transfer done after the fact): YCbCr of both, Y from ``stylized``, Cb and Cr from ``content``.
-
-    Args:
-        stylized, content: (N, 3, H, W) in [0, 1].
-    Returns:
-        (N, 3, H, W) in [0, 1].
-    """
-    to_ycc = stylized.new_tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-    luma = torch.einsum("kc,nchw->nkhw", to_ycc, stylized)[:, :1]
-    chroma = torch.einsum("kc,nchw->nkhw", to_ycc, content)[:, 1:]
-    ycc = torch.cat([luma, chroma], dim=1)
-    return torch.einsum("kc,nchw->nkhw", torch.linalg.inv(to_ycc), ycc).clamp(0, 1)
-
-
-class _ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True),
-            nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
-            nn.InstanceNorm2d(channels, affine=True))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-class StyleNet(nn.Module):
-    """A small feed-forward stylization network (after Johnson et al. 2016, with instance normalization
-    from Ulyanov et al. 2016): downsample twice, residual blocks, upsample twice (resize + conv).
-
-    forward(images): (N, 3, H, W) in [0, 1] with H, W divisible by 4 -> (N, 3, H, W) in [0, 1].
-    """
-
-    def __init__(self, width: int = 16, n_residual: int = 3):
-        super().__init__()
-
-        def conv(c_in, c_out, k, stride=1):
-            return [nn.ReflectionPad2d(k // 2), nn.Conv2d(c_in, c_out, k, stride=stride),
-                    nn.InstanceNorm2d(c_out, affine=True), nn.ReLU()]
-
-        self.encode = nn.Sequential(*conv(3, width, 9), *conv(width, 2 * width, 3, 2),
-                                    *conv(2 * width, 4 * width, 3, 2))
-        self.residual = nn.Sequential(*[_ResidualBlock(4 * width) for _ in range(n_residual)])
-        self.up1 = nn.Sequential(*conv(4 * width, 2 * width, 3))
-        self.up2 = nn.Sequential(*conv(2 * width, width, 3))
-        self.out = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(width, 3, 9))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.residual(self.encode(images))
-        x = self.up1(F.interpolate(x, scale_factor=2, mode="nearest"))
-        x = self.up2(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return torch.sigmoid(self.out(x))
-
-
-def perceptual_loss(model: nn.Module, output: torch.Tensor, photos: torch.Tensor, targets: Sequence[torch.Tensor],
-                    settings: StyleSettings = DEFAULT_SETTINGS) -> torch.Tensor:
-    """The style transfer loss of a network's ``output`` (N, 3, H, W) for its inputs ``photos`` (N, 3, H, W):
-    content against the photos' own features, style against ``targets``, plus TV. Summed over the batch."""
-    with torch.no_grad():
-        content_target = extract_features(model, photos, [settings.content_layer])[settings.content_layer]
-    current, style_feats = content_and_style_features(model, output, settings)
-    return (content_loss(settings.content_weight, current, content_target)
-            + style_loss(style_feats, settings.style_layers, targets, settings.style_weights)
-            + tv_loss(output, settings.tv_weight))
-
-
-def train_style_net(model: nn.Module, photos: torch.Tensor, style: torch.Tensor,
-                    settings: StyleSettings = DEFAULT_SETTINGS, steps: int = 150, batch_size: int = 4,
-                    crop: int = 128, lr: float = 2e-3, seed: int = 0, progress: bool = False):
-    """Train a :class:`StyleNet` for one style on random crops of ``photos`` with the same three losses.
-
-    Args:
-        photos: (N, 3, H, W) in [0, 1], H and W >= ``crop``.
-        style: (1, 3, H', W') in [0, 1].
-    Returns:
-        (net in eval mode, list of the total loss per step).
-    """
-    torch.manual_seed(seed)
-    net = StyleNet().to(photos.device, photos.dtype)
-    targets = compute_style_targets(model, style, settings)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    losses = []
-    steps_iter = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps_iter = tqdm(steps_iter, desc="training the style network", leave=False)
-    n, _, h, w = photos.shape
-    for _ in steps_iter:
-        pick = torch.randint(0, n, (batch_size,), generator=generator)
-        top = torch.randint(0, h - crop + 1, (batch_size,), generator=generator)
-        left = torch.randint(0, w - crop + 1, (batch_size,), generator=generator)
-        batch = torch.stack([photos[i, :, t:t + crop, l:l + crop] for i, t, l in zip(pick, top, left)])
-        flip = torch.rand(batch_size, generator=generator) < 0.5
-        batch[flip] = batch[flip].flip(-1)
-        loss = perceptual_loss(model, net(batch), batch, targets, settings) / batch_size
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return net.eval(), losses
+    # TODO END style_transfer

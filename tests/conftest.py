@@ -4,8 +4,9 @@ import os
 import sys
 from pathlib import Path
 
-# The `model` fixture is on CPU, and checks put their inputs on checks.core.check_device() ($CONVLENS_DEVICE,
-# else CUDA when present): pin the checks to CPU too, before anything reads it.
+# The `model` fixture is on CPU, and the kit's device rule ($CONVLENS_DEVICE, else CUDA when present:
+# convlens.notebook.choose_device, checks.compute.check_device) decides where checks put their inputs: pin it
+# to CPU too, before anything reads it.
 os.environ.setdefault("CONVLENS_DEVICE", "cpu")
 
 import pytest  # noqa: E402
@@ -18,7 +19,7 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def model():
-    from helpers.model import load_model
+    from convlens.model import load_model
 
     return load_model("cpu")
 

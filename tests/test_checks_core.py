@@ -1,80 +1,80 @@
-"""The checks framework: one line per verdict, and each kind of mistake is named."""
+"""The checks' shared pieces: the one-line verdict, the error measure and how the judge words a failure."""
+import math
+
 import torch
 
-from checks.core import Verdict, compare, report, run, shape_hint
+from checks.core import Verdict, close, describe_exception, relative_error
+from checks.judge import judge_case, shape_hint
+from checks.specs import Spec
+
+SPEC = Spec("demo", "saliency", "values match the reference")
 
 
-def _maxabs(model, images):
-    return images.abs().amax(1)
+def _case(expected, variants=()):
+    return {"label": "", "model": None, "output": {"output": expected},
+            "variants": [{"cause": cause, "output": {"output": value}} for cause, value in variants]}
+
+
+def _judge(actual, expected, variants=()):
+    return judge_case(SPEC, _case(expected, variants), {"outputs": {"output": actual}, "problem": None})
+
+
+def test_relative_error_is_the_worst_element_over_the_reference_scale():
+    e = torch.tensor([1.0, -4.0, 2.0])
+    assert math.isclose(relative_error(e + torch.tensor([0.0, 0.0, 0.25]), e), 0.25 / 4.0)
+    assert relative_error(torch.zeros(2), torch.zeros(2)) == 0.0
+    assert relative_error(torch.ones(2), torch.ones(3)) == math.inf
+    nan = torch.tensor([float("nan"), 1.0])
+    assert relative_error(nan, nan) == 0.0 and relative_error(nan, torch.tensor([0.0, 1.0])) == math.inf
+    assert close(e * (1 + 1e-4), e) and not close(e * 1.01, e)
 
 
 def test_pass_line_has_no_measured_numbers():
-    x = torch.rand(2, 3, 8, 8)
-    v = compare("demo", x.amax(1) * (1 + 1e-6), x.amax(1))
-    assert v.passed and v.line == "PASS demo: shape (2, 8, 8), values match the reference"
+    x = torch.rand(2, 8, 8)
+    verdict = _judge(x * (1 + 1e-6), x)
+    assert verdict.passed and verdict.line == "PASS demo: values match the reference"
 
 
 def test_fail_lines_name_the_problem():
     e = torch.rand(2, 8, 8) + 0.1
-    assert "returned None" in compare("c", None, e).line
-    assert "returned list" in compare("c", [1], e).line
-    assert "the channel dimension was not reduced" in compare("c", torch.rand(2, 3, 8, 8), e).line
-    assert "dtype float64, expected float32" in compare("c", e.double(), e).line
+    assert "shape (2, 3, 8, 8), expected (2, 8, 8); the channel dimension was not reduced" in _judge(
+        torch.rand(2, 3, 8, 8), e).line
+    assert "dtype float64, expected float32" in _judge(e.double(), e).line
     nan = e.clone()
     nan[1, 2, 3] = float("nan")
-    assert "1 NaN value(s), first at [1, 2, 3]" in compare("c", nan, e).line
+    assert "1 NaN value(s), first at [1, 2, 3]" in _judge(nan, e).line
     off = e.clone()
     off[0, 4, 5] += 5
-    line = compare("c", off, e, hints=[("something added", lambda a, b: (a > b).any())]).line
-    assert line.startswith("FAIL c: worst element [0, 4, 5]") and "likely cause: something added" in line
+    line = _judge(off, e).line
+    assert line.startswith("FAIL demo: worst element [0, 4, 5]: got") and "allowed 1e-03" in line
+
+
+def test_the_nearest_stored_mistake_is_named():
+    e = torch.rand(2, 8, 8) + 0.1
+    twice, negated = 2 * e, -e
+    line = _judge(2 * e * (1 + 1e-4), e, [("negated", negated), ("doubled", twice)]).line
+    assert line.endswith("; likely cause: doubled")
+    assert "likely cause" not in _judge(3 * e, e, [("doubled", twice)]).line
+    transposed = e.transpose(1, 2).contiguous()[:, :, :4]
+    assert _judge(transposed, e, [("cut", transposed)]).line.endswith("likely cause: cut")
 
 
 def test_shape_hints():
     assert "batch dimension is missing" in shape_hint((8, 8), (1, 8, 8))
     assert "wrong order" in shape_hint((8, 2), (2, 8))
+    assert "drop the channel dimension of size 1" in shape_hint((2, 1, 8, 8), (2, 8, 8))
     assert shape_hint((5,), (7,)) == ""
 
 
-def test_run_catches_every_kind_of_student_error(model):
-    x = torch.rand(1, 3, 32, 32)
-    expected = _maxabs(None, x)
-
-    def not_done(model, images):
-        raise NotImplementedError("later")
-
-    def crashes(model, images):
-        return images.view(-1, 7)
-
-    def mutates(model, images):
-        images.zero_()
-        return images.amax(1)
-
-    def leaks(model, images):
-        model._fc.weight.requires_grad_(True)
-        return images.amax(1)
-
-    def hooks(model, images):
-        model._fc.register_forward_hook(lambda *a: None)
-        return images.amax(1)
-
-    def attached(model, images):
-        return images.clone().requires_grad_(True).amax(1)
-
-    lines = {f.__name__: run("c", f, (model, x.clone()), expected, model=model, arg_names=("model", "images")).line
-             for f in (_maxabs, not_done, crashes, mutates, leaks, hooks, attached)}
-    for m in model.modules():
-        m._forward_hooks.clear()
-    model._fc.weight.requires_grad_(False)
-    assert lines["_maxabs"].startswith("PASS")
-    assert "not implemented yet" in lines["not_done"] and "(not_done)" in lines["not_done"]
-    assert lines["crashes"].startswith("FAIL c: raised RuntimeError")
-    assert "images was modified in place" in lines["mutates"]
-    assert "requires_grad flags were changed" in lines["leaks"]
-    assert "hooks were left registered" in lines["hooks"]
-    assert "still requires grad" in lines["attached"]
-    assert all("\n" not in line for line in lines.values())
+def test_exceptions_are_one_line_with_the_place_in_helpers():
+    try:
+        compile("def f(:\n", "helpers/demo.py", "exec")
+    except SyntaxError as err:
+        assert describe_exception(err) == "SyntaxError: invalid syntax (helpers/demo.py line 1)"
+    assert describe_exception(ValueError("a\n  b")) == "ValueError: a b"
 
 
-def test_report_prints_exactly_one_line(capsys):
-    v = report(Verdict("c", False, "broken"))
-    assert capsys.readouterr().out == "FAIL c: broken\n" and not v
+def test_a_verdict_prints_one_line():
+    assert str(Verdict("c", False, "broken")) == "FAIL c: broken" and not Verdict("c", False, "x")
+    assert Verdict("c", False, "x").prefixed("case 2: ").detail == "case 2: x"
+    assert Verdict("c", True, "ok").prefixed("case 2: ").detail == "ok"

@@ -1,5 +1,6 @@
-"""Notebook 2 (helpers/gradcam.py, checks/gradcam.py): the reference solution against Captum and written-out
-formulas, the model left untouched, and the checks' verdicts for typical mistakes."""
+"""Notebook 2 (helpers/gradcam.py): the reference solution against Captum and written-out formulas, the model
+left untouched (also when its forward pass raises), and the composite's mass measure
+(convlens/attribution.py). The checks are tested with the check framework."""
 from __future__ import annotations
 
 import pytest
@@ -7,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checks import gradcam as checks
-from checks.core import _hook_count
+from convlens.attribution import mass_in_columns
+from convlens.images import load_photos
+from convlens.model import get_layer
 from helpers import gradcam
-from helpers.images import load_photos
-from helpers.model import get_layer
 
 SIZE = 96  # small and fast: head map 3 x 3, block10 map 6 x 6; `model` is the session fixture (conftest.py)
 
@@ -33,6 +33,28 @@ def set_inplace(model, value: bool) -> None:
 
 def rel_err(a, b) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def hook_count(model) -> int:
+    """Every hook registered on the model and its submodules (forward, forward-pre, backward, backward-pre)."""
+    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return sum(len(getattr(m, kind)) for m in model.modules() for kind in kinds)
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+class FailingForward(nn.Module):
+    """Runs the classifier (so the hooks on it fire), then raises."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images):
+        self.net(images)
+        raise Interrupted("forward pass interrupted on purpose")
 
 
 # ------------------------------------------------------------------ the reference solution is right
@@ -130,7 +152,7 @@ def test_model_left_untouched(model, batch):
         with torch.no_grad():  # must work even when called under no_grad
             out = fn(model, images, labels)
         assert not out.requires_grad and out.device == images.device
-        assert _hook_count(model) == 0
+        assert hook_count(model) == 0
         assert [p.requires_grad for p in model.parameters()] == flags
         assert all(p.grad is None for p in model.parameters())
         assert not images.requires_grad and images.grad is None
@@ -139,162 +161,36 @@ def test_model_left_untouched(model, batch):
 
 def test_hooks_removed_when_the_forward_raises(model, batch):
     images, labels = batch
-    failing = checks._FailingForward(model)
-    with pytest.raises(checks._Interrupted):
+    failing = FailingForward(model)
+    with pytest.raises(Interrupted):
         gradcam.guided_backprop(failing, images, labels)
-    with pytest.raises(checks._Interrupted):
+    with pytest.raises(Interrupted):
         gradcam.grad_cam(failing, images, labels, layer=get_layer(model, "head"))
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
 
 
-def test_side_by_side_and_mass_in_columns():
-    left, right = torch.zeros(3, 50, 80), torch.ones(3, 60, 40)
-    both = gradcam.side_by_side(left, right, size=32)
-    assert both.shape == (3, 32, 32)
-    assert both[:, :, :16].abs().max() < 1e-6 and (both[:, :, 16:] - 1).abs().max() < 1e-6
+def test_hook_count_sees_a_hook_left_behind(model):
+    # hook_count must not be blind, or the two tests above pass for any code.
+    handle = get_layer(model, "block3").register_forward_hook(lambda module, inputs, output: None)
+    try:
+        assert hook_count(model) == 1
+    finally:
+        handle.remove()
+    assert hook_count(model) == 0
+
+
+def test_mass_in_columns():
     maps = torch.zeros(2, 4, 4)
     maps[0, :, :2] = 1.0
     maps[1, 0, 3] = 2.0
-    torch.testing.assert_close(gradcam.mass_in_columns(maps, 0, 2), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(mass_in_columns(maps, 0, 2), torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(mass_in_columns(maps, 3, 4), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(mass_in_columns(torch.zeros(1, 2, 2), 0, 1), torch.tensor([0.0]))  # no 0 / 0
 
 
-# ------------------------------------------------------------------ the checks
+# ------------------------------------------------------------------ independent versions used above
 
 def plain_gradient(model, images, labels):
     x = images.detach().clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
     return grad
-
-
-def deconvnet(model, images, labels):
-    from captum.attr import Deconvolution
-
-    return Deconvolution(model).attribute(images.clone(), target=labels).detach()
-
-
-def full_backward_hooks(model, images, labels):
-    """Right on a model with out-of-place activations; raises on in-place ones."""
-    handles = [m.register_full_backward_hook(lambda m, gi, go: (gi[0].clamp(min=0),))
-               for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
-        x = images.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
-    finally:
-        for h in handles:
-            h.remove()
-    return grad
-
-
-def clamp_output_grad(module, inputs, output):
-    output.register_hook(lambda grad: grad.clamp(min=0))
-
-
-def returns_the_handle(module, inputs, output):
-    return output.register_hook(lambda grad: grad.clamp(min=0))  # replaces the module's output
-
-
-def hooks_without_finally(model, images, labels):
-    handles = [m.register_forward_hook(clamp_output_grad) for m in model.modules() if isinstance(m, nn.ReLU)]
-    x = images.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
-    for h in handles:
-        h.remove()
-    return grad
-
-
-def hook_returns_handle(model, images, labels):
-    handles = [m.register_forward_hook(returns_the_handle) for m in model.modules() if isinstance(m, nn.ReLU)]
-    try:
-        x = images.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
-    finally:
-        for h in handles:
-            h.remove()
-    return grad
-
-
-def hooks_left_behind(model, images, labels):
-    for m in model.modules():
-        if isinstance(m, nn.ReLU):
-            m.register_forward_hook(clamp_output_grad)
-    x = images.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
-    return grad
-
-
-@pytest.mark.parametrize("wrong, expected_words", [
-    (plain_gradient, "plain gradient"),
-    (deconvnet, "deconvnet"),
-    (full_backward_hooks, "full backward hooks cannot handle in-place"),
-    (hooks_without_finally, "finally"),
-    (hooks_left_behind, "hooks were left registered"),
-    (hook_returns_handle, "return value replaces"),
-])
-def test_guided_backprop_check_names_the_mistake(model, wrong, expected_words, capsys):
-    verdict = checks.check_guided_backprop(wrong, model=model)
-    line = capsys.readouterr().out.strip()
-    assert not verdict.passed and line == verdict.line and line.startswith("FAIL guided_backprop")
-    assert expected_words in line
-    assert _hook_count(model) == 0 and not any(m.inplace for m in relu_modules(model))  # cleaned up
-
-
-def captum_cam(relu=True, mode="bilinear", normalize_anyway=None, fixed_layer=None):
-    """A Grad-CAM built from Captum with one deliberate mistake."""
-    from captum.attr import LayerAttribution, LayerGradCam
-
-    def wrong(model, images, labels, layer="head", normalize=True):
-        layer = fixed_layer or layer
-        small = LayerGradCam(model, get_layer(model, layer)).attribute(images, target=labels, relu_attributions=relu)
-        cam = LayerAttribution.interpolate(small, tuple(images.shape[-2:]), mode)[:, 0].detach()
-        if normalize if normalize_anyway is None else normalize_anyway:
-            cam = cam / cam.flatten(1).amax(1).view(-1, 1, 1)
-        return cam
-
-    return wrong
-
-
-@pytest.mark.parametrize("wrong, expected_words", [
-    (captum_cam(relu=False), "ReLU is missing"),
-    (captum_cam(mode="nearest"), "'nearest'"),
-    (captum_cam(normalize_anyway=False), "not normalized"),
-    (captum_cam(fixed_layer="head"), "layer argument is ignored"),
-    (lambda model, images, labels, **kw: gradcam.grad_cam(model, images, labels, **kw)[:, None],
-     "drop the channel dimension"),
-])
-def test_grad_cam_check_names_the_mistake(model, wrong, expected_words, capsys):
-    verdict = checks.check_grad_cam(wrong, model=model)
-    line = capsys.readouterr().out.strip()
-    assert not verdict.passed and line.startswith("FAIL grad_cam") and expected_words in line, line
-
-
-def test_grad_cam_check_wants_finally(model, capsys):
-    def hook_without_finally(model, images, labels, layer="head", normalize=True):
-        module = get_layer(model, layer) if isinstance(layer, str) else layer
-        handle = module.register_forward_hook(lambda module, inputs, output: None)
-        model(images)  # the check's interrupted forward pass raises here
-        handle.remove()
-        return gradcam.grad_cam(model, images, labels, layer=layer, normalize=normalize)
-
-    verdict = checks.check_grad_cam(hook_without_finally, model=model)
-    assert not verdict.passed and "finally" in capsys.readouterr().out
-    assert _hook_count(model) == 0
-
-
-def test_guided_grad_cam_check_names_normalized_cam(model, capsys):
-    def with_normalized_cam(model, images, labels, layer="head"):
-        cam = gradcam.grad_cam(model, images, labels, layer=layer)
-        return gradcam.guided_backprop(model, images, labels) * cam[:, None]
-
-    verdict = checks.check_guided_grad_cam(with_normalized_cam, model=model)
-    assert not verdict.passed and "normalize=False" in capsys.readouterr().out
-
-
-
-def test_checks_say_not_implemented_for_a_stub_and_leave_no_hooks(model):
-    def stub(*args, **kwargs):
-        raise NotImplementedError("write your code")
-
-    for check in checks.CHECKS.values():
-        verdict = check(stub, model=model)
-        assert not verdict.passed and "not implemented yet" in verdict.line, verdict.line
-    assert _hook_count(model) == 0

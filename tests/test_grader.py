@@ -1,14 +1,14 @@
-"""The grader: robustness to broken submissions (fast, on a miniature kit) and the corpus of broken copies of
-the real solutions with their exact expected scores (slow: it grades real checks with the real model).
+"""The grader: its parts without a child (points.toml, reports, roster, the source scan, reply checks,
+submission discovery, ``--prepare``), then the corpus of broken copies of the real solutions
+(tests/submissions/cases.toml) graded for real, each with its exact expected score.
 
-The miniature kit has the real checks/core.py and checks/references.py, a two-function topic ``toy`` whose
-"model" is a 3x3 linear map, and a second topic ``other``, so each robustness case costs a second or two.
+Attacks on the grader are in test_grader_attacks.py, hidden cases in test_grader_hidden.py, the Gradescope
+bundle in test_gradescope.py.
 """
 from __future__ import annotations
 
 import csv
 import json
-import textwrap
 import zipfile
 from pathlib import Path
 
@@ -16,274 +16,185 @@ import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 import torch
 
-from grader.grade import grade
-from grader.points import PointsError, load_points
-from grader.report import gradescope_dict, report_dict, table, write_reports, write_roster
+from checks.specs import SPECS, TOPICS, checks_of
+from grader.grade import CheckResult, Graded, grade
+from grader.points import PointsError, Question, load_points
+from grader.report import gradescope_dict, report_dict, summary, table, write_roster
+from grader.scan import scan
+from grader.session import validate_case_reply, validate_import_reply
 from grader.submission import safe_extract
-from tools.release import stub_source
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TOY_SOLUTION = '''\
-"""Toy topic: two functions to write."""
-import torch
-
-
-def scale(model, x):
-    """x (N, 3) -> model(x) * 2."""
-    # TODO START scale
-    # Run the model and double the result.
-    return model(x) * 2
-    # TODO END scale
+# Limits for tests: three times the reference solution's CPU time still leaves honest code a wide margin,
+# and an endless loop costs seconds, not minutes.
+FAST = {"cpu_scale": 3, "cpu_floor": 5}
 
 
-def square(x):
-    """x (N, 3) -> x ** 2."""
-    # TODO START square
-    return x * x
-    # TODO END square
-'''
-
-OTHER_SOLUTION = '''\
-def negate(x):
-    # TODO START negate
-    return -x
-    # TODO END negate
-'''
-
-TOY_CHECKS = '''\
-"""Checks of the toy topic."""
-from checks.core import report, run
-from checks.references import case
-
-REFERENCE_INPUTS = "x: 4 x 3 values"
+def quiet(*args):
+    pass
 
 
-def _model(model):
-    if model is None:
-        from helpers.model import load_model
-        model = load_model()
-    return model
+# ------------------------------------------------------------------------------------------------ points.toml
+
+def test_points_file_problems_are_all_reported_at_once(tmp_path):
+    bad = tmp_path / "points.toml"
+    bad.write_text('[grading]\ncpu_scale = 0\nspeed = 1\n[gradescope]\nvisibility = "soon"\n'
+                   '[saliency]\nsaliency_mapp = 3\nocclusion_map = -1\n[gradecam]\ngrad_cam = 1\n')
+    with pytest.raises(PointsError) as err:
+        load_points(bad)
+    message = str(err.value)
+    for words in ("saliency.saliency_mapp: no check of that name", "occlusion_map = -1", "[gradecam] is not a topic",
+                  "grading.speed: unknown setting", "grading.cpu_scale = 0", "gradescope.visibility = 'soon'"):
+        assert words in message
+    bad.write_text("[saliency\n")
+    with pytest.raises(PointsError, match="cannot read"):
+        load_points(bad)
 
 
-def check_scale(fn=None, model=None):
-    if fn is None:
-        from helpers.toy import scale as fn
-    model = _model(model)
-    c = case("toy", "scale")
-    return report(run("scale", fn, (model, c["inputs"]["x"]), c["output"], model=model))
+def test_bad_points_file_stops_the_command_before_grading(tmp_path, capsys):
+    from grader.__main__ import main
+
+    bad = tmp_path / "points.toml"
+    bad.write_text("[saliency]\nsaliency_map = 3\nocclusion_mapp = 3\n")
+    out = tmp_path / "grades"
+    assert main([str(ROOT), "--points", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "occlusion_mapp" in err and err.count("\n") <= 3
+    assert not out.exists()
 
 
-def check_square(fn=None, model=None):
-    if fn is None:
-        from helpers.toy import square as fn
-    c = case("toy", "square")
-    return report(run("square", fn, (c["inputs"]["x"],), c["output"]))
+def test_points_settings_and_visibility(tmp_path):
+    path = tmp_path / "points.toml"
+    path.write_text('[grading]\npublic_cases = true\ncpu_scale = 5\n[gradescope]\nstdout_visibility = "visible"\n'
+                    '[saliency]\nsaliency_map = { points = 2.5, visibility = "hidden" }\nocclusion_map = 1\n')
+    points = load_points(path)
+    assert (points.public_cases, points.cpu_scale, points.cpu_floor, points.stdout_visibility) == (True, 5, 10, "visible")
+    assert [(q.name, q.points, q.visibility) for q in points.questions] == [
+        ("saliency/saliency_map", 2.5, "hidden"), ("saliency/occlusion_map", 1.0, "after_due_date")]
+    assert "gradcam/grad_cam" in points.unlisted
 
 
-CHECKS = {"scale": check_scale, "square": check_square}
-'''
-
-OTHER_CHECKS = '''\
-from checks.core import report, run
-from checks.references import case
+def test_shipped_points_file_grades_every_check():
+    points = load_points()
+    assert [q.check for q in points.questions] == list(SPECS) and not points.unlisted
+    assert points.public_cases is False  # hidden cases decide
 
 
-def check_negate(fn=None, model=None):
-    if fn is None:
-        from helpers.other import negate as fn
-    c = case("other", "negate")
-    return report(run("negate", fn, (c["inputs"]["x"],), c["output"]))
+# ------------------------------------------------------------------------------------------------ reports
+
+def _graded(name: str, lines: dict, statuses: dict | None = None, isolation="bubblewrap+user") -> Graded:
+    questions = [Question("saliency", "saliency_map", 3, "visible"), Question("saliency", "occlusion_map", 2, "hidden")]
+    results = [CheckResult("saliency", q.check, lines[q.check].startswith("PASS"),
+                           (statuses or {}).get(q.check, "pass" if lines[q.check].startswith("PASS") else "fail"),
+                           lines[q.check], cpu_seconds=1.5, reference_cpu_seconds=0.5, cpu_limit_seconds=10)
+               for q in questions]
+    return Graded(name, f"/subs/{name}", questions, results, 4.0, isolation=isolation)
 
 
-CHECKS = {"negate": check_negate}
-'''
-
-TOY_MODEL = '''\
-import torch
+PASS = {"saliency_map": "PASS saliency_map: ok", "occlusion_map": "PASS occlusion_map: ok"}
 
 
-def load_model(device=None):
-    """A frozen 3 -> 3 linear map with fixed weights."""
-    model = torch.nn.Linear(3, 3)
-    with torch.no_grad():
-        model.weight.copy_(torch.arange(9.0).view(3, 3) / 10)
-        model.bias.fill_(0.5)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-'''
-
-TOY_POINTS = "[toy]\nscale = 3\nsquare = 2\n\n[other]\nnegate = 1.5\n"
+def test_roster_keeps_the_class_when_one_student_is_regraded(tmp_path):
+    roster = tmp_path / "roster.csv"
+    wrong = {**PASS, "occlusion_map": "FAIL occlusion_map: shape (2, 3), expected (2,)"}
+    write_roster([_graded(n, PASS) for n in ("alice", "bob", "carol")], roster)
+    write_roster([_graded("bob", wrong)], roster)
+    rows = list(csv.DictReader(roster.open()))
+    assert [(r["submission"], r["score"], r["saliency/occlusion_map"]) for r in rows] == [
+        ("alice", "5", "2"), ("bob", "3", "0"), ("carol", "5", "2")]
 
 
-def make_toy_kit(root: Path) -> Path:
-    """A miniature instructor kit in ``root``: real checks framework and release tool, toy topics."""
-    (root / "checks" / "references").mkdir(parents=True)
-    (root / "helpers").mkdir()
-    (root / "tools").mkdir()
-    (root / "datasets").mkdir()
-    (root / "datasets" / "data.txt").write_text("instructor data\n")
-    for name in ("core.py", "references.py", "__init__.py"):
-        (root / "checks" / name).write_text((ROOT / "checks" / name).read_text())
-    (root / "tools" / "release.py").write_text((ROOT / "tools" / "release.py").read_text())
-    (root / "checks" / "topics.py").write_text('TOPICS = {"toy": "notebooks/t.ipynb", "other": "notebooks/o.ipynb"}\n')
-    (root / "checks" / "toy.py").write_text(TOY_CHECKS)
-    (root / "checks" / "other.py").write_text(OTHER_CHECKS)
-    (root / "helpers" / "__init__.py").write_text("")
-    (root / "helpers" / "model.py").write_text(TOY_MODEL)
-    (root / "helpers" / "toy.py").write_text(TOY_SOLUTION)
-    (root / "helpers" / "other.py").write_text(OTHER_SOLUTION)
-    (root / "points.toml").write_text(TOY_POINTS)
-    x = torch.linspace(-1, 1, 12).view(4, 3)
-    weight, bias = torch.arange(9.0).view(3, 3) / 10, torch.full((3,), 0.5)
-    torch.save({"meta": {}, "cases": {"scale": {"inputs": {"x": x}, "output": (x @ weight.T + bias) * 2},
-                                      "square": {"inputs": {"x": x}, "output": x * x}}},
-               root / "checks" / "references" / "toy.pt")
-    torch.save({"meta": {}, "cases": {"negate": {"inputs": {"x": x}, "output": -x}}},
-               root / "checks" / "references" / "other.pt")
-    return root
+def test_console_keeps_whole_verdicts_and_ends_with_a_class_summary():
+    long = "FAIL saliency_map: objective='loss': " + "worst element [1, 2, 3]: got 1, expected 2 " * 6 + \
+           "; likely cause: the gradient of the loss is taken with respect to the model"
+    shape = {**PASS, "occlusion_map": "FAIL occlusion_map: shape (3, 1, 96, 96), expected (3, 96, 96); drop it"}
+    text = table(_graded("dave", {**shape, "saliency_map": long}))
+    assert long in text and "0 / 5" in text
+    report = summary([_graded("dave", {**shape, "saliency_map": long}), _graded("erin", shape), _graded("fay", PASS)])
+    assert "3 submission(s), mean 2.33 / 5" in report
+    lines = {line.split()[0]: line for line in report.splitlines()[2:]}
+    assert "2/3" in lines["saliency/saliency_map"] and "the gradient of the loss is taken" in lines["saliency/saliency_map"]
+    assert "1/3" in lines["saliency/occlusion_map"] and "wrong shape (2)" in lines["saliency/occlusion_map"]
 
 
-def toy_submission(folder: Path, toy: str | None = TOY_SOLUTION, other: str | None = OTHER_SOLUTION) -> Path:
-    """A submission folder with helpers/toy.py and helpers/other.py (None: leave that file out)."""
-    (folder / "helpers").mkdir(parents=True)
-    if toy is not None:
-        (folder / "helpers" / "toy.py").write_text(toy)
-    if other is not None:
-        (folder / "helpers" / "other.py").write_text(other)
-    return folder
+def test_results_json_takes_visibility_from_points_and_says_the_isolation():
+    graded = _graded("gus", {**PASS, "occlusion_map": "FAIL occlusion_map: nope"}, isolation="none")
+    results = gradescope_dict(graded, stdout_visibility="after_published")
+    assert results["stdout_visibility"] == "after_published" and results["score"] == 3
+    assert [(t["name"], t["visibility"], t["score"]) for t in results["tests"]] == [
+        ("saliency/saliency_map", "visible", 3), ("saliency/occlusion_map", "hidden", 0.0)]
+    assert "isolation: none" in results["output"]
+    report = report_dict(graded)
+    assert report["isolation"] == "none"
+    assert {"cpu_seconds": 1.5, "reference_cpu_seconds": 0.5, "cpu_limit_seconds": 10}.items() <= report["questions"][0].items()
 
 
-def with_scale(body: str) -> str:
-    """The toy solution with scale's body replaced by ``body`` (indented for the function)."""
-    head, rest = TOY_SOLUTION.split("    # TODO START scale\n")
-    _, tail = rest.split("    # TODO END scale\n")
-    return head + textwrap.indent(textwrap.dedent(body), "    ") + tail
+# ------------------------------------------------------------------------------------------------ the source scan
+
+def _scan(topic: str, source: str) -> dict:
+    found = scan(source, f"helpers/{topic}.py", {c: (SPECS[c].forbidden, SPECS[c].stand_ins) for c in checks_of(topic)})
+    return {name: f.reason for name, f in found.items()}
 
 
-# One robustness case per entry: (toy module source, passes of (scale, square), status of scale, words in
-# scale's verdict). ``other`` is always correct, and must always earn its 1.5 points.
-TOY_CASES = {
-    "correct": (TOY_SOLUTION, (True, True), "pass", ""),
-    "exception": (with_scale("raise ValueError('boom')"), (False, True), "exception", "raised ValueError: boom"),
-    "infinite_loop": (with_scale("while True:\n    pass"), (False, True), "timeout", "did not finish within"),
-    "sleeps_in_c": (with_scale("import time\ntime.sleep(1000)"), (False, True), "timeout", "did not finish"),
-    "os_exit": (with_scale("import os\nos._exit(3)"), (False, True), "crashed", "exit code 3"),
-    "sys_exit": (with_scale("import sys\nsys.exit(1)"), (False, True), "exception", "sys.exit"),
-    "segfault": (with_scale("import ctypes\nctypes.string_at(0)"), (False, True), "crashed", "SIGSEGV"),
-    "wrong_shape": (with_scale("return (model(x) * 2)[None]"), (False, True), "fail", "shape (1, 4, 3)"),
-    "wrong_dtype": (with_scale("return (model(x) * 2).double()"), (False, True), "fail", "dtype float64"),
-    "nan": (with_scale("return model(x) * float('nan')"), (False, True), "fail", "NaN"),
-    "wrong_values": (with_scale("return model(x) * 3"), (False, True), "fail", "worst element"),
-    "huge_print": (with_scale("print('x' * 5_000_000)\nreturn model(x) * 2"), (True, True), "pass", ""),
-    "prints_forever": (with_scale("while True:\n    print('spam ' * 100)"), (False, True), "timeout", ""),
-    "writes_reference": (with_scale(
-        "from pathlib import Path\nimport torch\n"
-        "ref = Path(__file__).parents[1] / 'checks' / 'references' / 'toy.pt'\n"
-        "data = torch.load(ref)\ndata['cases']['square']['output'] = x * 0\ntorch.save(data, ref)\n"
-        "return model(x) * 2"), (False, True), "kit_write", "checks/references/toy.pt modified"),
-    "writes_file_next_to_helpers": (with_scale(
-        "from pathlib import Path\n(Path(__file__).parent / 'notes.txt').write_text('hi')\nreturn model(x) * 2"),
-        (False, True), "kit_write", "helpers/notes.txt added"),
-    "writes_in_cwd": (with_scale(
-        "from pathlib import Path\nPath('scratch.txt').write_text('ok')\nreturn model(x) * 2"),
-        (True, True), "pass", ""),
-    "patches_checks": (TOY_SOLUTION.replace("import torch\n", "import torch\nimport checks.core\n"
-                       "checks.core.compare = lambda *a, **k: None\n", 1), (False, False), "tampered",
-                       "replaced part of the checking code"),
-    "changes_model": (with_scale("out = model(x) * 2\nmodel.weight.data.zero_()\nreturn out"), (False, True), "model_changed",
-                      "weights were changed"),
-    "syntax_error": (TOY_SOLUTION.replace("return x * x", "return x *"), (False, False), "import_error",
-                     "SyntaxError"),
-    "import_error": ("import no_such_module_anywhere\n" + TOY_SOLUTION, (False, False), "import_error",
-                     "ModuleNotFoundError"),
-    "loops_at_import": ("while True:\n    pass\n" + TOY_SOLUTION, (False, False), "timeout", "importing"),
-    "stub": (None, (False, False), "not_implemented", "not implemented yet"),
-    "missing": (None, (False, False), "missing", "missing from the submission"),
-}
+def test_scan_passes_the_reference_solutions():
+    for topic in TOPICS:
+        assert _scan(topic, (ROOT / "helpers" / f"{topic}.py").read_text()) == {}, topic
 
 
-@pytest.fixture(scope="module")
-def toy_kit(tmp_path_factory) -> Path:
-    return make_toy_kit(tmp_path_factory.mktemp("toykit"))
+@pytest.mark.parametrize("source, found", [
+    ("from captum.attr import Occlusion as O\ndef occlusion_map(m, x, y, **k):\n    return helper(m, x, y)\n"
+     "def helper(m, x, y):\n    return O(m).attribute(x)\n", {"occlusion_map": "calls captum.attr.Occlusion"}),
+    ("import captum.attr as ca\ndef saliency_map(m, x, y, objective='score'):\n"
+     "    return getattr(ca, 'Sal' + 'iency')(m).attribute(x, target=y)\n", {"saliency_map": "captum.attr"}),
+    ("import importlib\ndef saliency_map(m, x, y, objective='score'):\n"
+     "    return importlib.import_module('cap' + 'tum.attr').Saliency(m).attribute(x)\n",
+     {"saliency_map": "hides what it calls (importlib.import_module"}),
+    ("import sys\ndef occlusion_map(m, x, y, **k):\n    sys.setprofile(None)\n    return x\n",
+     {"occlusion_map": "sys.setprofile"}),
+    ("def occlusion_map(m, x, y, **k):\n    from convlens.attribution import occlusion_attribution\n    return x\n",
+     {"occlusion_map": "imports convlens.attribution.occlusion_attribution"}),
+    ("from captum.attr import *\ndef saliency_map(m, x, y, objective='score'):\n    return x\n",
+     {"saliency_map": "imports everything from captum.attr", "occlusion_map": "imports everything from captum.attr"}),
+    ("_impl = __import__('captum.attr', fromlist=['x'])\ndef occlusion_map(m, x, y, **k):\n    return x\n",
+     {"saliency_map": "__import__", "occlusion_map": "__import__"}),
+    # a docstring or a comment that mentions Captum, and an unused import, are not calls
+    ('import captum\ndef saliency_map(m, x, y, objective="score"):\n    """Like captum.attr.Saliency."""\n'
+     "    # captum.attr.Saliency(m) would do it\n    return x\n", {}),
+])
+def test_scan_finds_forbidden_calls_however_written(source, found):
+    got = _scan("saliency", source)
+    assert set(got) == set(found), got
+    for name, words in found.items():
+        assert words in got[name], got[name]
 
 
-@pytest.fixture(scope="module")
-def toy_graded(toy_kit, tmp_path_factory):
-    """Every TOY_CASES submission graded in one batch (a folder of submission folders)."""
-    classroom = tmp_path_factory.mktemp("classroom")
-    for name, (source, _, _, _) in TOY_CASES.items():
-        if name == "stub":
-            source = stub_source(TOY_SOLUTION, "helpers/toy.py")
-        toy_submission(classroom / name, toy=source)
-    graded = grade([classroom], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=2, timeout=5)
-    return {g.name: g for g in graded}
+def test_scan_skips_stand_ins_and_ignores_unparsable_files():
+    source = ("from captum.attr import LayerGradCam\ndef grad_cam(m, x, y, layer='head', normalize=True):\n"
+              "    return LayerGradCam(m, layer).attribute(x)\ndef guided_grad_cam(m, x, y, layer='head'):\n"
+              "    return grad_cam(m, x, y, layer)\n")
+    assert set(_scan("gradcam", source)) == {"grad_cam"}  # guided_grad_cam's check replaces grad_cam
+    assert _scan("gradcam", "def grad_cam(:\n") == {}  # the import reports the SyntaxError
 
 
-@pytest.mark.parametrize("case", list(TOY_CASES))
-def test_toy_case_gets_clear_verdict_and_partial_credit(toy_graded, case):
-    _, (scale_ok, square_ok), status, words = TOY_CASES[case]
-    graded = toy_graded[case]
-    by_check = {r.check: r for r in graded.results}
-    assert [q.name for q in graded.questions] == ["toy/scale", "toy/square", "other/negate"]
-    assert by_check["scale"].passed is scale_ok, by_check["scale"].line
-    assert by_check["square"].passed is square_ok, by_check["square"].line
-    assert by_check["negate"].passed, by_check["negate"].line
-    assert by_check["scale"].status == status, by_check["scale"].line
-    assert words in by_check["scale"].line
-    line = by_check["scale"].line
-    assert line.startswith(("PASS scale:", "FAIL scale:")) and "\n" not in line
-    assert graded.score == 3 * scale_ok + 2 * square_ok + 1.5
+# ------------------------------------------------------------------------------------------------ replies
+
+def test_replies_from_the_child_are_checked():
+    good = {"outputs": {"output": torch.zeros(2, 3)}, "problem": None, "kind": None}
+    assert validate_case_reply(good, ("output",))["outputs"]["output"].shape == (2, 3)
+    long = validate_case_reply({"outputs": {}, "problem": "x\n" * 5000, "kind": "exception"}, ("output",))
+    assert len(long["problem"]) < 700 and "\n" not in long["problem"]
+    for bad in ({**good, "passed": True}, {**good, "outputs": {"verdict": torch.zeros(1)}},
+                {**good, "outputs": {"output": [1.0, 2.0]}}, {**good, "kind": "pass"},
+                {**good, "problem": "oops"}, {**good, "outputs": {"output": torch.nn.Parameter(torch.zeros(2))}},
+                {**good, "outputs": {"output": torch.zeros(3).to_sparse()}}, "PASS", None):
+        with pytest.raises(ValueError):
+            validate_case_reply(bad, ("output",))
+    assert validate_import_reply({"error": "SyntaxError: x"}) == "SyntaxError: x"
+    with pytest.raises(ValueError):
+        validate_import_reply({"error": None, "checks": ["all passed"]})
 
 
-def test_huge_output_is_capped(toy_graded):
-    result = toy_graded["huge_print"].results[0]
-    assert result.passed
-    assert 0 < len(result.output) <= 8_000
-    assert result.output_dropped >= 5_000_000 - 8_000
-    assert "more characters of printed output not shown" in gradescope_dict(toy_graded["huge_print"])["tests"][0]["output"]
-
-
-def test_reference_forgery_does_not_leak_into_later_checks(toy_graded):
-    # scale rewrote square's reference to zeros; square must still be judged against the real one.
-    square = toy_graded["writes_reference"].results[1]
-    assert square.passed and square.line.startswith("PASS square")
-
-
-def test_submission_checks_and_references_are_ignored(toy_kit, tmp_path):
-    """A submission carrying its own always-passing checks/ and forged references gains nothing."""
-    sub = toy_submission(tmp_path / "cheat", toy=with_scale("return x"))
-    (sub / "checks" / "references").mkdir(parents=True)
-    (sub / "checks" / "toy.py").write_text(TOY_CHECKS.replace("model=model))", "model=model)) or True"))
-    (sub / "helpers" / "model.py").write_text("def load_model(device=None):\n    raise SystemExit\n")
-    (graded,) = grade([sub], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=1, timeout=8)
-    assert [r.passed for r in graded.results] == [False, True, True]
-    assert graded.score == 3.5
-
-
-def test_writes_into_the_instructors_own_kit_are_reported(toy_kit, tmp_path):
-    target = toy_kit / "datasets" / "data.txt"
-    sub = toy_submission(tmp_path / "sneaky", toy=with_scale(
-        f"from pathlib import Path\nPath({str(target)!r}).write_text('changed')\nreturn model(x) * 2"))
-    (graded,) = grade([sub], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=1, timeout=8)
-    assert any("instructor's kit itself changed" in w and "datasets/data.txt" in w for w in graded.warnings)
-    assert "instructor's kit itself changed" in table(graded)
-
-
-def test_zip_submission_nested_folder(toy_kit, tmp_path):
-    folder = toy_submission(tmp_path / "src" / "my-kit")
-    archive = tmp_path / "alice.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in folder.rglob("*"):
-            zf.write(path, Path("alice_submission") / path.relative_to(folder.parent))
-        zf.writestr("__MACOSX/alice_submission/my-kit/helpers/toy.py", "garbage(")
-        zf.writestr("../escape.py", "print('outside')")
-    (graded,) = grade([archive], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=2, timeout=8)
-    assert graded.name == "alice"
-    assert graded.score == graded.max_score == 6.5
-    assert not (tmp_path / "escape.py").exists()
-
+# ------------------------------------------------------------------------------------------------ submissions
 
 def test_safe_extract_rejects_escapes_and_bombs(tmp_path, monkeypatch):
     monkeypatch.setattr("grader.submission.MAX_UNZIPPED_BYTES", 1 << 20)
@@ -300,57 +211,23 @@ def test_safe_extract_rejects_escapes_and_bombs(tmp_path, monkeypatch):
     assert "cannot open" in safe_extract(not_a_zip, tmp_path / "out2")[0]
 
 
-def test_not_a_submission_and_empty_folder(toy_kit, tmp_path):
-    (tmp_path / "empty").mkdir()
-    text = tmp_path / "notes.txt"
-    text.write_text("not code")
-    graded = grade([tmp_path / "empty", text], kit_root=toy_kit, points_file=toy_kit / "points.toml", jobs=2)
-    assert [g.score for g in graded] == [0, 0]
-    assert all(r.status == "missing" for g in graded for r in g.results)
-    assert "neither a folder nor a .zip" in graded[1].warnings[0]
+def test_prepare_puts_only_the_students_exercise_files_into_the_instructors_kit(tmp_path):
+    from grader.__main__ import main
 
-
-def test_reports_and_roster(toy_graded, tmp_path):
-    batch = [toy_graded["correct"], toy_graded["infinite_loop"]]
-    folder = write_reports(batch[1], tmp_path)
-    results = json.loads((folder / "results.json").read_text())
-    assert results["score"] == 3.5
-    assert [(t["name"], t["score"], t["max_score"]) for t in results["tests"]] == [
-        ("toy/scale", 0.0, 3.0), ("toy/square", 2.0, 2.0), ("other/negate", 1.5, 1.5)]
-    assert results["tests"][0]["output"].startswith("FAIL scale: did not finish within 5 s")
-    report = json.loads((folder / "report.json").read_text())
-    assert report["questions"][0]["status"] == "timeout" and report["max_score"] == 6.5
-    roster = write_roster(batch, tmp_path / "roster.csv")
-    rows = list(csv.DictReader(roster.open()))
-    assert [(r["submission"], r["score"], r["toy/scale"]) for r in rows] == [("correct", "6.5", "3"),
-                                                                           ("infinite_loop", "3.5", "0")]
-    assert rows[1]["problems"] == "timeout: toy/scale"
-    write_roster([toy_graded["syntax_error"]], tmp_path / "r2.csv")
-    assert list(csv.DictReader((tmp_path / "r2.csv").open()))[0]["problems"] == "import_error: toy/*"
-    text = table(batch[1])
-    assert "toy/scale" in text and "0 / 3" in text and "3.5 / 6.5" in text
-    assert report_dict(batch[0])["score"] == 6.5
-
-
-def test_points_file_errors(tmp_path):
-    bad = tmp_path / "points.toml"
-    bad.write_text("[toy]\nscale = -1\n")
-    with pytest.raises(PointsError, match="must be a number"):
-        load_points(bad)
-    bad.write_text("[toyy]\nscale = 1\n")
-    with pytest.raises(PointsError, match="not a topic"):
-        load_points(bad, topics=["toy"])
-    bad.write_text("[toy\n")
-    with pytest.raises(PointsError, match="cannot read"):
-        load_points(bad)
-
-
-def test_unknown_check_in_points_is_a_grader_error_and_unlisted_checks_warn(toy_kit, tmp_path):
-    points = tmp_path / "points.toml"
-    points.write_text("[toy]\nscale = 1\nsquaer = 1\n")
-    (graded,) = grade([toy_submission(tmp_path / "s")], kit_root=toy_kit, points_file=points, jobs=1)
-    assert [r.status for r in graded.results] == ["pass", "grader_error"]
-    assert any("square" in w for w in graded.warnings)
+    sub = tmp_path / "carol"
+    (sub / "helpers").mkdir(parents=True)
+    (sub / "helpers" / "gradcam.py").write_text("def grad_cam(*a, **k):\n    return None\n")
+    (sub / "checks").mkdir()
+    (sub / "checks" / "core.py").write_text("raise SystemExit('forged checks')\n")
+    dest = tmp_path / "prepared"
+    assert main([str(sub), "--prepare", str(dest)]) == 0
+    assert (dest / "helpers" / "gradcam.py").read_text() == (sub / "helpers" / "gradcam.py").read_text()
+    assert (dest / "checks" / "core.py").read_text() == (ROOT / "checks" / "core.py").read_text()
+    assert "NotImplementedError" in (dest / "helpers" / "saliency.py").read_text()  # missing: the stub
+    for part in ("convlens/model.py", "checks/references/gradcam.pt", "notebooks/2_gradcam.ipynb",
+                 "notebooks/convlens_setup.py", "datasets/photos.csv"):
+        assert (dest / part).is_file(), part
+    assert not (dest / "grader").exists()  # no hidden cases in a folder the notebooks run in
 
 
 # ------------------------------------------------------------------------------------------------ the corpus
@@ -359,52 +236,34 @@ def test_unknown_check_in_points_is_a_grader_error_and_unlisted_checks_warn(toy_
 # "correct" case shows earn every point.
 
 CASES = mutate.load_cases()
-CORPUS_TIMEOUT = 40  # s per check: several times the slowest real check on a loaded 2-core machine
-
-
-def _questions():
-    from grader.workspace import topics_of
-
-    return load_points(ROOT / "grader" / "points.toml", topics_of(ROOT))
 
 
 @pytest.fixture(scope="module")
 def corpus_graded(tmp_path_factory):
-    from grader.workspace import topics_of
-
-    topics = list(topics_of(ROOT))
-    graded_topics = {q.topic for q in _questions()}
+    graded_topics = {q.topic for q in load_points().questions}
     folder = tmp_path_factory.mktemp("corpus")
     groups: dict[tuple, list[Path]] = {}
     for case in CASES:
-        path = mutate.build(case, ROOT, folder, topics)
-        key = tuple(t for t in mutate.topics_touched(case, topics) if t in graded_topics)
+        path = mutate.build(case, ROOT, folder, list(TOPICS))
+        key = tuple(t for t in mutate.topics_touched(case, list(TOPICS)) if t in graded_topics)
         groups.setdefault(key, []).append(path)
     graded = {}
     for key, paths in groups.items():
-        for g in grade(paths, only_topics=set(key), jobs=2, timeout=CORPUS_TIMEOUT):
+        for g in grade(paths, only_topics=set(key), jobs=2, log=quiet, **FAST):
             graded[g.name] = g
     return graded
 
 
-def test_corpus_size_and_points_cover_every_check():
+def test_corpus_size():
     broken = [c for c in CASES if c["fail"]]
     assert len(broken) >= 12 and any(not c["fail"] for c in CASES)
     assert len({c["name"] for c in CASES}) == len(CASES)
-    import importlib
-
-    from grader.workspace import topics_of
-
-    questions = _questions()
-    for topic in topics_of(ROOT):
-        names = list(importlib.import_module(f"checks.{topic}").CHECKS)
-        assert [q.check for q in questions if q.topic == topic] == names, f"grader/points.toml vs checks/{topic}.py"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_corpus_case_exact_score(corpus_graded, case):
-    questions = _questions()
+    questions = load_points().questions
     graded = corpus_graded[case["name"]]
     got = {q.name: r for q, r in zip(graded.questions, graded.results)}
     expected_fail = set(case["fail"])
@@ -423,30 +282,30 @@ def test_corpus_case_exact_score(corpus_graded, case):
         assert got[name].output.startswith(text) and got[name].output_dropped > 0
     for r in got.values():
         assert r.line.startswith(("PASS ", "FAIL ")) and "\n" not in r.line
+        assert r.cpu_limit_seconds >= FAST["cpu_floor"]
 
 
-def test_command_line_writes_reports_roster_and_gradescope_file(toy_kit, tmp_path, capsys):
+@pytest.mark.slow
+def test_command_line_writes_reports_and_merges_the_roster(corpus_graded, tmp_path, capsys):
+    """``grade alice --out grades`` next to a class roster: alice's row is replaced, the others stay."""
     from grader.__main__ import main
 
-    sub = toy_submission(tmp_path / "bob", toy=with_scale("return model(x) * 3"))
-    out, gradescope = tmp_path / "grades", tmp_path / "gs" / "results.json"
-    code = main([str(sub), "--kit", str(toy_kit), "--points", str(toy_kit / "points.toml"), "--out", str(out),
-                 "--jobs", "1", "--gradescope", str(gradescope)])
+    out = tmp_path / "grades"
+    write_roster([corpus_graded[name] for name in ("correct", "nan", "crash")], out / "roster.csv")
+    alice = mutate.build({"name": "nan", "edit": [{"file": "style_transfer", "wrap": "tv_loss",
+                                                   "code": "return original(*args, **kwargs) * 2"}]},
+                         ROOT, tmp_path, list(TOPICS))
+    gradescope = tmp_path / "gs" / "results.json"
+    code = main([str(alice), "--out", str(out), "--topics", "style_transfer", "--gradescope", str(gradescope)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "toy/scale" in printed and "3.5 / 6.5" in printed
-    assert json.loads(gradescope.read_text())["score"] == 3.5
-    assert (out / "bob" / "report.json").is_file() and (out / "roster.csv").is_file()
-
-
-def test_prepare_puts_only_the_students_topic_modules_into_the_instructors_kit(toy_kit, tmp_path):
-    from grader.__main__ import main
-
-    sub = toy_submission(tmp_path / "carol", toy=with_scale("return x"), other=None)
-    (sub / "helpers" / "model.py").write_text("raise SystemExit('forged model')\n")
-    dest = tmp_path / "prepared"
-    assert main([str(sub), "--kit", str(toy_kit), "--prepare", str(dest)]) == 0
-    assert (dest / "helpers" / "toy.py").read_text() == (sub / "helpers" / "toy.py").read_text()
-    assert (dest / "helpers" / "model.py").read_text() == (toy_kit / "helpers" / "model.py").read_text()
-    assert "NotImplementedError" in (dest / "helpers" / "other.py").read_text()  # missing: the stub
-    assert (dest / "checks" / "references" / "toy.pt").is_file()
+    assert "FAIL tv_loss: " in printed and "class summary: 1 submission(s)" in printed
+    rows = {r["submission"]: r for r in csv.DictReader((out / "roster.csv").open())}
+    assert set(rows) == {"correct", "nan", "crash"}
+    assert rows["nan"]["score"] == "8" and rows["nan"]["style_transfer/tv_loss"] == "0"
+    assert rows["correct"]["score"] == "34"
+    results = json.loads(gradescope.read_text())
+    assert results["score"] == 8 and results["stdout_visibility"] == "hidden"
+    report = json.loads((out / "nan" / "report.json").read_text())
+    tv = next(q for q in report["questions"] if q["question"] == "style_transfer/tv_loss")
+    assert tv["reference_cpu_seconds"] is not None and tv["cpu_limit_seconds"] >= 10

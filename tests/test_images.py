@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.images import (ImageLoadError, load_image, load_photos, load_style, read_photo_table, style_names,
-                            to_numpy_image, to_pil)
+from convlens.images import (ImageLoadError, load_image, load_photos, load_style, read_photo_table, side_by_side,
+                             style_names, to_numpy_image, to_pil)
 
 
 def _save(tmp_path, name, img):
@@ -91,3 +91,10 @@ def test_round_trip_to_pil():
     back = torch.from_numpy(np.array(to_pil(x))).permute(2, 0, 1).float() / 255
     assert (back - x).abs().max() <= 0.5 / 255 + 1e-6
     assert to_numpy_image(x[None]).shape == (16, 16, 3)
+
+
+def test_side_by_side_resizes_each_half():
+    left, right = torch.zeros(3, 50, 80), torch.ones(3, 60, 40)
+    both = side_by_side(left, right, size=32)
+    assert both.shape == (3, 32, 32)
+    assert both[:, :, :16].abs().max() < 1e-6 and (both[:, :, 16:] - 1).abs().max() < 1e-6

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.images import load_photos
-from helpers.model import (EfficientNetLite0, ReLU6, SamePadConv2d, default_weights_path, get_layer,
+from convlens.images import load_photos
+from convlens.model import (EfficientNetLite0, ReLU6, SamePadConv2d, default_weights_path, get_layer,
                            imagenet_classes, load_model)
 
 # Set by looking at the photos (see datasets/photos.csv), not by running the model.

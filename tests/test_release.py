@@ -90,8 +90,32 @@ def test_student_file_is_the_solution_minus_solutions(student, solution):
 def test_student_build_leaves_out_maintainer_files(student):
     assert not (student / "tests").exists() and not (student / "bench").exists()
     assert not (student / "tools" / "release.py").exists() and not (student / "grader").exists()
-    assert not (student / "checks" / "make_references.py").exists()
+    for instructor_only in ("tools/references.py", "tools/cases.toml", "tools/mistakes.toml", "grader/hidden"):
+        assert not (student / instructor_only).exists(), instructor_only
     assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
+
+
+def test_hidden_cases_are_not_shipped(student):
+    """No shipped file holds a hidden case: the student kit's reference files are exactly the public ones."""
+    import torch
+
+    for path in (student / "checks" / "references").glob("*.pt"):
+        data = torch.load(path, weights_only=True)
+        assert not data["meta"].get("hidden")
+        hidden = torch.load(ROOT / "grader" / "hidden" / path.name, weights_only=True)["cases"]
+        inputs = [c["inputs"] for c in data["cases"]]
+        for case in hidden:
+            assert not any(_same_inputs(case["inputs"], seen) for seen in inputs), (path.name, case["label"])
+    assert not list(student.rglob("hidden"))
+
+
+def _same_inputs(a: dict, b: dict) -> bool:
+    import torch
+
+    if a.keys() != b.keys():
+        return False
+    return all(not isinstance(a[k], torch.Tensor) or (isinstance(b[k], torch.Tensor) and a[k].shape == b[k].shape
+                                                      and torch.equal(a[k], b[k])) for k in a)
 
 
 def test_readme_markers_are_validated():
@@ -134,8 +158,8 @@ def test_student_notebooks_are_cleared(student):
 
 
 def test_every_check_on_the_student_build_says_not_implemented(student):
-    env = {**os.environ, "PYTHONPATH": str(student), "CONVLENS_DEVICE": "cpu"}
-    result = subprocess.run([sys.executable, "-m", "checks.run_all"], cwd=student, env=env,
+    env = {**os.environ, "CONVLENS_PYTHON": sys.executable, "CONVLENS_DEVICE": "cpu"}
+    result = subprocess.run([sys.executable, "kit.py", "check"], cwd=student, env=env,
                             capture_output=True, text=True, timeout=600)
     lines = result.stdout.strip().splitlines()
     verdicts, summary = lines[:-1], lines[-1]

@@ -1,6 +1,6 @@
-"""Notebook 1 (helpers/saliency.py, checks/saliency.py): the reference solution against Captum, the fast
-helpers against plain Captum, deletion/insertion and the randomization test on small synthetic cases, and
-the checks' verdicts for typical mistakes."""
+"""Notebook 1: the reference solution (helpers/saliency.py) against Captum and finite differences, the kit's
+fast attribution code (convlens/attribution.py) against plain Captum, and deletion/insertion and the
+randomization test on small synthetic cases. The checks are tested with the check framework."""
 from __future__ import annotations
 
 import copy
@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from checks import saliency as checks
+from convlens import attribution
+from convlens.images import load_photos
+from convlens.model import fast_copy
 from helpers import saliency
-from helpers.images import load_photos
 
 SIZE = 96  # small and fast; `model` is the session fixture (conftest.py)
 
@@ -94,12 +95,12 @@ def test_student_functions_reject_bad_arguments(model, batch):
 
 # ------------------------------------------------------------------ the fast helpers
 
-def test_channels_last_copy_leaves_the_model_alone_and_gives_the_same_logits(model, batch):
+def test_fast_copy_leaves_the_model_alone_and_gives_the_same_logits(model, batch):
     images, _ = batch
     before = {k: v.clone() for k, v in model.state_dict().items()}
     kinds = [type(m) for m in model.modules()]
-    fast = saliency.channels_last_copy(model)
-    assert fast is not model and saliency.channels_last_copy(fast) is fast
+    fast = fast_copy(model)
+    assert fast is not model and fast_copy(fast) is fast
     assert [type(m) for m in model.modules()] == kinds
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]) and value.is_contiguous(), key
@@ -111,29 +112,28 @@ def test_channels_last_copy_leaves_the_model_alone_and_gives_the_same_logits(mod
 
 # 64, 96 and 160 px take both incremental cuts (sides multiple of 8; at 96 px with stride 12 the last windows
 # overhang the border; at 160 px crops sit away from every border), 100 px only the first (multiple of 4),
-# 70 px the plain batched path.
-@pytest.mark.parametrize("size,window,stride,output,baseline", [
-    (64, 16, 8, "score", 0.0), (96, 16, 12, "prob", 0.5), (160, 16, 8, "score", 0.5),
-    (100, 20, 10, "score", 0.0), (70, 16, 8, "prob", 0.5)])
-def test_fast_occlusion_equals_plain_captum(model, size, window, stride, output, baseline):
+# 70 px the plain batched path. Both compute the drop of the logit, as Captum's Occlusion on the model.
+@pytest.mark.parametrize("size,window,stride,baseline", [
+    (64, 16, 8, 0.0), (96, 16, 12, 0.5), (160, 16, 8, 0.5), (100, 20, 10, 0.0), (70, 16, 8, 0.5)])
+def test_fast_occlusion_equals_plain_captum_on_the_logits(model, size, window, stride, baseline):
     from captum.attr import Occlusion
 
     images, labels, _ = load_photos(["chelsea", "rocket"], size=size)
-    forward = model if output == "score" else softmax_of(model)
-    plain = Occlusion(forward).attribute(images, sliding_window_shapes=(3, window, window), strides=stride,
-                                         baselines=baseline, target=labels)
-    fast = saliency.occlusion_attribution(model, images, labels, window=window, stride=stride,
-                                          baseline=baseline, output=output, batch_size=8)
+    plain = Occlusion(model).attribute(images, sliding_window_shapes=(3, window, window), strides=stride,
+                                       baselines=baseline, target=labels)
+    fast = attribution.occlusion_attribution(model, images, labels, window=window, stride=stride,
+                                             baseline=baseline, batch_size=8)
     assert fast.shape == plain.shape
+    assert plain.abs().max() > 1e-2  # the windows did move the logits
     assert rel_err(fast, plain) < 1e-4
 
 
 def test_incremental_parts_reproduce_the_full_forward(model):
-    fast = saliency.channels_last_copy(model)
+    fast = fast_copy(model)
     x = torch.rand(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         h = x
-        for part in saliency._lite0_parts(fast):
+        for part in attribution._lite0_parts(fast):
             h = part(h)
         torch.testing.assert_close(h, fast(x))
 
@@ -142,8 +142,8 @@ def test_incremental_parts_reproduce_the_full_forward(model):
 def test_lite0_cut_reads_measured_by_perturbing_single_positions(model, cut):
     # The incremental occlusion trusts _LITE0_CUTS: output p of a cut reads inputs ratio*p - before ..
     # ratio*p + after. Perturb one input position at a time and see which outputs move.
-    ratio, before, after = saliency._LITE0_CUTS[cut]
-    parts = saliency._lite0_parts(saliency.channels_last_copy(model))
+    ratio, before, after = attribution._LITE0_CUTS[cut]
+    parts = attribution._lite0_parts(fast_copy(model))
     torch.manual_seed(0)  # again: the copy's new Conv2d layers drew from the generator
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
@@ -163,18 +163,25 @@ def test_integrated_gradients_helper_equals_captum(model, batch):
     from captum.attr import IntegratedGradients
 
     images, labels = batch
-    ours = saliency.integrated_gradients(model, images, labels, steps=8, batch_size=5)
-    theirs = IntegratedGradients(model).attribute(images, target=labels, n_steps=8)
+    ours = attribution.integrated_gradients(model, images, labels, steps=8, batch_size=5)
     assert ours.shape == images.shape and ours.is_contiguous()
-    # Gradients are piecewise constant (ReLU6): the folded BatchNorm's round-off can flip a unit at a kink,
-    # which moves a few attributions by ~1e-3 of the scale; the sums (completeness) agree closely.
+    # On the same (folded, channels_last) network Captum gives the same numbers: same points, weights, sums.
+    fast = fast_copy(model)
+    same_net = IntegratedGradients(fast).attribute(images.contiguous(memory_format=torch.channels_last),
+                                                   target=labels, n_steps=8)
+    assert rel_err(ours, same_net) < 1e-5
+    # On the original network: gradients are piecewise constant (ReLU6), and the folded BatchNorm's round-off
+    # can flip a unit at a kink at one path point, which moves attributions by up to ~1e-2 of the scale and
+    # the sums by ~1e-5 of the total |attribution| (measured: 4e-3 and 5e-6 for chelsea at 96 px, 2 threads).
+    theirs = IntegratedGradients(model).attribute(images, target=labels, n_steps=8)
     assert rel_err(ours, theirs) < 1e-2
-    torch.testing.assert_close(ours.sum(dim=(1, 2, 3)), theirs.sum(dim=(1, 2, 3)), rtol=1e-3, atol=1e-3)
+    sum_gap = (ours.sum(dim=(1, 2, 3)) - theirs.sum(dim=(1, 2, 3))).abs()
+    assert (sum_gap <= 1e-4 * theirs.abs().sum(dim=(1, 2, 3))).all(), sum_gap
 
 
 def test_pass_counter_counts_images_through_forward_and_backward(model, batch):
     images, labels = batch
-    with saliency.PassCounter(model) as cost:
+    with attribution.PassCounter(model) as cost:
         saliency.saliency_map(model, images, labels)
         with torch.no_grad():
             model(images[:1])
@@ -184,14 +191,14 @@ def test_pass_counter_counts_images_through_forward_and_backward(model, batch):
 
 def test_attribution_map_reductions():
     a = torch.tensor([[[[1.0]], [[-3.0]], [[2.0]]]])  # (1, 3, 1, 1)
-    assert saliency.attribution_map(a).item() == 3.0
-    assert saliency.attribution_map(a, "abs_sum").item() == 6.0
-    assert saliency.attribution_map(a, "sum").item() == 0.0
+    assert attribution.attribution_map(a).item() == 3.0
+    assert attribution.attribution_map(a, "abs_sum").item() == 6.0
+    assert attribution.attribution_map(a, "sum").item() == 0.0
 
 
 def test_superpixels_are_a_compact_label_image(batch):
     images, _ = batch
-    labels = saliency.superpixels(images[0], segments=20)
+    labels = attribution.superpixels(images[0], segments=20)
     assert labels.shape == (SIZE, SIZE) and labels.dtype == torch.int64
     found = labels.unique()
     assert torch.equal(found, torch.arange(len(found))) and 10 <= len(found) <= 20
@@ -226,23 +233,23 @@ def test_an_oracle_map_beats_a_random_map_at_deletion_and_insertion():
     scores = {}
     for mode in ("deletion", "insertion"):
         for name, maps in (("oracle", oracle), ("random", random)):
-            curves = saliency.causal_curves(net, images, labels, maps, mode=mode, steps=16)
+            curves = attribution.causal_curves(net, images, labels, maps, mode=mode, steps=16)
             assert curves.shape == (1, 17) and ((curves >= 0) & (curves <= 1)).all()
-            scores[mode, name] = saliency.causal_scores(curves).item()
+            scores[mode, name] = attribution.causal_scores(curves).item()
     assert scores["deletion", "oracle"] < 0.1 < 0.3 < scores["deletion", "random"]
     assert scores["insertion", "oracle"] > 0.9 > 0.8 > scores["insertion", "random"]
 
 
 def test_causal_curves_end_points():
     net, images, labels, oracle, _ = square_case()
-    deletion = saliency.causal_curves(net, images, labels, oracle, mode="deletion", steps=8)
-    insertion = saliency.causal_curves(net, images, labels, oracle, mode="insertion", steps=8)
+    deletion = attribution.causal_curves(net, images, labels, oracle, mode="deletion", steps=8)
+    insertion = attribution.causal_curves(net, images, labels, oracle, mode="insertion", steps=8)
     probability = lambda x: F.softmax(net(x), dim=1)[:, 0]  # noqa: E731
     torch.testing.assert_close(deletion[:, 0], probability(images))
     torch.testing.assert_close(deletion[:, -1], probability(torch.zeros_like(images)))
     torch.testing.assert_close(insertion[:, -1], probability(images))
     assert insertion[0, 0] < 0.05  # the blurred square is too dim for the detector
-    assert saliency.causal_scores(torch.ones(2, 5)).tolist() == [1.0, 1.0]
+    assert attribution.causal_scores(torch.ones(2, 5)).tolist() == [1.0, 1.0]
 
 
 # ------------------------------------------------------------------ cascading randomization
@@ -263,7 +270,7 @@ def test_cascading_randomization_separates_model_dependent_maps():
         "image only": lambda m, x, y: x.mean(dim=1),  # ignores the model: the test must flag it
     }
     stages = [("fc", ["6"]), ("conv2", ["2"]), ("conv1", ["0"])]
-    result = saliency.cascading_randomization(net, images, labels, explainers, stages=stages)
+    result = attribution.cascading_randomization(net, images, labels, explainers, stages=stages)
     assert result.stages == ["original", "fc", "conv2", "conv1"]
     assert result.maps["gradient"].shape == (4, 2, 24, 24)
     assert result.correlations["image only"].shape == (4, 2)
@@ -275,80 +282,9 @@ def test_cascading_randomization_separates_model_dependent_maps():
 
 
 def test_cascade_stages_cover_every_lite0_block_top_down(model):
-    stages = saliency.cascade_stages(model)
+    stages = attribution.cascade_stages(model)
     names = [name for name, _ in stages]
     assert names[:2] == ["fc", "head"] and names[-1] == "stem"
     paths = [p for _, group in stages for p in group]
     blocks = [p for p in paths if p.startswith("_blocks.")]
     assert blocks == [f"_blocks.{i}" for i in range(15, -1, -1)]
-
-
-# ------------------------------------------------------------------ the checks' verdicts
-
-def stub(*args, **kwargs):
-    raise NotImplementedError("saliency_map: write your code")
-
-
-@pytest.mark.parametrize("check", ["saliency_map", "occlusion_map"])
-def test_check_says_not_implemented_for_a_stub(check, model, capsys):
-    verdict = checks.CHECKS[check](fn=stub, model=model)
-    assert not verdict.passed and "not implemented yet" in verdict.line
-    assert capsys.readouterr().out.strip() == verdict.line
-
-
-def gradient(model, images, labels, kind="score"):
-    """d kind / d images, written out here (not the check's own helper): the class score, the per-image loss
-    -log p_y, or the probability p_y."""
-    x = images.detach().clone().requires_grad_(True)
-    logits = model(x)
-    per_class = {"score": logits, "loss": -F.log_softmax(logits, dim=1), "prob": F.softmax(logits, dim=1)}[kind]
-    (grad,) = torch.autograd.grad(per_class.gather(1, labels.view(-1, 1)).sum(), x)
-    return grad
-
-
-SALIENCY_MISTAKES = {
-    "absolute value": lambda m, x, y, objective="score": gradient(m, x, y, objective).amax(dim=1),
-    "summed": lambda m, x, y, objective="score": gradient(m, x, y, objective).abs().sum(dim=1),
-    "softmax probability": lambda m, x, y, objective="score": gradient(m, x, y, "prob").abs().amax(dim=1),
-    "objective='loss'": lambda m, x, y, objective="score": gradient(m, x, y, "loss").abs().amax(dim=1),
-    "accumulated": lambda m, x, y, objective="score": 2 * gradient(m, x, y, objective).abs().amax(dim=1),
-}
-
-
-@pytest.mark.parametrize("cause", list(SALIENCY_MISTAKES))
-def test_saliency_check_names_the_mistake(cause, model):
-    verdict = checks.check_saliency_map(fn=SALIENCY_MISTAKES[cause], model=model)
-    assert not verdict.passed and "likely cause" in verdict.line and cause in verdict.line, verdict.line
-
-
-def fast_variant(output="prob", baseline=0.5, scale=1.0):
-    def occlusion(m, x, y, window=16, stride=8, fill=0.5):
-        maps = saliency.occlusion_attribution(m, x, y, window=window, stride=stride, output=output,
-                                              baseline=fill if baseline is None else baseline)[:, 0]
-        return scale * maps
-    return occlusion
-
-
-@pytest.mark.parametrize("cause,fn", [
-    ("black", fast_variant(baseline=0.0)),
-    ("logits", fast_variant(output="score", baseline=None)),
-    ("sign is flipped", fast_variant(baseline=None, scale=-1.0)),
-])
-def test_occlusion_check_names_the_mistake(cause, fn, model):
-    verdict = checks.check_occlusion_map(fn=fn, model=model)
-    assert not verdict.passed and cause in verdict.line, verdict.line
-
-
-def test_occlusion_check_explains_a_per_window_grid(model):
-    verdict = checks.check_occlusion_map(fn=lambda m, x, y, **kw: torch.zeros(2, 9, 9), model=model)
-    assert not verdict.passed and "one value per window" in verdict.line, verdict.line
-
-
-def test_occlusion_check_explains_uncovered_borders(model):
-    def short_range(m, x, y, window=16, stride=8, fill=0.5):
-        maps = fast_variant(baseline=None)(m, x, y, window, stride, fill)
-        maps[:, -4:, :] = float("nan")  # what range(0, H - window + 1, stride) leaves: 0 / 0
-        return maps
-
-    verdict = checks.check_occlusion_map(fn=short_range, model=model)
-    assert not verdict.passed and "border" in verdict.line, verdict.line

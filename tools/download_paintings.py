@@ -5,7 +5,7 @@ online, this fetches a handful of famous paintings (all public domain: their pai
 ago) from Wikimedia Commons, shrinks them to 512 px on the shorter side and saves them as PNG in
 datasets/styles/extra/. Use one in notebook 4 with::
 
-    from helpers.images import load_image
+    from convlens.images import load_image
     style = load_image(ROOT / "datasets/styles/extra/starry_night.png", 192)[None]
 
 Offline, or if a file has moved, it says so for each painting and exits with code 1 if none arrived.

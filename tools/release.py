@@ -26,9 +26,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 START = re.compile(r"^(?P<indent>\s*)# TODO START (?P<label>\S+)\s*$")
 END = re.compile(r"^\s*# TODO END (?P<label>\S+)\s*$")
-SHIPPED = ["README.md", "LICENSE", "requirements.txt", "environment.yml", "kit.py", "helpers", "checks", "datasets",
-           "notebooks", "tools/download_paintings.py"]
-LEFT_OUT = ["checks/make_references.py"]  # would overwrite the references with the stubs' output
+SHIPPED = ["README.md", "LICENSE", "requirements.txt", "environment.yml", "kit.py", "helpers", "convlens", "checks",
+           "datasets", "notebooks", "tools/download_paintings.py"]
+# Hidden cases (grader/hidden/), the case and mistake tables and the reference builder (tools/) are the
+# instructor's: none of them is in SHIPPED.
 ANSWER_PLACEHOLDER = "**Your answer:** *write it here.*"
 FULL_START, FULL_END, STUDENT_START, COMMENT_END = "<!-- full kit -->", "<!-- end full kit -->", "<!-- student kit", "-->"
 
@@ -139,8 +140,6 @@ def build(out: Path, root: Path = ROOT) -> list[Path]:
         elif src.is_file():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out / name)
-    for name in LEFT_OUT:
-        (out / name).unlink(missing_ok=True)
     readme = out / "README.md"
     readme.write_text(student_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
     for path in (out / "helpers").glob("*.py"):

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers import model as M  # noqa: E402
-from helpers.images import load_photos  # noqa: E402
+from convlens import model as M  # noqa: E402
+from convlens.images import load_photos  # noqa: E402
 
 
 def symmetric_padding(net: torch.nn.Module) -> None:

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from helpers.images import to_numpy_image
+from convlens.images import to_numpy_image
 
 
 def _as_map(value) -> np.ndarray:

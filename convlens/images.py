@@ -1,7 +1,7 @@
 """Loading the shipped photos and style images as tensors, and turning tensors back into pictures.
 
 Every tensor image in the kit is float, RGB, values in [0, 1]: (3, H, W) for one image, (N, 3, H, W) for a
-batch. The classifier normalizes internally (see helpers/model.py), so there is no separate "preprocess".
+batch. The classifier normalizes internally (see convlens/model.py), so there is no separate "preprocess".
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from PIL import Image, UnidentifiedImageError
 
@@ -169,3 +170,11 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
 def to_pil(image: torch.Tensor) -> Image.Image:
     """(3, H, W) tensor in [0, 1] -> 8-bit RGB PIL image (values outside [0, 1] are clamped)."""
     return Image.fromarray((to_numpy_image(image) * 255.0).round().astype(np.uint8))
+
+
+def side_by_side(left: torch.Tensor, right: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """One (3, size, size) image holding two photos: each (3, H, W) in [0, 1] is squeezed to (size, size // 2)
+    (antialiased) and ``left`` goes in the left half."""
+    halves = [F.interpolate(img[None], size=(size, size // 2), mode="bilinear", antialias=True,
+                            align_corners=False)[0] for img in (left, right)]
+    return torch.cat(halves, dim=-1).clamp(0, 1)

@@ -1,0 +1,128 @@
+"""Judge what a student's function computed: the side that knows the answers.
+
+:func:`judge_check` gets a check's cases (with their reference outputs and the stored outputs of known
+mistakes) and what :func:`checks.compute.compute_case` returned for each, and gives the one verdict line.
+It uses only stored tensors: no formula of an exercise. When the values are wrong, the likely cause is the
+stored mistake (made by the instructor's build from the solution plus one mutation each) whose outputs the
+student's outputs match.
+"""
+from __future__ import annotations
+
+import torch
+
+from checks import specs
+from checks.core import DEFAULT_TOL, Verdict, fmt_index, fmt_shape, relative_error
+
+
+def judge_check(spec: specs.Spec, cases: list[dict], results: list[dict]) -> Verdict:
+    """One verdict for all of a check's cases: the first failing case's FAIL line (prefixed with the case's
+    label), or PASS with ``spec.what``."""
+    for case, result in zip(cases, results):
+        verdict = judge_case(spec, case, result)
+        if not verdict.passed:
+            if result.get("kind") in ("not_implemented", "forbidden"):  # the same in every case
+                return verdict
+            return verdict.prefixed(f"{case['label']}: " if case.get("label") else "")
+    return Verdict(spec.name, True, spec.what)
+
+
+def judge_case(spec: specs.Spec, case: dict, result: dict) -> Verdict:
+    name = spec.name
+    if result.get("problem"):
+        return Verdict(name, False, str(result["problem"]))
+    if case.get("model") == "raising":
+        return Verdict(name, True, spec.what)
+    outputs = result.get("outputs") or {}
+    expected = case["output"]
+    for part in spec.outputs:
+        actual = outputs.get(part)
+        problem = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
+        if problem:
+            return Verdict(name, False, problem + _cause(spec, case, outputs, shape_only=True))
+    worst = None
+    for part in spec.outputs:
+        tol = spec.tol.get(part, DEFAULT_TOL)
+        error = relative_error(outputs[part], expected[part])
+        if error > tol:
+            worst = worst or (part, error, tol)
+    if worst is None:
+        return Verdict(name, True, spec.what)
+    part, error, tol = worst
+    return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
+                                            part if len(spec.outputs) > 1 else "") + _cause(spec, case, outputs))
+
+
+def _structure(actual, expected: torch.Tensor, part: str) -> str:
+    """What is wrong with the output's form (shape, dtype, NaNs), or ''."""
+    where = f"{part}: " if part else ""
+    if actual is None:
+        return f"{where}missing from the result"
+    if tuple(actual.shape) != tuple(expected.shape):
+        return f"{where}shape {fmt_shape(actual.shape)}, expected {fmt_shape(expected.shape)}" + shape_hint(
+            actual.shape, expected.shape)
+    if actual.dtype != expected.dtype:
+        return (f"{where}dtype {str(actual.dtype).replace('torch.', '')}, expected "
+                f"{str(expected.dtype).replace('torch.', '')}")
+    if torch.is_floating_point(actual):
+        bad = ~torch.isfinite(actual)
+        if bad.any() and not bool((bad == ~torch.isfinite(expected)).all()):
+            index = tuple(bad.nonzero()[0].tolist())
+            kind = "NaN" if torch.isnan(actual).any() else "inf"
+            return f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)} (a division by zero?)"
+    return ""
+
+
+def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol: float, part: str) -> str:
+    where = f"{part}: " if part else ""
+    a, e = actual.to(torch.float64), expected.to(torch.float64)
+    if not torch.is_floating_point(expected):
+        bad = (a != e).nonzero()
+        index = tuple(bad[0].tolist())
+        if a.numel() <= 8:
+            return f"{where}got {actual.tolist()}, expected {expected.tolist()}"
+        return (f"{where}{len(bad)} of {a.numel()} values differ; first at {fmt_index(index)}: got {a[index].item():g}, "
+                f"expected {e[index].item():g}")
+    gap = torch.where(torch.isfinite(a) & torch.isfinite(e), (a - e).abs(), torch.zeros_like(a))
+    index = tuple(int(i) for i in torch.unravel_index(gap.argmax(), a.shape)) if a.dim() else ()
+    at = f"worst element {fmt_index(index)}: " if a.dim() else ""
+    return (f"{where}{at}got {a[index].item():.6g}, expected {e[index].item():.6g} (error {error:.2e} of the "
+            f"reference's scale; allowed {tol:.0e})")
+
+
+def _cause(spec: specs.Spec, case: dict, outputs: dict, shape_only: bool = False) -> str:
+    """'; likely cause: ...' for the stored mistake whose outputs these are nearest to, if near enough."""
+    best, best_error = None, spec.variant_tol
+    for variant in case.get("variants", []):
+        theirs = variant["output"]
+        errors = [_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
+                  for part in spec.outputs if part in theirs]
+        error = max(errors, default=float("inf"))
+        if error <= best_error:
+            best, best_error = variant, error
+    return f"; likely cause: {best['cause']}" if best is not None else ""
+
+
+def _distance(actual: torch.Tensor, variant: torch.Tensor) -> float:
+    if tuple(actual.shape) != tuple(variant.shape):
+        return float("inf")
+    if not torch.is_floating_point(variant):
+        return 0.0 if bool(torch.equal(actual.to(variant.dtype), variant)) else float("inf")
+    return relative_error(actual, variant)
+
+
+def shape_hint(actual_shape, expected_shape) -> str:
+    """A likely cause for a shape mismatch, or ''."""
+    a, e = tuple(actual_shape), tuple(expected_shape)
+    if not e:
+        return "; a scalar (0-dim tensor) was expected: reduce with .sum(), or index [0]"
+    if len(a) == len(e) + 1 and a[0] == e[0] and a[1] == 1 and a[2:] == e[1:]:
+        return "; drop the channel dimension of size 1 (x[:, 0])"
+    if len(a) == len(e) + 1 and a[0] == e[0] and 3 in a[1:2]:
+        return "; the channel dimension was not reduced"
+    if len(a) == len(e) + 1 and a[1:] == e:
+        return "; there is an extra leading dimension"
+    if len(a) + 1 == len(e) and a == e[1:]:
+        return "; the batch dimension is missing"
+    if sorted(a) == sorted(e):
+        return "; the dimensions are in the wrong order"
+    return ""

@@ -1,0 +1,202 @@
+"""Reading a submission's source for forbidden calls, in the grader's own process.
+
+``checks.compute`` notices a forbidden library implementation (``Spec.forbidden``: Captum's methods, the
+kit's own implementations) while the function runs, with a profile hook, but that hook lives in the
+student's process, which the student's code can switch off. So the grader also reads the source: an
+exercise function fails when the code it can reach (its own body, the module's functions, classes and
+global values it names, and module-level statements) refers to one of its forbidden names, however
+imported or aliased, or does what only hiding such a call needs: a dynamic import or ``exec``/``eval``,
+switching off the profile hook, or a string naming a forbidden module. It cannot follow code built at run
+time from pieces it cannot see (that is why building code at run time fails on its own).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+# Names whose use hides which functions run (a dynamic import, code run from text) or switches off the
+# check's call tracing. Exercise code has no need for any of them.
+HIDING = ("exec", "eval", "compile", "__import__", "importlib", "runpy", "pkgutil", "zipimport", "imp",
+          "sys.setprofile", "sys.settrace", "sys.monitoring", "threading.setprofile", "threading.settrace")
+HIDING_WORDS = {"setprofile", "settrace", "exec", "eval", "compile", "__import__", "import_module"}
+WHY_HIDING = "hides what it calls ({name}, line {line}): the grader must be able to read which functions run"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Why a function fails without running: a one-line reason (without the ``FAIL <check>: ``)."""
+
+    reason: str
+
+
+def _dotted(node: ast.AST, aliases: dict) -> str | None:
+    """'captum.attr.Occlusion' for ``Occlusion``, ``ca.Occlusion``, ``captum.attr.Occlusion``... (through
+    the module's imports), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    base = aliases.get(node.id, node.id)
+    return ".".join([base, *reversed(parts)])
+
+
+def _constant_text(node: ast.AST) -> str | None:
+    """A string constant, also one glued together from constants ("cap" + "tum")."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _constant_text(node.left), _constant_text(node.right)
+        if left is not None and right is not None:
+            return left + right
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+    return None
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+class Module:
+    """One parsed submission file: its imports, its top-level definitions, and what each reaches."""
+
+    def __init__(self, source: str, filename: str):
+        self.filename = filename
+        self.tree = ast.parse(source, filename)
+        self.aliases: dict[str, str] = {}
+        self.star: list[str] = []  # modules imported with *
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    # `import captum.attr` binds `captum`; `import captum.attr as ca` binds ca = captum.attr
+                    self.aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for a in node.names:
+                    if a.name == "*":
+                        self.star.append(node.module)
+                    else:
+                        self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+        self.definitions: dict[str, list[ast.AST]] = {}
+        self.always: list[ast.AST] = []  # module-level statements that run whatever is called
+        self._collect(self.tree.body)
+        self.docstrings = _docstrings(self.tree)
+
+    def _collect(self, body: list) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.definitions.setdefault(node.name, []).append(node)
+                self.always += node.decorator_list
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+                for name in names:
+                    self.definitions.setdefault(name, []).append(node)
+                if not names:
+                    self.always.append(node)
+            elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
+                self.always += [getattr(node, key) for key in ("test", "iter") if hasattr(node, key)]
+                self.always += [item.context_expr for item in getattr(node, "items", [])]
+                for key in ("body", "orelse", "finalbody"):
+                    self._collect(getattr(node, key, []))
+                for handler in getattr(node, "handlers", []):
+                    self._collect(handler.body)
+            elif not isinstance(node, (ast.Import, ast.ImportFrom)):
+                self.always.append(node)
+
+    def reached(self, function: str, skip: tuple = ()) -> list[ast.AST]:
+        """Every node a call of ``function`` can run, as far as the source shows (``skip``: names that
+        the check replaces by stand-ins)."""
+        todo = list(self.definitions.get(function, [])) + list(self.always)
+        seen, nodes = set(), []
+        while todo:
+            top = todo.pop()
+            if id(top) in seen:
+                continue
+            seen.add(id(top))
+            for node in ast.walk(top):
+                nodes.append(node)
+                if isinstance(node, ast.Name) and node.id in self.definitions and node.id not in skip:
+                    todo += [d for d in self.definitions[node.id] if id(d) not in seen]
+        return nodes
+
+    def findings(self, function: str, forbidden: tuple, skip: tuple = ()) -> Finding | None:
+        """The first reason ``function`` fails without running, or None."""
+        for module in self.star:
+            if _matches(module, forbidden) or any(f.startswith(module + ".") for f in forbidden):
+                return Finding(f"imports everything from {module} (from {module} import *), which holds "
+                               "implementations of this exercise; import only what you use")
+        nodes = self.reached(function, skip)
+        parents = {id(child): node for node in nodes for child in ast.iter_child_nodes(node)}
+        for node in nodes:
+            line = getattr(node, "lineno", "?")
+            if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parents.get(id(node)), ast.Attribute):
+                name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
+                if name is None:
+                    continue
+                f = _matches(name, forbidden)
+                if f:
+                    return Finding(f"calls {f}: the exercise is to write it yourself ({self.filename} line {line})")
+                plain = name.removeprefix("builtins.")
+                if any(plain == h or plain.startswith(h + ".") for h in HIDING):
+                    return Finding(WHY_HIDING.format(name=plain, line=line))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
+                for name in names:
+                    f = _matches(name, forbidden)
+                    if f:
+                        return Finding(f"imports {name} (line {line}): calling {f} is not allowed; the exercise is "
+                                       "to write it yourself")
+            elif isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and id(node) not in self.docstrings:
+                if isinstance(parents.get(id(node)), (ast.BinOp, ast.JoinedStr)):
+                    continue  # judged as part of the whole expression
+                text = _constant_text(node)
+                if text is None:
+                    continue
+                word = text.strip()
+                f = _matches(word, forbidden) or next((f for f in forbidden if _named_in(word, f)), None)
+                if f:
+                    return Finding(f"names {word[:60]!r} (line {line}): calling {f} is not allowed; the exercise is "
+                                   "to write it yourself")
+                if word in HIDING_WORDS:
+                    return Finding(WHY_HIDING.format(name=repr(word), line=line))
+        return None
+
+
+def _matches(name: str, forbidden: tuple) -> str | None:
+    """The forbidden name that ``name`` is, lies inside, or is the module of (``captum.attr``, or a
+    third-party package such as ``captum`` itself); else None."""
+    for f in forbidden:
+        module, root = f.rsplit(".", 1)[0], f.split(".")[0]
+        if name == f or name.startswith(f + ".") or name == module or (name == root and root != "convlens"):
+            return f
+    return None
+
+
+def _named_in(text: str, forbidden: str) -> bool:
+    """Does a string name ``forbidden``: its own last name exactly, or its module anywhere in it?"""
+    module, last, root = forbidden.rsplit(".", 1)[0], forbidden.rsplit(".", 1)[1], forbidden.split(".")[0]
+    return text == last or module in text or (root != "convlens" and root + "." in text)
+
+
+def scan(source: str, filename: str, functions: dict[str, tuple[tuple, tuple]]) -> dict[str, Finding]:
+    """{function: Finding} for the functions of ``functions`` ({name: (forbidden, stand-in names)}) whose
+    source shows a forbidden call. A file that does not parse is left to the import (it reports it)."""
+    try:
+        module = Module(source, filename)
+    except (SyntaxError, ValueError, RecursionError):
+        return {}
+    found = {}
+    for name, (forbidden, skip) in functions.items():
+        finding = module.findings(name, forbidden, skip)
+        if finding is not None:
+            found[name] = finding
+    return found

@@ -1,0 +1,251 @@
+"""The checks: solutions pass every case, every known mistake fails and is named, one bug costs one check,
+library shortcuts are caught, and each kind of side effect gets its own line."""
+from __future__ import annotations
+
+import types
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from checks import check, references, specs
+from checks.compute import compute_case
+from checks.judge import judge_check
+from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
+from tools.release import stub_source
+
+ROOT = Path(__file__).resolve().parents[1]
+MISTAKES = load_table(MISTAKES_FILE, "mistake")
+
+
+def module_from(topic: str, text: str) -> types.ModuleType:
+    module = types.ModuleType(f"helpers.{topic}")
+    module.__file__ = str(ROOT / "helpers" / f"{topic}.py")
+    exec(compile(text, module.__file__, "exec"), module.__dict__)
+    return module
+
+
+def solution_text(topic: str) -> str:
+    return (ROOT / "helpers" / f"{topic}.py").read_text(encoding="utf-8")
+
+
+def with_function(topic: str, code: str) -> types.ModuleType:
+    """The solution module with extra code appended (e.g. a replacement of one function)."""
+    return module_from(topic, solution_text(topic) + "\n\n" + code)
+
+
+@pytest.mark.parametrize("name", list(specs.SPECS))
+def test_solution_passes_every_public_and_hidden_case(name):
+    spec = specs.SPECS[name]
+    module = module_from(spec.topic, solution_text(spec.topic))
+    cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
+    assert cases, f"{name} has no cases"
+    results = [compute_case(spec, module, references.without_answers(c)) for c in cases]
+    verdict = judge_check(spec, cases, results)
+    assert verdict.passed, verdict.line
+    assert verdict.line == f"PASS {name}: {spec.what}"
+
+
+def test_every_check_has_public_and_hidden_cases():
+    for name, spec in specs.SPECS.items():
+        assert references.public_cases(name, spec.topic), name
+        assert references.public_cases(name, spec.topic, HIDDEN_DIR), name
+
+
+@pytest.mark.parametrize("topic", list(specs.TOPICS))
+def test_a_stub_says_not_implemented(topic, capsys):
+    stubs = module_from(topic, stub_source(solution_text(topic), f"helpers/{topic}.py"))
+    for name in specs.checks_of(topic):
+        verdict = check(name, module=stubs)
+        assert verdict.line == f"FAIL {name}: not implemented yet: fill in the TODO in helpers/{topic}.py ({name})"
+    assert capsys.readouterr().out.count("\n") == len(specs.checks_of(topic))
+
+
+def test_the_mistake_corpus_is_large_enough():
+    per_check = Counter(m["check"] for m in MISTAKES)
+    assert len(MISTAKES) >= 60
+    assert all(per_check[name] >= 3 for name in specs.SPECS), per_check
+    assert per_check["style_transfer"] >= 8
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=[f"{m['check']}-{i}" for i, m in enumerate(MISTAKES)])
+def test_every_known_mistake_fails_and_names_its_cause(mistake):
+    spec = specs.SPECS[mistake["check"]]
+    verdict = check(spec.name, module=mutated_module(spec.topic, mistake["edit"], spec.name), quiet=True)
+    assert not verdict.passed, f"{mistake['cause']!r} passes"
+    assert mistake.get("expect", mistake["cause"]) in verdict.line, verdict.line
+
+
+def _mistake(check_name: str) -> dict:
+    return next(m for m in MISTAKES if m["check"] == check_name)
+
+
+@pytest.mark.parametrize("caller", [name for name, spec in specs.SPECS.items() if spec.stand_ins])
+def test_one_bug_costs_one_check(caller):
+    """A wrong callee does not fail the checks of the functions that call it."""
+    spec = specs.SPECS[caller]
+    edits = [edit for callee in spec.stand_ins for edit in _mistake(callee)["edit"]]
+    broken = mutated_module(spec.topic, edits, f"broken {', '.join(spec.stand_ins)}")
+    for callee in spec.stand_ins:
+        assert not check(callee, module=broken, quiet=True).passed
+    assert check(caller, module=broken, quiet=True).passed
+
+
+def test_a_wrong_gram_matrix_fails_exactly_the_gram_check():
+    broken = mutated_module("style_transfer", [{"replace": "gram = gram / (c * h * w)", "with": "gram = gram / (h * w)"}],
+                            "wrong Gram denominator")
+    failed = [name for name in specs.checks_of("style_transfer") if not check(name, module=broken, quiet=True).passed]
+    assert failed == ["gram_matrix"]
+
+
+def test_checks_ignore_the_students_settings():
+    """Every constant a check needs lives in the checks: a student's own defaults change nothing."""
+    module = with_function("style_transfer", "import convlens.style as _s\n"
+                                             "DEFAULT_SETTINGS = _s.DEFAULT_SETTINGS.scaled(tv=100.0)\n")
+    assert check("style_transfer", module=module, quiet=True).passed
+
+
+@pytest.mark.parametrize("name, code, called", [
+    ("occlusion_map", """
+def occlusion_map(model, images, labels, window=16, stride=8, fill=0.5):
+    from captum.attr import Occlusion
+    probs = lambda x: torch.softmax(model(x), dim=1)
+    return Occlusion(probs).attribute(images, target=labels, sliding_window_shapes=(3, window, window),
+                                      strides=stride, baselines=fill)[:, 0].detach()
+""", "captum.attr.Occlusion"),
+    ("grad_cam", """
+def grad_cam(model, images, labels, layer="head", normalize=True):
+    from captum.attr import LayerGradCam
+    from convlens.model import get_layer
+    maps = LayerGradCam(model, get_layer(model, layer)).attribute(images, target=labels, relu_attributions=True)
+    return torch.nn.functional.interpolate(maps, size=images.shape[-2:], mode="bilinear")[:, 0].detach()
+""", "captum.attr.LayerGradCam"),
+    ("guided_backprop", """
+def guided_backprop(model, images, labels):
+    import captum.attr as ca
+    return ca.GuidedBackprop(model).attribute(images.clone(), target=labels).detach()
+""", "captum.attr.GuidedBackprop"),
+    ("saliency_map", """
+def saliency_map(model, images, labels, objective="score"):
+    from convlens.attribution import integrated_gradients
+    return integrated_gradients(model, images, labels, steps=2).abs().amax(1)
+""", "convlens.attribution.integrated_gradients"),
+])
+def test_calling_a_library_implementation_of_the_exercise_fails(name, code, called):
+    topic = specs.SPECS[name].topic
+    verdict = check(name, module=with_function(topic, "import torch\n" + code), quiet=True)
+    assert verdict.line == f"FAIL {name}: calls {called}: the exercise is to write it yourself"
+
+
+SIDE_EFFECTS = {
+    "in place": ("""
+def saliency_map(model, images, labels, objective="score"):
+    images.mul_(1.0 + 1e-3)
+    return images.abs().amax(1)
+""", "FAIL saliency_map: objective='score': images was modified in place; work on a copy (x.clone())"),
+    "grad left": ("""
+def saliency_map(model, images, labels, objective="score"):
+    images.requires_grad_(True)
+    model(images).sum().backward()
+    images.requires_grad_(False)
+    return images.grad.abs().amax(1)
+""", "FAIL saliency_map: objective='score': images has a .grad left on it; compute gradients on a copy"),
+    "model grads": ("""
+def saliency_map(model, images, labels, objective="score"):
+    weights = list(model.parameters())
+    for p in weights:
+        p.requires_grad_(True)
+    model(images).sum().backward()
+    for p in weights:
+        p.requires_grad_(False)
+    return images.amax(1)
+""", "FAIL saliency_map: objective='score': gradients leaked into the model's parameters (.grad is set)"),
+    "flags": ("""
+def saliency_map(model, images, labels, objective="score"):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return images.amax(1)
+""", "FAIL saliency_map: objective='score': the model's requires_grad flags were changed and not restored"),
+    "weights": ("""
+def saliency_map(model, images, labels, objective="score"):
+    with torch.no_grad():
+        model._fc.weight.mul_(2.0)
+    return images.amax(1)
+""", "FAIL saliency_map: objective='score': the model's weights were changed in place; never modify the model"),
+    "attached": ("""
+def saliency_map(model, images, labels, objective="score"):
+    return images.clone().requires_grad_(True).amax(1)
+""", "FAIL saliency_map: objective='score': the output still requires grad; return it with .detach()"),
+    "none": ("""
+def saliency_map(model, images, labels, objective="score"):
+    x = images.amax(1)
+""", "FAIL saliency_map: objective='score': returned None; did you forget the return statement?"),
+    "shape": ("""
+def saliency_map(model, images, labels, objective="score"):
+    return images.abs()
+""", "FAIL saliency_map: objective='score': shape (2, 3, 160, 160), expected (2, 160, 160); the channel dimension "
+        "was not reduced"),
+    "raises": ("""
+def saliency_map(model, images, labels, objective="score"):
+    return images.view(-1, 7)
+""", "FAIL saliency_map: objective='score': raised RuntimeError"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SIDE_EFFECTS))
+def test_each_kind_of_problem_gets_its_own_line(kind):
+    code, expected = SIDE_EFFECTS[kind]
+    verdict = check("saliency_map", module=with_function("saliency", code), quiet=True)
+    assert verdict.line.startswith(expected), verdict.line
+    assert "\n" not in verdict.line
+
+
+def test_hooks_left_when_the_forward_pass_raises_are_caught():
+    module = with_function("gradcam", """
+def guided_backprop(model, images, labels):
+    handles = [m.register_forward_hook(lambda mod, i, o: o.register_hook(lambda g: g.clamp(min=0)))
+               for m in model.modules() if isinstance(m, nn.ReLU)]
+    x = images.detach().clone().requires_grad_(True)
+    score = model(x).gather(1, labels.view(-1, 1)).sum()
+    (grad,) = torch.autograd.grad(score, x)
+    for h in handles:
+        h.remove()
+    return grad
+""")
+    verdict = check("guided_backprop", module=module, quiet=True)
+    assert verdict.line == ("FAIL guided_backprop: when the forward pass raises: hooks stay registered on the model "
+                            "when the forward pass raises; remove them in a finally: block (try: ... finally: "
+                            "handle.remove())")
+
+
+def test_full_backward_hooks_on_inplace_activations_are_explained():
+    module = with_function("gradcam", """
+def guided_backprop(model, images, labels):
+    hook = lambda mod, gin, gout: (gin[0].clamp(min=0),)
+    handles = [m.register_full_backward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        x = images.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model(x).gather(1, labels.view(-1, 1)).sum(), x)
+    finally:
+        for h in handles:
+            h.remove()
+    return grad
+""")
+    line = check("guided_backprop", module=module, quiet=True).line
+    assert line.startswith("FAIL guided_backprop: with in-place activations (ReLU6(inplace=True)): raised")
+    assert "use a forward hook that calls output.register_hook" in line
+
+
+def test_reference_files_hold_no_hidden_case_and_the_hidden_files_no_public_one():
+    for topic in specs.TOPICS:
+        public = references.load(references.REFERENCES_DIR / f"{topic}.pt")
+        hidden = references.load(HIDDEN_DIR / f"{topic}.pt")
+        assert not public["meta"].get("hidden") and hidden["meta"]["hidden"]
+        assert len(public["cases"]) and len(hidden["cases"])
+
+
+def test_without_answers_removes_outputs_and_mistakes():
+    case = references.public_cases("gram_matrix", "style_transfer")[0]
+    seen = references.without_answers(case)
+    assert "output" not in seen and "variants" not in seen and torch.is_tensor(seen["inputs"]["features"])

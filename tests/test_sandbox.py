@@ -1,0 +1,414 @@
+"""grader.sandbox: each test is an attack a submission could try, and it must fail inside the sandbox.
+
+They run under the mechanism the grader would use here (``sandbox.detect("auto")``): bubblewrap where it
+is installed; else util-linux namespaces, or as root a dedicated user with a cgroup. Without any, they are
+skipped with the reason, and attacks that only bubblewrap's private file system stops are skipped under
+the weaker mechanisms. Each starts one small sandboxed Python and takes a second or two; importing torch
+takes longer.
+"""
+import json
+import os
+import signal
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from grader import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = sandbox.Limits(cpu_seconds=20, memory_bytes=512 << 20, processes=32, file_bytes=8 << 20)
+
+
+@pytest.fixture(scope="module")
+def mech():
+    found = sandbox.detect("auto")
+    if not found.isolated:
+        pytest.skip("no operating-system sandbox on this machine (install bubblewrap)")
+    return found
+
+
+def needs_private_files(mech):
+    if not mech.bwrap:
+        pytest.skip(f"{mech.name} has no minimal file system view (install bubblewrap)")
+
+
+@pytest.fixture
+def scratch(tmp_path):
+    path = tmp_path / "scratch"
+    path.mkdir()
+    return path
+
+
+def start(mech, code, scratch, *args, limits=SMALL, readable=(), **streams):
+    return sandbox.spawn([sys.executable, "-I", "-c", code, *map(str, args)], scratch=scratch,
+                         readable=list(readable), limits=limits, env={}, mechanism=mech, **streams)
+
+
+def run(mech, code, scratch, *args, limits=SMALL, readable=(), timeout=30):
+    """(exit code, stdout, stderr) of a sandboxed ``python -c code args``; the tree is ended afterwards."""
+    child = start(mech, code, scratch, *args, limits=limits, readable=readable,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = child.communicate(timeout=timeout)
+    finally:
+        child.kill_tree()
+    assert not child.alive()
+    return child.returncode, out.decode(), err.decode()
+
+
+def test_child_runs_unprivileged_in_scratch(mech, scratch):
+    code = """if True:
+        import os
+        status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+        print(os.getuid(), os.geteuid(), int(status["CapEff"], 16), int(status["CapPrm"], 16),
+              status["NoNewPrivs"].strip(), os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"])
+        open("mine.txt", "w").write("ok")
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert rc == 0, err
+    uid, euid, cap_eff, cap_prm, nnp, home = out.split()
+    if os.geteuid() == 0:
+        assert int(uid) != 0 and int(euid) != 0, "the child runs as root"
+    else:
+        assert int(uid) == os.getuid()
+    assert (cap_eff, cap_prm, nnp) == ("0", "0", "1"), out
+    assert home == "True"
+    assert (scratch / "mine.txt").read_text() == "ok"
+
+
+def test_cannot_read_or_change_the_graders_files(mech, tmp_path, scratch):
+    needs_private_files(mech)
+    files = {"references": "kit/checks/references/x.pt", "solutions": "kit/helpers/saliency.py",
+             "other submission": "submissions/bob/helpers/saliency.py", "grader output": "grades/alice/report.json"}
+    for rel in files.values():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("SECRET")
+    lib = tmp_path / "lib"
+    (lib / "helpers").mkdir(parents=True)
+    (lib / "helpers" / "model.py").write_text("MODEL = 1\n")
+    code = """if True:
+        import json, os, sys
+        seen = {}
+        for path in sys.argv[1:]:
+            try:
+                seen[path] = "READ:" + (open(path).read()[:10] if os.path.isfile(path) else str(os.listdir(path)))
+            except FileNotFoundError:
+                seen[path] = "absent"
+            except PermissionError:
+                seen[path] = "denied"
+        print(json.dumps(seen))
+    """
+    real_checkout = [ROOT / "checks" / "references", ROOT / "grader" / "grade.py", ROOT / "README.md"]
+    targets = [tmp_path / rel for rel in files.values()] + real_checkout
+    rc, out, err = run(mech, code, scratch, lib / "helpers" / "model.py", *targets, readable=[lib])
+    assert rc == 0, err
+    seen = json.loads(out)
+    assert seen.pop(str(lib / "helpers" / "model.py")) == "READ:MODEL = 1\n"  # what it may read, it can
+    assert all(v in ("absent", "denied") for v in seen.values()), out
+    listing = run(mech, "import os, sys; print(sorted(os.listdir(sys.argv[1])))", scratch, tmp_path, readable=[lib])
+    assert listing[1].strip() == "['lib', 'scratch']", listing
+    write = run(mech, "open(__import__('sys').argv[1], 'w').write('x')", scratch, lib / "helpers" / "model.py",
+                readable=[lib])
+    assert write[0] != 0 and "Read-only file system" in write[2]
+    assert (lib / "helpers" / "model.py").read_text() == "MODEL = 1\n"
+
+
+def test_cannot_see_the_graders_processes(mech, scratch):
+    if not mech.pid_namespace:
+        pytest.skip(f"{mech.name} has no pid namespace")
+    marker = f"other-student-{uuid.uuid4().hex}"  # never given to the child: it must not find it
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        deadline = time.monotonic() + 10
+        while marker.encode() not in Path(f"/proc/{decoy.pid}/cmdline").read_bytes():  # visible outside
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        code = """if True:
+            import json, os
+            seen = {}
+            for p in os.listdir("/proc"):
+                if p.isdigit():
+                    try:
+                        seen[p] = open(f"/proc/{p}/cmdline", "rb").read().decode(errors="replace")
+                    except OSError as err:
+                        seen[p] = type(err).__name__
+            print(json.dumps(seen))
+        """
+        rc, out, err = run(mech, code, scratch)
+    finally:
+        decoy.kill()
+        decoy.wait()
+    assert rc == 0, err
+    seen = json.loads(out)
+    assert len(seen) <= 2, seen  # bubblewrap's init and the child itself
+    grader = Path(f"/proc/{os.getpid()}/cmdline").read_bytes().decode(errors="replace")
+    assert not any(marker in c or grader in c for c in seen.values()), seen
+
+
+def test_cannot_reach_the_network(mech, scratch):
+    if not mech.pid_namespace:
+        pytest.skip(f"{mech.name} has no network namespace")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    port = server.getsockname()[1]
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # reachable from outside
+        code = """if True:
+            import socket, sys
+            print([name for _, name in socket.if_nameindex()])
+            try:
+                socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+                print("CONNECTED")
+            except OSError as err:
+                print("blocked", type(err).__name__)
+        """
+        rc, out, err = run(mech, code, scratch, port)
+    finally:
+        server.close()
+    assert rc == 0, err
+    assert "blocked" in out and "CONNECTED" not in out, out
+    assert out.splitlines()[0] == "['lo']", out  # a network namespace of its own: nothing but loopback
+
+
+def test_fork_bomb_is_bounded_and_ended(mech, scratch):
+    code = """if True:
+        import os, time
+        made = 0
+        while made < 10000:
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(60)
+                os._exit(0)
+            made += 1
+        print(made, flush=True)
+        time.sleep(60)
+    """
+    child = start(mech, code, scratch, stdout=subprocess.PIPE)
+    try:
+        made = int(child.stdout.readline() or -1)
+        assert 0 < made < SMALL.processes, made
+        assert len(child.alive()) > made  # they are all there ...
+    finally:
+        child.kill_tree()
+    assert not child.alive()  # ... and all gone
+    assert subprocess.run(["true"]).returncode == 0  # the grader can still start processes
+
+
+def test_memory_hog_is_stopped(mech, scratch):
+    code = """if True:
+        chunks = []
+        try:
+            while len(chunks) < 64:
+                chunks.append(b"x" * (64 << 20))  # touched, not just reserved
+            print("ALLOCATED", len(chunks))
+        except MemoryError:
+            print("MemoryError after", len(chunks) * 64, "MB")
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert "ALLOCATED" not in out
+    assert rc == -signal.SIGKILL or (rc == 0 and "MemoryError" in out), (rc, out, err)
+    if "MemoryError" in out:
+        assert int(out.split()[2]) <= SMALL.memory_bytes >> 20
+    big = bytearray(1 << 30)  # the grader is unharmed
+    assert len(big) == 1 << 30
+
+
+def test_memory_of_the_whole_tree_is_bounded(mech, scratch):
+    if not mech.cgroups:
+        pytest.skip(f"{mech.name} has no memory cgroup here: memory is limited per process only")
+    code = """if True:
+        import os, time
+        pids = []
+        for _ in range(3):  # each stays under the per-process limit; together they do not
+            pid = os.fork()
+            if pid == 0:
+                block = b"x" * (300 << 20)
+                time.sleep(2)
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            print("KILLED" if os.WIFSIGNALED(status) else "ok")
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert rc == -signal.SIGKILL or "KILLED" in out, (rc, out, err)
+
+
+def test_huge_file_is_stopped(mech, scratch):
+    code = """if True:
+        import errno, os
+        written = 0
+        try:
+            with open("big.bin", "wb") as f:
+                while written < 1 << 30:
+                    f.write(b"\\0" * (1 << 20))
+                    written += 1 << 20
+            print("WROTE 1 GB")
+        except OSError as err:
+            print(errno.errorcode[err.errno], written >> 20)
+        tmp = 0
+        try:
+            for i in range(4):  # /tmp is a small private tmpfs
+                with open(f"/tmp/{i}.bin", "wb") as f:
+                    f.write(b"\\0" * (6 << 20))
+                tmp += 1
+        except OSError as err:
+            print("tmp", errno.errorcode[err.errno], tmp)
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert rc == 0 or rc == -signal.SIGXFSZ, (rc, err)
+    assert "WROTE 1 GB" not in out
+    assert (scratch / "big.bin").stat().st_size <= SMALL.file_bytes
+    if rc == 0:
+        assert out.startswith("EFBIG"), out
+    if mech.bwrap and sandbox._bwrap_has(mech.bwrap, "--size"):
+        assert "tmp ENOSPC" in out, out
+
+
+def test_cpu_spin_is_killed(mech, scratch):
+    start_time = time.monotonic()
+    rc, out, err = run(mech, "while True: pass", scratch,
+                       limits=sandbox.Limits(cpu_seconds=1, memory_bytes=512 << 20, processes=32, file_bytes=1 << 20))
+    assert rc in (-signal.SIGXCPU, -signal.SIGKILL), (rc, err)
+    assert time.monotonic() - start_time < 15
+
+
+DESCENDANT = """if True:
+    import os, sys, time
+    if os.fork() == 0:
+        os.setsid()  # leave the session and the process group ...
+        if os.fork() == 0:  # ... and the parent: a daemon
+            open("started", "w").close()
+            time.sleep(1.5)
+            open("late.txt", "w").write("rewritten results")
+            os._exit(0)
+        os._exit(0)
+    while not os.path.exists("started"):
+        time.sleep(0.01)
+    if sys.argv[1] == "stay":
+        time.sleep(60)
+"""
+
+
+def _await(path: Path, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.01)
+
+
+def test_daemonized_descendant_dies_with_kill_tree(mech, scratch):
+    child = start(mech, DESCENDANT, scratch, "stay")
+    try:
+        _await(scratch / "started")
+        assert len(child.alive()) >= 2
+    finally:
+        child.kill_tree()
+    assert not child.alive()
+    time.sleep(2.5)  # longer than the descendant's sleep
+    assert not (scratch / "late.txt").exists()
+
+
+def test_daemonized_descendant_dies_when_the_child_exits(mech, scratch):
+    if not mech.pid_namespace:
+        pytest.skip(f"{mech.name} has no pid namespace: only kill_tree ends a daemonized descendant")
+    child = start(mech, DESCENDANT, scratch, "exit")
+    try:
+        _await(scratch / "started")
+        assert child.wait(20) == 0
+        time.sleep(2.5)  # no kill_tree yet: the pid namespace ended with its first process
+        assert not (scratch / "late.txt").exists()
+        assert not child.alive()
+    finally:
+        child.kill_tree()
+
+
+def test_torch_imports_inside(mech, scratch):
+    code = """if True:
+        import captum, numpy, torch
+        print(torch.__version__, float(torch.ones(3) @ torch.ones(3)), numpy.__version__, captum.__version__)
+    """
+    limits = sandbox.Limits(cpu_seconds=120, memory_bytes=4 << 30, processes=256, file_bytes=64 << 20)
+    rc, out, err = run(mech, code, scratch, limits=limits, timeout=120)
+    assert rc == 0, err
+    import torch
+
+    assert out.split()[:2] == [torch.__version__, "3.0"]
+
+
+def test_detect_without_any_mechanism(monkeypatch):
+    monkeypatch.setattr(sandbox, "_candidates", lambda user: [])
+    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+        sandbox.detect("required")
+    assert sandbox.detect("auto") is sandbox.NONE
+    assert sandbox.detect("none").name == "none"
+    with pytest.raises(ValueError):
+        sandbox.detect("sometimes")
+
+
+def test_detect_skips_a_mechanism_that_fails(monkeypatch, mech):
+    broken = sandbox.Mechanism("bubblewrap", "broken", bwrap="/nonexistent/bwrap")
+    monkeypatch.setattr(sandbox, "_candidates", lambda user: [broken, mech])
+    assert sandbox.detect("required") == mech
+
+
+def test_readable_folder_inside_scratch_stays_read_only(mech, scratch):
+    needs_private_files(mech)
+    lib = scratch / "kit"
+    lib.mkdir()
+    (lib / "core.py").write_text("TRUSTED = True\n")
+    code = """if True:
+        import os
+        open("own.txt", "w").write("mine")
+        try:
+            open("kit/core.py", "w").write("TRUSTED = False")
+        except OSError as err:
+            print(type(err).__name__, err.strerror)
+    """
+    rc, out, err = run(mech, code, scratch, readable=[lib])
+    assert rc == 0, err
+    assert "Read-only file system" in out
+    assert (lib / "core.py").read_text() == "TRUSTED = True\n" and (scratch / "own.txt").exists()
+
+
+def test_without_a_sandbox_the_limits_still_hold(scratch):
+    limits = sandbox.Limits(cpu_seconds=1, memory_bytes=512 << 20, processes=64, file_bytes=1 << 20)
+    rc, out, err = run(sandbox.NONE, "while True: pass", scratch, limits=limits)
+    assert rc in (-signal.SIGXCPU, -signal.SIGKILL), (rc, err)
+    rc, out, err = run(sandbox.NONE, "b = bytearray(1 << 30)", scratch, limits=limits)
+    assert rc != 0 and "MemoryError" in err
+
+
+def test_every_mechanism_offered_here_ends_its_tree(mech):
+    """The weaker mechanisms that work on this machine too (the grader only uses the strongest)."""
+    working = [m for m in sandbox._candidates(sandbox.SANDBOX_USER) if sandbox._probe(m) is None]
+    assert mech in working
+    # Without bubblewrap the sandbox user reaches scratch through the real folders: no 0700 on the way.
+    tmp_path = Path(tempfile.mkdtemp(prefix="convlens-test-"))
+    tmp_path.chmod(0o711)
+    for m in working:
+        scratch = tmp_path / m.name
+        scratch.mkdir()
+        child = start(m, DESCENDANT, scratch, "stay")
+        try:
+            _await(scratch / "started")
+            assert len(child.alive()) >= 2, m.name
+        finally:
+            child.kill_tree()
+        assert not child.alive(), m.name
+    time.sleep(2)
+    try:
+        assert not any((tmp_path / m.name / "late.txt").exists() for m in working)
+    finally:
+        shutil.rmtree(tmp_path)

@@ -1,0 +1,311 @@
+"""Build the reference files from the reference solutions: ``python3 kit.py references [topic ...]``.
+
+Instructor-only (the student kit has neither this file nor its two tables):
+
+* ``tools/cases.toml``: every case of every check, public or hidden. To add a case, add a ``[[case]]``
+  there and run this command: public cases go to ``checks/references/<topic>.pt`` (shipped to students),
+  hidden ones to ``grader/hidden/<topic>.pt`` (graded by the grader only, never shipped);
+* ``tools/mistakes.toml``: known mistakes, each an edit of the solution. Each one's outputs are stored
+  beside the reference output of every case where they differ, so a FAIL line can name the mistake that the
+  student's outputs match without the checks holding any formula.
+
+Built on the CPU, float32, one thread, fixed seeds and deterministic algorithms, so the files are
+reproducible on any number of cores (a sum split over threads rounds differently). Run it only in the
+solution tree: the student build's helpers are stubs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tomllib
+import types
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from checks import references, specs  # noqa: E402
+from checks.compute import compute_case  # noqa: E402
+from checks.core import DEFAULT_TOL, relative_error  # noqa: E402
+
+CASES_FILE = ROOT / "tools" / "cases.toml"
+MISTAKES_FILE = ROOT / "tools" / "mistakes.toml"
+HIDDEN_DIR = ROOT / "grader" / "hidden"
+SEED = 0
+
+
+class MistakeError(ValueError):
+    """A mistake's edit no longer fits the solution: update tools/mistakes.toml."""
+
+
+def load_table(path: Path, key: str) -> list[dict]:
+    return tomllib.loads(path.read_text(encoding="utf-8")).get(key, [])
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+def _photos(params: dict):
+    from convlens.images import load_photos
+
+    images, labels, _ = load_photos(params["photos"], size=params["size"])
+    if "labels" in params:
+        labels = torch.tensor(params["labels"], dtype=torch.int64)
+    if params.get("composite"):  # the second image: the first two photos side by side
+        from convlens.images import side_by_side
+
+        pair, _, _ = load_photos(params["composite"], size=params["size"])
+        images = torch.cat([images, side_by_side(pair[0], pair[1], size=params["size"])[None]])
+    return images, labels
+
+
+def _random_weights(net: torch.nn.Module, seed: int) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(value.shape, generator=generator)
+            * (2.0 / value[0].numel() ** 0.5 if value.dim() > 1 else 0.1)
+            for name, value in net.state_dict().items()}
+
+
+def _features(params: dict) -> dict:
+    from convlens.model import extract_features, load_model
+
+    images, _ = _photos(params)
+    with torch.no_grad():
+        return {k: v.clone() for k, v in extract_features(load_model("cpu"), images, params["layers"]).items()}
+
+
+def build_inputs(params: dict) -> dict:
+    """A case without its outputs, from its parameters in cases.toml."""
+    check = params["check"]
+    label = params.get("label", "")
+    if check in ("saliency_map", "occlusion_map", "guided_backprop", "grad_cam", "guided_grad_cam"):
+        images, labels = _photos(params)
+        kwargs = {k: params[k] for k in ("objective", "window", "stride", "fill", "layer", "normalize") if k in params}
+        return {"model": params.get("model", "pretrained"), "args": ["@model", "@images", "@labels"],
+                "kwargs": kwargs, "arg_names": ["images", "labels"], "label": label,
+                "inputs": {"images": images, "labels": labels}}
+    if check == "fooling_step":
+        images, _ = _photos(params)
+        return {"model": "pretrained", "args": ["@model", "@images", "@targets", params["step_size"]],
+                "arg_names": ["images", "targets"], "label": label,
+                "inputs": {"images": images, "targets": torch.tensor(params["targets"], dtype=torch.int64)}}
+    if check == "make_fooling_image":
+        return _fooling_loop_inputs(params)
+    if check == "class_visualization_step":
+        return _class_step_inputs(params)
+    if check in ("content_loss", "gram_matrix", "style_loss", "tv_loss"):
+        return _loss_inputs(params)
+    if check == "style_transfer":
+        return _loop_inputs(params)
+    raise KeyError(f"no input builder for check {check!r}")
+
+
+def _fooling_loop_inputs(params: dict) -> dict:
+    wavering = params.get("wavering", False)
+    net_weights = _random_weights(specs.wavy_skeleton() if wavering else specs.smooth_skeleton(), params["seed"])
+    net = specs.wavy_network(net_weights) if wavering else specs.smooth_network(net_weights)
+    generator = torch.Generator().manual_seed(params["seed"] + 1)
+    images = 0.2 + 0.6 * torch.rand(params["count"], 3, 16, 16, generator=generator)
+    # Each class's stand-in step direction: that class's input gradient at mid-grey, of unit L2 length.
+    grey = torch.full((10, 3, 16, 16), 0.5, requires_grad=True)
+    (grads,) = torch.autograd.grad(net(grey).diagonal().sum(), grey)
+    directions = grads / grads.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        predicted = net(images).argmax(dim=1)
+    targets = (predicted + 1 + torch.arange(params["count"])) % 10
+    if wavering:
+        directions = _wavering_direction(net, images[0], int(targets[0]), params, directions)
+    if params.get("last_already_fooled"):
+        targets[-1] = predicted[-1]  # its count is 0: it only takes the extra steps
+    inputs = {"images": images, "targets": targets, "network": net_weights, "directions": directions}
+    args = ["@model", "@images", "@targets"]
+    if params.get("single"):
+        inputs["images"] = images[0]
+        args = ["@model", "@images", int(targets[0])]
+        del inputs["targets"]
+    kwargs = {k: params[k] for k in ("step_size", "max_steps", "extra_steps")}
+    return {"model": "wavy" if wavering else "smooth", "args": args, "kwargs": kwargs, "arg_names": ["images", "targets"],
+            "label": params.get("label", ""), "inputs": inputs}
+
+
+def _wavering_direction(net, image, target: int, params: dict, directions: torch.Tensor) -> torch.Tensor:
+    """A direction along which the first image wins its target, loses it and wins it again before it holds
+    it for extra_steps + 1 checks in a row, so a loop that does not reset its count of successes is seen to.
+    Every point of the path is far from a tie (so round-off on another device changes nothing). Searched over
+    seeded random directions; the first that fits is taken."""
+    generator = torch.Generator().manual_seed(params["seed"] + 2)
+    run = "1" * (params["extra_steps"] + 1)
+    for _ in range(5000):
+        d = torch.randn(image.shape, generator=generator)
+        d = d / d.norm()
+        path = torch.stack([(image + k * params["step_size"] * d).clamp(0, 1)
+                            for k in range(params["max_steps"] + params["extra_steps"] + 1)])
+        with torch.no_grad():
+            scores = net(path)
+        top2 = scores.topk(2, dim=1).values
+        if (top2[:, 0] - top2[:, 1]).min() < 1e-3:
+            continue
+        hits = "".join(str(int(h)) for h in (scores.argmax(dim=1) == target))
+        if run in hits and "10" in hits[:hits.index(run)]:
+            directions = directions.clone()
+            directions[target] = d
+            return directions
+    raise RuntimeError("no wavering direction found; change the case's seed")
+
+
+def _class_step_inputs(params: dict) -> dict:
+    generator = torch.Generator().manual_seed(params.get("seed", 0))
+    if params.get("model") == "smooth":
+        weights = _random_weights(specs.smooth_skeleton(), params["seed"])
+        images = (0.5 + 0.15 * torch.randn(2, 3, 16, 16, generator=generator)).clamp(0, 1)
+        inputs = {"images": images, "network": weights}
+    else:
+        photos, _ = _photos(params)
+        noise = (0.5 + 0.15 * torch.randn(1, 3, params["size"], params["size"], generator=generator)).clamp(0, 1)
+        inputs = {"images": torch.cat([photos[:1], noise])}
+    inputs["targets"] = torch.tensor(params["targets"], dtype=torch.int64)
+    return {"model": params.get("model", "pretrained"),
+            "args": ["@model", "@images", "@targets", params["l2_reg"], params["learning_rate"]],
+            "kwargs": {"jitter": tuple(params["jitter"])}, "arg_names": ["images", "targets"],
+            "label": params.get("label", ""), "inputs": inputs}
+
+
+def _loss_inputs(params: dict) -> dict:
+    check, label = params["check"], params.get("label", "")
+    if check == "tv_loss":
+        images, _ = _photos(params)
+        return {"model": None, "args": ["@images", params["weight"]], "arg_names": ["img"], "label": label,
+                "inputs": {"images": images}}
+    feats = _features(params)
+    if check == "content_loss":
+        current = feats[params["layers"][0]]
+        return {"model": None, "args": [params["weight"], "@current", "@target"], "arg_names": ["current", "target"],
+                "label": label, "inputs": {"current": current, "target": current.flip(0).clone()}}
+    if check == "gram_matrix":
+        kwargs = {"normalize": params["normalize"]} if "normalize" in params else {}
+        return {"model": None, "args": ["@features"], "kwargs": kwargs, "arg_names": ["features"], "label": label,
+                "inputs": {"features": feats[params["layers"][0]]}}
+    # style_loss: targets are any (1, C, C) tables; the stand-in Gram of a style image's features keeps the
+    # terms of a realistic size.
+    style = _features({**params, "photos": params["style_photos"]})
+    targets = [specs.stand_ins(specs.SPECS["style_loss"], {})["gram_matrix"](style[layer])[:1]
+               for layer in params["layers"]]
+    return {"model": None, "args": ["@feats", list(params["layers"]), "@targets", list(params["weights"])],
+            "arg_names": [], "label": label, "inputs": {"feats": feats, "targets": targets}}
+
+
+def _loop_inputs(params: dict) -> dict:
+    from convlens.images import load_photos, load_style
+
+    size = params["size"]
+    weights = _random_weights(specs.FeatureNetwork(), params["seed"])
+    content, _, _ = load_photos(params["photos"], size=size)
+    style = load_style(params["style"], size)[None]
+    settings = {"content_layer": "c3", "content_weight": params["content_weight"], "style_layers": ("c1", "c2"),
+                "style_weights": tuple(params["style_weights"]), "tv_weight": params["tv_weight"]}
+    inputs = {"content": content, "style": style, "network": weights}
+    init = params.get("init", "content")
+    if init == "tensor":
+        generator = torch.Generator().manual_seed(params["seed"] + 7)
+        inputs["start"] = torch.rand(content.shape, generator=generator)
+        init = "@start"
+    kwargs = {"steps": params["steps"], "init": init, "optimizer": params["optimizer"], "seed": params.get("seed", 0)}
+    rerun = init == "noise"  # a noise start must come from the seed, not from the global random state
+    for key in ("lr", "lr_decay"):
+        if key in params:
+            kwargs[key] = params[key]
+    return {"model": "features", "args": ["@model", "@content", "@style", {"@settings": settings}], "kwargs": kwargs,
+            "arg_names": ["content", "style"], "label": params.get("label", ""), "inputs": inputs, "rerun": rerun}
+
+
+# ------------------------------------------------------------------------------------------------ mistakes
+
+def mutated_module(topic: str, edits: list[dict], name: str) -> types.ModuleType:
+    """The solution module ``helpers.<topic>`` with ``edits`` applied, loaded under another name."""
+    path = ROOT / "helpers" / f"{topic}.py"
+    # Whole-line comments go first: the exercises' guidance may quote the code an edit targets.
+    text = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                   if not line.lstrip().startswith("#"))
+    for edit in edits:
+        if "replace" in edit:
+            count = text.count(edit["replace"])
+            if count != 1:
+                raise MistakeError(f"{name}: {edit['replace']!r} occurs {count} times in helpers/{topic}.py")
+            text = text.replace(edit["replace"], edit["with"])
+        else:
+            raise MistakeError(f"{name}: unknown edit {edit}")
+    module = types.ModuleType(f"helpers.{topic}")
+    module.__file__ = str(path)
+    exec(compile(text, str(path), "exec"), module.__dict__)
+    return module
+
+
+# ------------------------------------------------------------------------------------------------ build
+
+def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(public cases, hidden cases) of one topic, each with its output and mistake variants."""
+    solution = importlib.import_module(f"helpers.{topic}")
+    public, hidden = [], []
+    device = torch.device("cpu")
+    for params in cases:
+        spec = specs.SPECS[params["check"]]
+        if spec.topic != topic:
+            continue
+        case = build_inputs(params)
+        case["check"] = spec.name
+        torch.manual_seed(SEED)
+        result = compute_case(spec, solution, case, device)
+        if result["problem"]:
+            raise RuntimeError(f"the solution fails its own case {spec.name} {params}: {result['problem']}")
+        case["output"] = result["outputs"]
+        case["variants"] = []
+        for number, mistake in enumerate(m for m in mistakes if m["check"] == spec.name):
+            module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}")
+            torch.manual_seed(SEED)
+            variant = compute_case(spec, module, case, device)
+            if variant["problem"] or _same(spec, variant["outputs"], case["output"]):
+                continue
+            case["variants"].append({"cause": mistake["cause"], "output": variant["outputs"]})
+        (hidden if params.get("hidden") else public).append(case)
+    return public, hidden
+
+
+def _same(spec: specs.Spec, outputs: dict, reference: dict) -> bool:
+    return all(part in outputs and tuple(outputs[part].shape) == tuple(reference[part].shape)
+               and relative_error(outputs[part], reference[part]) <= spec.tol.get(part, DEFAULT_TOL)
+               for part in spec.outputs)
+
+
+def build(topic: str) -> tuple[list[dict], list[dict]]:
+    torch.use_deterministic_algorithms(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return build_topic(topic, load_table(CASES_FILE, "case"), load_table(MISTAKES_FILE, "mistake"))
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("topics", nargs="*", default=list(specs.TOPICS), help=f"default: all of {list(specs.TOPICS)}")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.topics if t not in specs.TOPICS]
+    if unknown:
+        parser.error(f"unknown topic(s) {unknown}; known: {list(specs.TOPICS)}")
+    meta = {"seed": SEED, "device": "cpu", "dtype": "float32", "threads": 1, "model": "efficientnet_lite0"}
+    for topic in args.topics:
+        public, hidden = build(topic)
+        references.save(references.REFERENCES_DIR / f"{topic}.pt", public, {**meta, "topic": topic})
+        references.save(HIDDEN_DIR / f"{topic}.pt", hidden, {**meta, "topic": topic, "hidden": True})
+        variants = sum(len(c["variants"]) for c in public + hidden)
+        print(f"{topic}: {len(public)} public and {len(hidden)} hidden case(s), {variants} stored mistake output(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
