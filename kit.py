@@ -64,6 +64,8 @@ COMMANDS = {
                    lambda py, rest: _in(py, str(ROOT / "tools" / "references.py"), *rest)),
     "grade": ("grader", "grade submissions (folders or .zip files); see README, \"Instructors\"",
               lambda py, rest: _in(py, "-m", "grader", *rest)),
+    "gradescope": ("grader/gradescope.py", "build the Gradescope autograder zip -> build/gradescope.zip",
+                   lambda py, rest: _in(py, "-m", "grader.gradescope", *rest)),
     "setup": ("requirements.txt", "only build or update .venv/", lambda py, rest: 0),
 }
 

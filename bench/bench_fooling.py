@@ -18,6 +18,7 @@ from _common import machine_line, time_notebook, timed
 from helpers import fooling
 from convlens.images import load_photos
 from convlens.model import load_model
+from convlens.visualize import create_class_visualization
 
 NOTEBOOK = "3_fooling_and_class_images.ipynb"
 
@@ -54,8 +55,8 @@ def main(argv=None) -> int:
     print(f"make_fooling_image, chelsea -> stingray at 224 px: {seconds:.1f} s ({steps.item()} steps + 2 extra)")
 
     classes = [130, 945, 980]
-    _, seconds, _ = timed(lambda: fooling.create_class_visualization(model, classes, size=160, num_steps=60,
-                                                                     progress=False))
+    _, seconds, _ = timed(lambda: create_class_visualization(model, fooling.class_visualization_step, classes, size=160,
+                                                             num_steps=60, progress=False))
     print(f"class visualization, 160 px, 60 steps: {seconds / len(classes):.1f} s per class")
     return 0
 

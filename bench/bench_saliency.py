@@ -1,11 +1,11 @@
-"""Speed figures for notebook 1 (helpers/saliency.py). Prints one figure per line:
+"""Speed figures for notebook 1 (the kit's fast attribution, convlens/attribution.py). Prints one figure per line:
 
 * the notebook's headless wall time with the solutions (target: at most 90 s on a quiet 2-core CPU);
 * Captum ``Occlusion`` with default arguments (16 px window, stride 8, one 224 px image, one perturbation
   per forward pass) against ``occlusion_attribution``: seconds, speed-up (target: >= 3x), max |difference|;
 * Integrated Gradients with 50 steps: seconds per 224 px image (target: at most 2 s);
 * the classifier's forward + backward in ms per image at batch 16: plain, channels_last, and the kit's
-  ``channels_last_copy`` (channels_last + BatchNorm folded).
+  ``fast_copy`` (channels_last + BatchNorm folded).
 
 Run from the kit's root: ``python bench/bench_saliency.py [--skip-notebook]``. The figures depend on what
 else the machine is doing; the load average is printed first, and CPU time (``time.process_time``) is
@@ -21,9 +21,9 @@ import sys
 import torch
 from _common import best_of, machine_line, time_notebook, timed
 
-from helpers import saliency
+from convlens.attribution import integrated_gradients, occlusion_attribution
 from convlens.images import load_photos
-from convlens.model import load_model
+from convlens.model import fast_copy, load_model
 
 
 def forward_backward_ms(model, images) -> str:
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     plain, plain_s, plain_cpu = timed(lambda: Occlusion(model).attribute(image, sliding_window_shapes=(3, 16, 16),
                                                                          strides=8, target=label))
     # occlusion_attribution's time includes making the model's fast copy.
-    fast, fast_s, fast_cpu = timed(lambda: saliency.occlusion_attribution(model, image, label, window=16, stride=8))
+    fast, fast_s, fast_cpu = timed(lambda: occlusion_attribution(model, image, label, window=16, stride=8))
     # CPU time is also printed: on a shared machine the wall time mostly measures the other processes.
     print(f"occlusion, Captum defaults (729 windows, 224 px): {plain_s:.2f} s wall, {plain_cpu:.2f} s CPU")
     print(f"occlusion, occlusion_attribution: {fast_s:.2f} s wall, {fast_cpu:.2f} s CPU")
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     print(f"occlusion max |difference|: {(fast - plain).abs().max().item():.2e} "
           f"(attribution scale {plain.abs().max().item():.2f})")
 
-    fast_model = saliency.channels_last_copy(model)
-    ig_s, ig_cpu = best_of(lambda: saliency.integrated_gradients(fast_model, image, label, steps=50), 1, warmup=True)
+    fast_model = fast_copy(model)
+    ig_s, ig_cpu = best_of(lambda: integrated_gradients(fast_model, image, label, steps=50), 1, warmup=True)
     print(f"integrated gradients, 50 steps: {ig_s:.2f} s wall, {ig_cpu:.2f} s CPU per 224 px image (target <= 2 s)")
 
     batch, _, _ = load_photos(None, size=224)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     as_nhwc = batch.contiguous(memory_format=torch.channels_last)
     print(f"forward+backward, batch 16, plain: {forward_backward_ms(model, batch)}")
     print(f"forward+backward, batch 16, channels_last: {forward_backward_ms(channels_last_only, as_nhwc)}")
-    print(f"forward+backward, batch 16, channels_last_copy (BN folded): {forward_backward_ms(fast_model, as_nhwc)}")
+    print(f"forward+backward, batch 16, fast_copy (BN folded): {forward_backward_ms(fast_model, as_nhwc)}")
     return 0
 
 

@@ -16,7 +16,7 @@ from _common import machine_line, peak_rss_mb, time_notebook, timed
 
 from helpers import style_transfer as st
 from convlens.images import load_photos, load_style
-from convlens.model import load_model
+from convlens.model import fast_copy, load_model
 
 SIZE = 256
 EVALUATIONS = 200
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     model = load_model("cpu")
     content = load_photos(["chelsea"], size=SIZE)[0]
     style = load_style("mosaic", SIZE)[None]
-    fast = st.fast_feature_net(model)
+    fast = fast_copy(model)
     st.style_transfer(fast, content[..., :64, :64], style, steps=5)  # warm-up (allocator, kernels)
 
     seconds, cpu, history = one_transfer(fast, content, style)

@@ -102,7 +102,9 @@ def child(topic: str, checks: list[str]) -> int:
 
     from checks import check
     from checks.core import describe_exception
+    from convlens.runtime import apply_threads
 
+    apply_threads()
     try:
         module = importlib.import_module(f"helpers.{topic}")
     except BaseException as err:  # a syntax or import error, or sys.exit() at import time

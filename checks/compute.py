@@ -13,7 +13,6 @@ import contextlib
 import functools
 import importlib
 import inspect
-import os
 import sys
 
 import torch
@@ -26,9 +25,10 @@ HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backw
 
 
 def check_device() -> torch.device:
-    """Where checks run: the kit's one device rule (convlens.notebook.choose_device)."""
-    name = os.environ.get("CONVLENS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """Where checks run: the kit's one device rule."""
+    from convlens.runtime import choose_device
+
+    return choose_device()
 
 
 @functools.lru_cache(maxsize=None)

@@ -216,12 +216,12 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, target, steps: 
 
     attribution = (x - x0) * sum_k w_k * d s_y / dx at x0 + a_k (x - x0), with Captum's Gauss-Legendre
     points a_k and weights w_k. Evaluates ``batch_size`` path points per forward/backward pass on a
-    :func:`channels_last_copy`, keeping every tensor channels_last. The result equals Captum's
+    :func:`convlens.model.fast_copy`, keeping every tensor channels_last. The result equals Captum's
     ``IntegratedGradients(model).attribute(images, baselines=baseline, target=target, n_steps=steps)`` up to
     float round-off.
 
     Args:
-        model: classifier (a :func:`channels_last_copy` is used as is; any other model is copied).
+        model: classifier (a :func:`convlens.model.fast_copy` is used as is; any other model is copied).
         images: (N, 3, H, W) in [0, 1].
         target: int or (N,) class indices (attributions of the logit).
         steps: number of path points.
@@ -322,7 +322,7 @@ def causal_curves(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
     Ties in ``maps`` are broken by pixel order (row-major).
 
     Args:
-        model: classifier (copied to channels_last unless it already is a :func:`channels_last_copy`).
+        model: classifier (copied to channels_last unless it already is a :func:`convlens.model.fast_copy`).
         images: (N, 3, H, W) in [0, 1]; labels: (N,) classes.
         maps: (N, H, W) importance, larger = more important (any range; only the ranking matters).
         mode: ``"deletion"`` or ``"insertion"``.

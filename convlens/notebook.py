@@ -6,7 +6,6 @@ and exports the names every notebook uses: ``torch``, ``F``, ``np``, ``plt``, ``
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import matplotlib.pyplot as plt
@@ -14,29 +13,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from convlens.runtime import apply_threads, choose_device, choose_threads
+
 __all__ = ["torch", "F", "np", "plt", "device", "choose_device", "choose_threads"]
 
 
-def choose_device() -> torch.device:
-    """The one device rule of the kit (notebooks and checks): $CONVLENS_DEVICE if set, else CUDA when
-    available, else the CPU."""
-    name = os.environ.get("CONVLENS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def choose_threads() -> int:
-    """CPU threads for PyTorch: $CONVLENS_THREADS if set, else one fewer than the cores this process may use
-    (at least one). A laptop always has something else running; when PyTorch asks for every core, its
-    threads wait on each other behind that other program and a notebook runs several times slower
-    (bench/bench_threads.py measures it)."""
-    if os.environ.get("CONVLENS_THREADS"):
-        return max(1, int(os.environ["CONVLENS_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores - 1)
-
-
 def _setup() -> torch.device:
-    torch.set_num_threads(choose_threads())
+    apply_threads()
     torch.manual_seed(0)
     np.random.seed(0)
     # Captum notes that it set hooks or made inputs require grad: expected, and noise to a student.

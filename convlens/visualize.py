@@ -13,8 +13,8 @@ from convlens.images import gaussian_blur
 from convlens.model import extract_features
 
 
-def create_class_visualization(model, class_visualization_step, targets, size: int = 160, num_steps: int = 100, l2_reg: float = 1e-3,
-                               learning_rate: float = 5.0, max_jitter: int = 8, blur_every: int = 10,
+def create_class_visualization(model, class_visualization_step, targets, size: int = 160, num_steps: int = 100,
+                               l2_reg: float = 1e-3, learning_rate: float = 5.0, max_jitter: int = 8, blur_every: int = 10,
                                blur_sigma: float = 0.5, seed: int = 0, device=None,
                                progress: bool = True) -> torch.Tensor:
     """Generate one image per target class from random noise with the student's ``class_visualization_step``.

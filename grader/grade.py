@@ -294,39 +294,48 @@ def _capped(text: str) -> tuple[str, int]:
 
 # ------------------------------------------------------------------------------------------------ a run
 
-_REFERENCE_TIMES: dict[tuple, dict[str, float]] = {}  # measured once per process and kind of run
+# (kit, mechanism, public cases too, topic, what the topic's files hold, check) -> CPU seconds: measured
+# once per process (a run of the command), per topic, so a later run of the same process on some of the
+# same topics reuses it.
+_REFERENCE_TIMES: dict[tuple, float] = {}
 _REFERENCE_LOCK = threading.Lock()
 
 
-def _reference_key(kit_root: Path, plan: Plan) -> tuple:
-    digest = hashlib.sha256()
-    for topic in plan.topics:
-        for path in (kit_root / "helpers" / f"{topic}.py", kit_root / HIDDEN_DIR / f"{topic}.pt"):
-            digest.update(path.read_bytes() if path.suffix == ".py" else str(path.stat().st_mtime_ns).encode())
-    return (str(kit_root), plan.mechanism.name, plan.points.public_cases, tuple(plan.topics), digest.hexdigest())
+def _topic_key(plan: Plan, topic: str) -> tuple:
+    digest = hashlib.sha256((plan.kit_root / "helpers" / f"{topic}.py").read_bytes())
+    folders = [plan.kit_root / HIDDEN_DIR] + ([plan.kit_root / "checks" / "references"] if plan.points.public_cases else [])
+    for folder in folders:
+        digest.update(str((folder / f"{topic}.pt").stat().st_mtime_ns).encode())
+    return (str(plan.kit_root), plan.mechanism.name, plan.points.public_cases, topic, digest.hexdigest())
 
 
 def measure_reference(plan: Plan) -> dict[str, float]:
     """CPU seconds the reference solution (the kit's helpers/) uses on each graded check, in the same kind
     of sandbox as the submissions. Raises GraderError if it fails one of its own cases."""
-    kit_root = plan.kit_root
-    key = _reference_key(kit_root, plan)
+    keys = {topic: _topic_key(plan, topic) for topic in plan.topics}
     with _REFERENCE_LOCK:
-        if key in _REFERENCE_TIMES:
-            return _REFERENCE_TIMES[key]
-    files = {t: kit_root / "helpers" / f"{t}.py" for t in plan.topics}
-    folder = Path(tempfile.mkdtemp(prefix="reference-", dir=plan.work))
-    os.chmod(folder, 0o711)
-    results = SubmissionRun(plan, files, folder, lambda check: (REFERENCE_CPU_LIMIT, None)).run()
-    shutil.rmtree(folder, ignore_errors=True)
-    failed = [r.line for r in results.values() if not r.passed]
-    if failed:
-        raise GraderError(f"the reference solution (helpers/) fails its own case: {failed[0]}; rebuild the "
-                          "references with: python3 kit.py references")
-    times = {check: r.cpu_seconds for check, r in results.items()}
+        missing = {t: checks for t, checks in plan.topics.items()
+                   if any(keys[t] + (c,) not in _REFERENCE_TIMES for c in checks)}
+    if missing:
+        import dataclasses
+
+        files = {t: plan.kit_root / "helpers" / f"{t}.py" for t in missing}
+        folder = Path(tempfile.mkdtemp(prefix="reference-", dir=plan.work))
+        os.chmod(folder, 0o711)
+        try:
+            results = SubmissionRun(dataclasses.replace(plan, topics=missing), files, folder,
+                                    lambda check: (REFERENCE_CPU_LIMIT, None)).run()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        failed = [r.line for r in results.values() if not r.passed]
+        if failed:
+            raise GraderError(f"the reference solution (helpers/) fails its own case: {failed[0]}; rebuild the "
+                              "references with: python3 kit.py references")
+        with _REFERENCE_LOCK:
+            for check, r in results.items():
+                _REFERENCE_TIMES[keys[r.topic] + (check,)] = r.cpu_seconds
     with _REFERENCE_LOCK:
-        _REFERENCE_TIMES[key] = times
-    return times
+        return {c: _REFERENCE_TIMES[keys[t] + (c,)] for t, checks in plan.topics.items() for c in checks}
 
 
 def _unique(name: str, taken: set) -> str:

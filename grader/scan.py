@@ -88,6 +88,7 @@ class Module:
         self.always: list[ast.AST] = []  # module-level statements that run whatever is called
         self._collect(self.tree.body)
         self.docstrings = _docstrings(self.tree)
+        self.at_import = [n for top in self.tree.body for n in _run_at_import(top)]
 
     def _collect(self, body: list) -> None:
         for node in body:
@@ -134,6 +135,9 @@ class Module:
                 return Finding(f"imports everything from {module} (from {module} import *), which holds "
                                "implementations of this exercise; import only what you use")
         nodes = self.reached(function, skip)
+        reached = {id(node) for node in nodes}
+        # Hiding anything at import time hides it from every function: what it defines cannot be read.
+        nodes += [node for node in self.at_import if id(node) not in reached]
         parents = {id(child): node for node in nodes for child in ast.iter_child_nodes(node)}
         for node in nodes:
             line = getattr(node, "lineno", "?")
@@ -141,12 +145,15 @@ class Module:
                 name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
                 if name is None:
                     continue
-                f = _matches(name, forbidden)
+                f = _matches(name, forbidden) if id(node) in reached else None
                 if f:
                     return Finding(f"calls {f}: the exercise is to write it yourself ({self.filename} line {line})")
                 plain = name.removeprefix("builtins.")
                 if any(plain == h or plain.startswith(h + ".") for h in HIDING):
                     return Finding(WHY_HIDING.format(name=plain, line=line))
+            elif id(node) not in reached:
+                if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in HIDING_WORDS:
+                    return Finding(WHY_HIDING.format(name=repr(node.value), line=line))
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
@@ -169,6 +176,21 @@ class Module:
                 if word in HIDING_WORDS:
                     return Finding(WHY_HIDING.format(name=repr(word), line=line))
         return None
+
+
+def _run_at_import(node: ast.AST):
+    """The nodes of a module-level statement that run when the module is imported (not function bodies)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        for part in node.decorator_list + node.args.defaults + node.args.kw_defaults:
+            if part is not None:
+                yield from ast.walk(part)
+    elif isinstance(node, ast.ClassDef):
+        for part in node.decorator_list + node.bases:
+            yield from ast.walk(part)
+        for statement in node.body:
+            yield from _run_at_import(statement)
+    else:
+        yield from ast.walk(node)
 
 
 def _matches(name: str, forbidden: tuple) -> str | None:

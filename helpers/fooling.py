@@ -28,11 +28,8 @@ def fooling_step(model, images: torch.Tensor, targets: torch.Tensor, step_size: 
         and ``||g||_2`` is the L2 norm of that one image's gradient.
     """
     # TODO START fooling_step
-    # 1. Work on a copy of the images that requires grad (never change the caller's tensor).
-    # 2. Run the model and pick each image's raw score for its target (no softmax, no loss): scores.gather.
-    # 3. Get the gradient of the sum of those scores with respect to the copy (torch.autograd.grad).
-    # 4. Divide each image's gradient by its own L2 norm (over C, H, W), step UP by step_size times it,
-    #    clamp to [0, 1] and return the result detached.
+    # One step, for every image at once; each image's step has L2 length step_size.
+    # Hints: under Exercise 1 in notebook 3.
     images = images.detach().clone().requires_grad_(True)
     scores = model(images).gather(1, targets.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(scores, images)
@@ -66,13 +63,8 @@ def make_fooling_image(model, images: torch.Tensor, targets, step_size: float = 
     batch = images[None] if single else images
     targets = as_targets(targets, batch.shape[0], batch.device)
     # TODO START make_fooling_image
-    # Keep, per image: the current image, the number of steps taken, the step of the first success
-    # (-1 = not yet) and the "streak": how many checks in a row found the target top-1 (check once before
-    # any step, then after every step). An image is still moving while its streak is <= extra_steps and it
-    # has taken < max_steps steps (< max_steps + extra_steps once it has been fooled). Each round: take ONE
-    # fooling_step on just the moving images (index them), then update their predictions (under
-    # torch.no_grad()), streaks and first successes. Stop when no image is moving. Leave the results in
-    # `fooled` (N, 3, H, W) and `steps` (N,) int64: the return line below uses them.
+    # Call fooling_step, only on the images that are still moving. Leave the results in `fooled`
+    # (N, 3, H, W) and `steps` (N,) int64: the return line below uses them. Hints: under Exercise 2.
     fooled = batch.detach().clone()
     with torch.no_grad():
         hit = model(fooled).argmax(dim=1) == targets
@@ -114,10 +106,8 @@ def class_visualization_step(model, images: torch.Tensor, targets: torch.Tensor,
         (N, 3, H, W) new images in [0, 1], detached, unshifted (aligned with the input).
     """
     # TODO START class_visualization_step
-    # 1. Roll a copy by (oy, ox) over dims (2, 3) and make it require grad.
-    # 2. objective = sum over images of (raw target score - l2_reg * sum of its squared pixels).
-    # 3. Step UP along each image's gradient divided by its own L2 norm, times learning_rate.
-    # 4. Roll back by (-oy, -ox), clamp to [0, 1], return detached.
+    # The step is taken at the shifted images; the result is aligned with the input again.
+    # Hints: under Exercise 3 in notebook 3.
     ox, oy = jitter
     shifted = torch.roll(images.detach(), shifts=(oy, ox), dims=(2, 3)).requires_grad_(True)
     scores = model(shifted).gather(1, targets.view(-1, 1)).sum()

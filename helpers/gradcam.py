@@ -29,14 +29,8 @@ def guided_backprop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         signs again), detached.
     """
     # TODO START guided_backprop
-    # 1. Work on a copy of the images that requires grad (the model's parameters are frozen).
-    # 2. On every activation module (isinstance(module, nn.ReLU)) register a hook that clamps the gradient
-    #    flowing back through it at zero. Tip: a forward hook can call output.register_hook(fn), and fn's
-    #    return value replaces the gradient of that output; the activation's own backward then zeroes it
-    #    where the forward input was inactive. The forward hook itself must return None (whatever it returns
-    #    replaces the module's output). Full module backward hooks fail on in-place activations.
-    # 3. Run the model, pick each image's class score (scores.gather), backpropagate their sum.
-    # 4. Remove every hook in a finally: block, so none stays behind even if something raises.
+    # Hooks, not a modified model: leave the model exactly as you found it, also when something
+    # raises, and make it work when the activations are in-place. Hints: under Exercise 1 in notebook 2.
     images = images.detach().clone().requires_grad_(True)
 
     def clamp_at_zero(grad: torch.Tensor) -> torch.Tensor:
@@ -82,12 +76,8 @@ def grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, layer
     """
     layer_module = get_layer(model, layer)  # a short name, module path or the module itself
     # TODO START grad_cam
-    # 1. Register a forward hook on layer_module that keeps its output A; remove it in a finally: block.
-    # 2. Run the model on a copy of the images that requires grad; take the sum of each image's class score.
-    # 3. dscore/dA with torch.autograd.grad; channel weights = the gradients' mean over the spatial dims.
-    # 4. Weighted sum of A over channels, then ReLU (only evidence FOR the class), keep a channel dim of 1.
-    # 5. Upsample to (H, W): F.interpolate(mode="bilinear", align_corners=False); drop the channel dim.
-    # 6. If normalize: divide each map by its maximum (guard against an all-zero map).
+    # Read the layer's activations and their gradients with a hook that you always remove.
+    # Hints: under Exercise 2 in notebook 2.
     images = images.detach().clone().requires_grad_(True)
     saved = {}
 
@@ -123,7 +113,7 @@ def guided_grad_cam(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     Args: as :func:`grad_cam`. Returns: (N, 3, H, W), same device and dtype as ``images``, detached.
     """
     # TODO START guided_grad_cam
-    # Use your guided_backprop and grad_cam (normalize=False), and broadcast the (N, H, W) map over channels.
+    # Build it from your two functions above. Hints: under Exercise 3 in notebook 2.
     cam = grad_cam(model, images, labels, layer=layer, normalize=False)
     return guided_backprop(model, images, labels) * cam.unsqueeze(1)
     # TODO END guided_grad_cam

@@ -31,13 +31,8 @@ def saliency_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if objective not in ("score", "loss"):
         raise ValueError(f"objective must be 'score' or 'loss', got {objective!r}")
     # TODO START saliency_map
-    # 1. Make a copy of the images that requires grad (x = images.detach().clone().requires_grad_(True)), so
-    #    the caller's tensor is untouched and the gradient does not pile up across calls.
-    # 2. logits = model(x), shape (N, 1000). For "score", add up each image's own class score
-    #    logits[i, labels[i]] (logits.gather helps); the images do not interact, so the gradient of the sum
-    #    holds every image's own gradient. For "loss", use F.cross_entropy(logits, labels, reduction="sum").
-    # 3. Get d(objective)/dx with torch.autograd.grad (or .backward() and x.grad), then take the absolute
-    #    value and the maximum over the colour channels (dim 1): (N, 3, H, W) -> (N, H, W).
+    # Leave `images` untouched and the model without gradients. The notebook's hints (folded under
+    # Exercise 1) go from the idea to pseudocode if you are stuck.
     x = images.detach().clone().requires_grad_(True)
     logits = model(x)
     labels = labels.to(logits.device)
@@ -77,14 +72,8 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
         raise ValueError(f"need 1 <= stride <= window <= image side; got stride={stride}, window={window}, "
                          f"image {height}x{width}")
     # TODO START occlusion_map
-    # 1. Without gradients (torch.no_grad()), get p_y for the unoccluded images: softmax of the logits, then
-    #    each image's own class (gather), shape (N,).
-    # 2. Keep two running maps: total (N, H, W) of probability drops and count (H, W) of covering windows.
-    # 3. For top in range(0, H - window + stride, stride) and left in the same range over W: clone the
-    #    images, set images[:, :, top:top + window, left:left + window] = fill on the clone (slicing cuts the
-    #    window at the border for you), get p_y again, and add the drop (N,) to total over that square
-    #    (reshape it to (N, 1, 1) to broadcast); add 1 to count over the same square.
-    # 4. Return total / count.
+    # No gradients are needed. Every pixel gets the mean drop over the windows that cover it; the
+    # last window of a row or column may hang over the border. Hints: under Exercise 2 in the notebook.
     n = images.shape[0]
     labels = labels.to(images.device).view(-1, 1)
     with torch.no_grad():

@@ -29,7 +29,7 @@ def content_loss(content_weight: float, current: torch.Tensor, target: torch.Ten
         0-dim tensor (differentiable with respect to ``current``).
     """
     # TODO START content_loss
-    # A sum (not a mean) of squared differences, times the weight. No square root.
+    # Hints: under Exercise 1 in notebook 4.
     return content_weight * (current - target).pow(2).sum()
     # TODO END content_loss
 
@@ -45,8 +45,7 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         (N, C, C) tensor, symmetric in its last two dimensions.
     """
     # TODO START gram_matrix
-    # Flatten the positions to (N, C, H*W) and multiply it by its own transpose (torch.bmm or @):
-    # the result is channels x channels, not positions x positions.
+    # Channels x channels, one matrix per image. Hints: under Exercise 2 in notebook 4.
     n, c, h, w = features.shape
     flat = features.reshape(n, c, h * w)
     gram = flat @ flat.transpose(1, 2)
@@ -69,8 +68,7 @@ def style_loss(feats: dict, style_layers: Sequence[str], style_targets: Sequence
         0-dim tensor (differentiable with respect to the features).
     """
     # TODO START style_loss
-    # One term per layer: the Gram matrix (normalized) of the current features against that layer's target,
-    # a sum of squared differences, times that layer's weight. Add the terms up.
+    # Use your gram_matrix. Hints: under Exercise 3 in notebook 4.
     total = None
     for layer, target, weight in zip(style_layers, style_targets, style_weights):
         term = weight * (gram_matrix(feats[layer]) - target).pow(2).sum()
@@ -92,7 +90,7 @@ def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
         0-dim tensor (differentiable with respect to ``img``).
     """
     # TODO START tv_loss
-    # Both directions: rows (dim 2) and columns (dim 3). Squared differences, summed, not averaged.
+    # Hints: under Exercise 4 in notebook 4.
     vertical = (img[:, :, 1:, :] - img[:, :, :-1, :]).pow(2).sum()
     horizontal = (img[:, :, :, 1:] - img[:, :, :, :-1]).pow(2).sum()
     return tv_weight * (vertical + horizontal)
@@ -111,12 +109,21 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
             :func:`compute_style_targets` (one per style layer).
         settings: layers and weights.
         steps: number of loss evaluations (function evaluations for L-BFGS, steps for Adam).
-        init: "content" (start from a copy of ``content``), "noise" (uniform noise in [0, 1], drawn from
-            ``seed``), or an (N, 3, H, W) tensor to start from.
+        init: "content" (start from a copy of ``content``), "noise" (uniform noise in [0, 1] from
+            ``torch.rand`` with ``generator``, made from ``seed``), or an (N, 3, H, W) tensor to start from.
         optimizer: "lbfgs" or "adam"; ``lr`` and ``lr_decay`` (per step, exponential) are for Adam.
     Returns:
         (image, history): the result (N, 3, H, W) in [0, 1], detached, and a :class:`LossHistory` with one
         entry per loss evaluation.
+
+    Every loss evaluation (the optimizer's closure): clamp the image to [0, 1] in place, zero its gradient,
+    one forward pass (``features``), the content loss against ``content_target`` with
+    ``settings.content_weight``, the style loss against ``targets`` with ``settings.style_layers`` and
+    ``settings.style_weights``, the TV loss with ``settings.tv_weight``; backpropagate their sum and record
+    (total, content, style, tv) with ``history.record``. L-BFGS: ``torch.optim.LBFGS([image], lr=1,
+    max_iter=steps, max_eval=steps, history_size=20, tolerance_grad=0.0, tolerance_change=0.0)`` and one
+    ``.step(closure)``. Adam: ``torch.optim.Adam([image], lr=lr)``, ``steps`` steps, each followed by one step
+    of ``torch.optim.lr_scheduler.ExponentialLR(gamma=lr_decay)``.
     """
     with torch.inference_mode():
         content_target = extract_features(model, content, [settings.content_layer])[settings.content_layer]
@@ -131,17 +138,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         return content_and_style_features(model, images, settings)
 
     # TODO START style_transfer
-    # 1. The image to optimize: a detached copy of `content` (init="content"), uniform noise in [0, 1] drawn
-    #    with torch.rand(..., generator=generator, device=..., dtype=...) (init="noise"), or a copy of the
-    #    tensor `init`. Make it a leaf that requires grad.
-    # 2. A closure that: clamps the image to [0, 1] in place (under torch.no_grad()), zeroes the gradient,
-    #    gets `current, style_feats = features(image)`, computes the three losses (content against
-    #    `content_target`, style with `targets`, tv on the image), backpropagates their sum, calls
-    #    history.record(total, content, style, tv) and returns the sum.
-    # 3. L-BFGS: torch.optim.LBFGS([image], lr=1, max_iter=steps, max_eval=steps) evaluates the closure up
-    #    to `steps` times in a single .step(closure). Adam: `steps` calls of .step(closure), each followed by
-    #    a learning-rate decay (torch.optim.lr_scheduler.ExponentialLR with gamma=lr_decay).
-    # 4. Return the image detached and clamped to [0, 1], and history.
+    # Everything the docstring promises is checked: the start, the clamp and the zeroed gradient in
+    # every evaluation, the history, the number of evaluations, Adam's decay. `features`,
+    # `content_target`, `targets`, `generator` and `history` are ready above. Hints: Exercise 5.
     if isinstance(init, torch.Tensor):
         start = init.detach().to(content.device, content.dtype)
     elif init == "noise":

@@ -249,3 +249,69 @@ def test_without_answers_removes_outputs_and_mistakes():
     case = references.public_cases("gram_matrix", "style_transfer")[0]
     seen = references.without_answers(case)
     assert "output" not in seen and "variants" not in seen and torch.is_tensor(seen["inputs"]["features"])
+
+
+CORRECT_VARIANTS = {
+    "saliency_map": ("saliency", """
+def saliency_map(model, images, labels, objective="score"):
+    maps = []
+    for image, label in zip(images, labels):  # one image at a time, .backward() and x.grad
+        x = image[None].clone().requires_grad_(True)
+        logits = model(x)
+        value = logits[0, label] if objective == "score" else torch.nn.functional.cross_entropy(logits, label[None])
+        value.backward()
+        maps.append(x.grad[0].abs().max(dim=0).values)
+    return torch.stack(maps)
+"""),
+    "gram_matrix": ("style_transfer", """
+def gram_matrix(features, normalize=True):
+    gram = torch.einsum("nchw,ndhw->ncd", features, features)
+    return gram / features[0].numel() if normalize else gram
+"""),
+    "tv_loss": ("style_transfer", """
+def tv_loss(img, tv_weight):
+    return tv_weight * (torch.diff(img, dim=2).square().sum() + torch.diff(img, dim=3).square().sum())
+"""),
+    "make_fooling_image": ("fooling", """
+def make_fooling_image(model, images, targets, step_size=1.0, max_steps=100, extra_steps=2):
+    single = images.dim() == 3
+    batch = images[None] if single else images
+    targets = as_targets(targets, batch.shape[0], batch.device)
+    results, counts = [], []
+    for image, target in zip(batch, targets):  # one image at a time
+        x, first, streak, taken = image[None].clone(), -1, 0, 0
+        with torch.no_grad():
+            if model(x).argmax(1).item() == target.item():
+                first, streak = 0, 1
+        while streak <= extra_steps and taken < (max_steps + extra_steps if first >= 0 else max_steps):
+            x = fooling_step(model, x, target[None], step_size)
+            taken += 1
+            with torch.no_grad():
+                hit = model(x).argmax(1).item() == target.item()
+            streak = streak + 1 if hit else 0
+            if hit and first < 0:
+                first = taken
+        results.append(x[0])
+        counts.append(first)
+    fooled = torch.stack(results)
+    return (fooled[0] if single else fooled), torch.tensor(counts, device=batch.device)
+"""),
+    "class_visualization_step": ("fooling", """
+def class_visualization_step(model, images, targets, l2_reg, learning_rate, jitter=(0, 0)):
+    ox, oy = jitter
+    x = images.roll(oy, dims=2).roll(ox, dims=3).detach().requires_grad_(True)
+    score = model(x)[torch.arange(len(x)), targets]
+    objective = (score - l2_reg * (x ** 2).flatten(1).sum(1)).sum()
+    objective.backward()
+    g = x.grad
+    step = learning_rate * g / g.flatten(1).norm(dim=1)[:, None, None, None]
+    return (x + step).detach().roll(-oy, dims=2).roll(-ox, dims=3).clamp(0, 1)
+"""),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRECT_VARIANTS))
+def test_a_correct_solution_written_differently_passes(name):
+    topic, code = CORRECT_VARIANTS[name]
+    verdict = check(name, module=with_function(topic, "import torch\n" + code), quiet=True)
+    assert verdict.passed, verdict.line

@@ -111,7 +111,7 @@ def test_console_keeps_whole_verdicts_and_ends_with_a_class_summary():
     text = table(_graded("dave", {**shape, "saliency_map": long}))
     assert long in text and "0 / 5" in text
     report = summary([_graded("dave", {**shape, "saliency_map": long}), _graded("erin", shape), _graded("fay", PASS)])
-    assert "3 submission(s), mean 2.33 / 5" in report
+    assert "3 submission(s), mean 2.67 / 5" in report
     lines = {line.split()[0]: line for line in report.splitlines()[2:]}
     assert "2/3" in lines["saliency/saliency_map"] and "the gradient of the loss is taken" in lines["saliency/saliency_map"]
     assert "1/3" in lines["saliency/occlusion_map"] and "wrong shape (2)" in lines["saliency/occlusion_map"]
@@ -282,7 +282,7 @@ def test_corpus_case_exact_score(corpus_graded, case):
         assert got[name].output.startswith(text) and got[name].output_dropped > 0
     for r in got.values():
         assert r.line.startswith(("PASS ", "FAIL ")) and "\n" not in r.line
-        assert r.cpu_limit_seconds >= FAST["cpu_floor"]
+        assert r.cpu_limit_seconds is None or r.cpu_limit_seconds >= FAST["cpu_floor"]  # None: nothing ran
 
 
 @pytest.mark.slow

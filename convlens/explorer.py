@@ -1,0 +1,359 @@
+"""An interactive attribution explorer, shown at the end of notebooks 1 and 2.
+
+    explorer(model, saliency=sal.saliency_map, grad_cam=gradcam.grad_cam)
+
+Pick a photo (one of the shipped ones, or your own through "Upload"), a class (the model's top 5, or any
+ImageNet class typed by name) and a method (your saliency and Grad-CAM, and Captum's); see the map over the
+photo and, next to it, the deletion curve of that map (convlens.attribution.causal_curves) with its area.
+A method whose exercise is not written yet shows a message instead of a map.
+
+Speed: the model is copied once (``fast_copy``), each photo's forward pass and top 5 are kept, and every
+map and curve is kept per (photo, class, method, layer), so going back is instant. A new single-pass map
+costs one forward and backward pass plus ``deletion_steps - 1`` forward passes for the curve (its two ends
+are cached); the picture is sent before the curve is computed. bench/bench_explorer.py measures it.
+"""
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from convlens.attribution import causal_scores, integrated_gradients
+from convlens.images import ImageLoadError, load_image, read_photo_table, to_numpy_image
+from convlens.model import fast_copy, get_layer, imagenet_classes
+
+YOURS_SALIENCY, YOURS_GRAD_CAM = "Saliency (your saliency_map)", "Grad-CAM (your grad_cam)"
+CAPTUM_GRAD_CAM = "Grad-CAM (Captum LayerGradCam)"
+WHERE = {YOURS_SALIENCY: "helpers/saliency.py (notebook 1, exercise 1)",
+         YOURS_GRAD_CAM: "helpers/gradcam.py (notebook 2, exercise 2)"}
+CAPTUM_NOTES = ".*(backward hooks|required_grads|require gradients)"  # expected, and noise to a student
+CSS = "convlens-"  # prefix of the classes the widgets carry, so a browser test can find them
+
+
+def _captum_methods(ig_steps: int, smooth_samples: int) -> dict[str, Callable]:
+    """name -> function(model, x (1, 3, H, W), y (1,), layer) -> (1, H, W) ranking, larger = more important.
+    Signed methods rank by the signed channel sum, the others by the channel max of |a|, as in notebook 1."""
+    from captum.attr import (GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, NoiseTunnel,
+                             Saliency)
+
+    def grad_cam(m, x, y, layer):
+        small = LayerGradCam(m, get_layer(m, layer)).attribute(x, target=y, relu_attributions=True)
+        return LayerAttribution.interpolate(small, tuple(x.shape[-2:]), "bilinear")[:, 0]
+
+    return {
+        "Saliency (Captum)": lambda m, x, y, layer: Saliency(m).attribute(x, target=y, abs=True).amax(1),
+        "Input × Gradient (Captum)": lambda m, x, y, layer: InputXGradient(m).attribute(x, target=y).sum(1),
+        "Guided Backprop (Captum)": lambda m, x, y, layer: GuidedBackprop(m).attribute(x, target=y).abs().amax(1),
+        CAPTUM_GRAD_CAM: grad_cam,
+        f"Integrated Gradients ({ig_steps} passes)":
+            lambda m, x, y, layer: integrated_gradients(m, x, y, steps=ig_steps).sum(1),
+        f"SmoothGrad ({smooth_samples} passes)": lambda m, x, y, layer: NoiseTunnel(Saliency(m)).attribute(
+            x, target=y, nt_type="smoothgrad", nt_samples=smooth_samples, stdevs=0.1, abs=True).amax(1),
+    }
+
+
+def overlay_png(image: torch.Tensor, heat: torch.Tensor | None, alpha: float = 0.5) -> bytes:
+    """PNG of ``heat`` (H, W), scaled to [0, 1] by its own min and max, over ``image`` (3, H, W) in the jet
+    colours, as convlens.plotting.overlay draws it; PIL only, several times faster than a matplotlib figure."""
+    from matplotlib import colormaps
+
+    rgb = to_numpy_image(image)
+    if heat is not None:
+        h = heat.detach().float().cpu().numpy()
+        span = h.max() - h.min()
+        h = (h - h.min()) / span if span > 0 else h * 0
+        rgb = (1 - alpha) * rgb + alpha * colormaps["jet"](h)[..., :3]
+    buffer = io.BytesIO()
+    Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8)).save(buffer, format="png")
+    return buffer.getvalue()
+
+
+class Explorer:
+    """The widget behind :func:`explorer`. Display it as a notebook cell's last expression.
+
+    Widgets: ``photo``, ``upload``, ``klass`` (top 5 + typed classes), ``typed`` (any class by name),
+    ``method``, ``layer``, ``picture`` (map over the photo, PNG), ``curve`` (deletion curve, PNG) and
+    ``message`` (what is shown, timings, errors). :meth:`select` changes several at once with one update.
+    """
+
+    def __init__(self, model, saliency=None, grad_cam=None, size: int = 224, deletion_steps: int = 6,
+                 ig_steps: int = 16, smooth_samples: int = 8, photos=None):
+        import ipywidgets as w
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.size, self.steps = size, deletion_steps
+        self.model = fast_copy(model)  # once: BatchNorm folded, channels_last (attribution.py's speed-up)
+        self.device = next(self.model.parameters()).device
+        self.classes = imagenet_classes()
+        self.by_name = {name.lower(): i for i, name in enumerate(self.classes)}
+        self.methods: dict[str, Callable] = {}
+        if saliency is not None:
+            self.methods[YOURS_SALIENCY] = lambda m, x, y, layer: saliency(m, x, y)
+        if grad_cam is not None:
+            self.methods[YOURS_GRAD_CAM] = lambda m, x, y, layer: grad_cam(m, x, y, layer=layer)
+        self.students = {YOURS_SALIENCY: saliency, YOURS_GRAD_CAM: grad_cam}
+        self.methods.update(_captum_methods(ig_steps, smooth_samples))
+        self.photos = {p.name: p for p in (photos or read_photo_table())}
+        self.images: dict[str, torch.Tensor] = {}  # photo key -> (1, 3, size, size) channels_last
+        self.probs: dict[str, torch.Tensor] = {}  # photo key -> (1000,) softmax of the unchanged photo
+        self.results: dict[tuple, tuple] = {}  # (photo, class, method, layer, code) -> (map, curve)
+        self.timing: dict[str, float] = {}
+        self._quiet = False
+        self._background = None  # the curve panel's axes as a bitmap, drawn once
+        self._black = None  # softmax of the all-black image: every deletion curve's last point
+        self._tmp = tempfile.TemporaryDirectory(prefix="convlens-upload-")
+
+        spatial = [n for n in getattr(model, "layer_names", {}) if n != "fc"]
+        self.photo = w.Dropdown(options=[(f"{p.name}: {p.description}"[:60], k) for k, p in self.photos.items()],
+                                description="Photo", layout=w.Layout(width="420px"))
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+        self.klass = w.Dropdown(description="Class", layout=w.Layout(width="420px"))
+        self.typed = w.Combobox(options=self.classes, placeholder="or type any class, then Enter",
+                                ensure_option=False, continuous_update=False, layout=w.Layout(width="260px"))
+        self.method = w.Dropdown(options=list(self.methods), description="Method", layout=w.Layout(width="420px"))
+        self.layer = w.Dropdown(options=spatial or ["head"], value="head" if "head" in spatial else None,
+                                description="Layer", layout=w.Layout(width="260px"))
+        self.picture = w.Image(format="png", width=300, height=300)
+        self.curve = w.Image(format="png", width=400, height=300)
+        self.message = w.HTML()
+        for name in ("photo", "upload", "klass", "typed", "method", "layer", "picture", "curve", "message"):
+            getattr(self, name).add_class(CSS + name)
+        self.widget = w.VBox([w.HBox([self.photo, self.upload]), w.HBox([self.klass, self.typed]),
+                              w.HBox([self.method, self.layer]), w.HBox([self.picture, self.curve]), self.message])
+        self.widget.add_class(CSS + "explorer")
+
+        self.figure = Figure(figsize=(4, 3), dpi=100)
+        FigureCanvasAgg(self.figure)
+        self.photo.observe(lambda change: self._on_photo(), "value")
+        self.upload.observe(self._on_upload, "value")
+        self.klass.observe(lambda change: self.update(), "value")
+        self.typed.observe(self._on_typed, "value")
+        self.method.observe(lambda change: self.update(), "value")
+        self.layer.observe(lambda change: self.update(), "value")
+        self._on_photo()
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @contextlib.contextmanager
+    def _hold(self):
+        """Change several widgets without an update per change."""
+        quiet, self._quiet = self._quiet, True
+        try:
+            yield
+        finally:
+            self._quiet = quiet
+
+    # --- choices -------------------------------------------------------------------------------------
+    def select(self, photo=None, klass=None, method=None, layer=None) -> None:
+        """Set any of photo (key), class (index or name), method and layer, then update once."""
+        with self._hold():
+            if photo is not None and photo != self.photo.value:
+                self.photo.value = photo
+                self._photo_changed()
+            if klass is not None:
+                self._choose_class(self.by_name[klass.lower()] if isinstance(klass, str) else int(klass))
+            if method is not None:
+                self.method.value = method
+            if layer is not None:
+                self.layer.value = layer
+        self.update()
+
+    def _on_photo(self) -> None:
+        with self._hold():
+            self._photo_changed()
+        self.update()
+
+    def _photo_changed(self) -> None:
+        """Load the photo and its top 5 once; offer them as the classes, the top one chosen."""
+        key = self.photo.value
+        if key not in self.images:
+            image = load_image(self.photos[key].path, self.size)[None].to(self.device)
+            self._add_image(key, image)
+        self._set_class_options(self._top5(key), self._top5(key)[0])
+
+    def _add_image(self, key: str, image: torch.Tensor) -> None:
+        image = image.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            self.probs[key] = torch.softmax(self.model(image), dim=1)[0].cpu()
+        self.images[key] = image
+
+    def _top5(self, key: str) -> list[int]:
+        return self.probs[key].topk(5).indices.tolist()
+
+    def _set_class_options(self, indices: list[int], chosen: int) -> None:
+        probs = self.probs[self.photo.value]
+        options = [(f"{self.classes[i]} ({probs[i]:.1%})", i) for i in indices]
+        with self._hold():
+            self.klass.options = options
+            self.klass.value = chosen
+
+    def _choose_class(self, index: int) -> None:
+        indices = [i for _, i in self.klass.options]
+        if index not in indices:
+            indices = self._top5(self.photo.value) + [index]
+        self._set_class_options(indices, index)
+
+    def _on_typed(self, change) -> None:
+        text = (change["new"] or "").strip()
+        if not text:
+            return
+        if text.lower() not in self.by_name:
+            self._say(f"No ImageNet class is called <b>{html.escape(text)}</b>; pick one from the list that "
+                      "appears as you type.", error=True)
+            return
+        with self._hold():
+            self._choose_class(self.by_name[text.lower()])
+        self.update()
+
+    def _on_upload(self, change) -> None:
+        for item in change["new"]:
+            self.add_upload(item["name"], bytes(item["content"]))
+
+    def add_upload(self, name: str, data: bytes) -> bool:
+        """Load an uploaded file with the kit's loader and select it; on a bad file show the loader's error."""
+        name = Path(name).name or "upload"
+        path = Path(self._tmp.name) / name
+        path.write_bytes(data)
+        try:
+            image = load_image(path, self.size)[None].to(self.device)
+        except ImageLoadError as err:
+            self._say(f"Cannot use the upload: {html.escape(str(err).replace(str(path), name))}", error=True)
+            return False
+        finally:
+            path.unlink(missing_ok=True)
+        key = f"upload: {name}"
+        self._add_image(key, image)
+        self.results = {k: v for k, v in self.results.items() if k[0] != key}  # a new file under an old name
+        with self._hold():
+            if key not in self.photos:
+                self.photo.options = list(self.photo.options) + [(key, key)]
+                self.photos[key] = None
+            self.photo.value = key
+            self._set_class_options(self._top5(key), self._top5(key)[0])
+        self.update()
+        return True
+
+    # --- drawing -------------------------------------------------------------------------------------
+    def _say(self, text: str, error: bool = False) -> None:
+        style = "color:#8a3b00;background:#fff3e0;padding:4px 8px;border-left:4px solid #e07000" if error else "color:#333"
+        self.message.value = f'<div style="{style}">{text}</div>'
+
+    def update(self) -> None:
+        """Draw the chosen map over the chosen photo, then its deletion curve."""
+        if self._quiet or self.klass.value is None:
+            return
+        key, label, name = self.photo.value, int(self.klass.value), self.method.value
+        self.layer.disabled = "Grad-CAM" not in name
+        layer = self.layer.value if "Grad-CAM" in name else None
+        image = self.images[key]
+        student = self.students.get(name)
+        cache_key = (key, label, name, layer, getattr(student, "__code__", None))  # new code: new map
+        start = time.perf_counter()
+        if cache_key in self.results:
+            heat, curve = self.results[cache_key]
+        else:
+            try:
+                y = torch.tensor([label], device=self.device)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=CAPTUM_NOTES)
+                    heat = self.methods[name](self.model, image, y, layer).detach().float()
+            except NotImplementedError as err:
+                self.picture.value = overlay_png(image[0], None)
+                self._draw_curve(None, f"no map: {name}\nis not written yet")
+                self._say(f"<b>{html.escape(name)}</b> is not written yet ({html.escape(str(err))}). Write it "
+                          f"in {WHERE.get(name, 'helpers/')}, save, and choose it again; the other methods "
+                          "work meanwhile.", error=True)
+                return
+            except Exception as err:  # a student's bug must not break the widget
+                self.picture.value = overlay_png(image[0], None)
+                self._draw_curve(None, f"no map: {name} failed")
+                self._say(f"<b>{html.escape(name)}</b> raised {type(err).__name__}: {html.escape(str(err))}",
+                          error=True)
+                return
+            curve = None
+        self.timing["map"] = time.perf_counter() - start
+        self.picture.value = overlay_png(image[0], heat[0])  # sent now: the curve follows
+        if curve is None:
+            curve = self._deletion_curve(key, label, heat[0])
+            self.results[cache_key] = (heat, curve)
+        self._draw_curve(curve)
+        self.timing["total"] = time.perf_counter() - start
+        where = f" at {layer}" if layer else ""
+        self._say(f"{html.escape(name)}{where} for <b>{html.escape(self.classes[label])}</b> "
+                  f"(p = {self.probs[key][label]:.1%}) on {html.escape(key)}: deletion area "
+                  f"{causal_scores(curve).item():.3f} (lower: the map found what the class needs); "
+                  f"{self.timing['total']:.2f} s")
+
+    def _deletion_curve(self, key: str, label: int, heat: torch.Tensor) -> torch.Tensor:
+        """causal_curves(mode="deletion") for one image, with its two ends from the cache: the photo's own
+        forward pass and the all-black image's. The inner points run one image at a time: on a CPU a batch
+        of one stays in the cache and costs less per image than a larger batch."""
+        image = self.images[key]
+        if self._black is None:
+            with torch.inference_mode():
+                self._black = torch.softmax(self.model(torch.zeros_like(image)), dim=1)[0].cpu()
+        pixels = image.shape[-2] * image.shape[-1]
+        order = heat.reshape(-1).to(image.device).argsort(descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(pixels, device=image.device)
+        rank = rank.view(1, 1, *image.shape[-2:])
+        points = [self.probs[key][label]]
+        with torch.inference_mode():
+            for k in range(1, self.steps):
+                deleted = torch.where(rank < round(k * pixels / self.steps), 0.0, image)
+                logits = self.model(deleted.contiguous(memory_format=torch.channels_last))
+                points.append(torch.softmax(logits, dim=1)[0, label].cpu())
+        return torch.stack(points + [self._black[label]])
+
+    def _draw_curve(self, curve: torch.Tensor | None, note: str = "") -> None:
+        """The deletion curve, and in grey the cached curves of the other methods for the same photo and
+        class. Axes, ticks and labels are drawn once and kept as a bitmap; each update draws only the curves
+        on it (blitting): a whole new figure costs ~0.1 s of text layout, this ~0.01 s."""
+        from matplotlib.collections import LineCollection
+
+        fig = self.figure
+        if self._background is None:
+            fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16, top=0.9)
+            ax = self._axes = fig.add_subplot()
+            self._others = ax.add_collection(LineCollection([], colors="0.75", linewidths=1))
+            (self._line,) = ax.plot([], [], color="C0", lw=2, marker="o", ms=3)
+            self._note = ax.text(0.5, 0.5, "", ha="center", va="center", color="#8a3b00", transform=ax.transAxes)
+            self._score = ax.text(0.97, 0.95, "", ha="right", va="top", color="C0", transform=ax.transAxes)
+            for artist in (self._others, self._line, self._note, self._score):
+                artist.set_animated(True)  # left out of the background
+            ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="fraction of pixels deleted (most important first)",
+                   ylabel="p(class)")
+            ax.set_title("Deletion curve (grey: methods tried before)", fontsize=10)
+            fig.canvas.draw()
+            self._background = fig.canvas.copy_from_bbox(fig.bbox)
+        fraction = np.linspace(0, 1, self.steps + 1)
+        key, label = self.photo.value, self.klass.value
+        self._others.set_segments([np.column_stack([fraction, other.numpy()])
+                                   for (k, y, *_), (_, other) in self.results.items()
+                                   if k == key and y == label and other is not curve])
+        self._line.set_data(fraction, curve.numpy() if curve is not None else [])
+        self._score.set_text(f"area {causal_scores(curve).item():.3f}" if curve is not None else "")
+        self._note.set_text(note if curve is None else "")
+        fig.canvas.restore_region(self._background)
+        for artist in (self._others, self._line, self._note, self._score):
+            self._axes.draw_artist(artist)
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).save(buffer, format="png")
+        self.curve.value = buffer.getvalue()
+
+
+def explorer(model, saliency=None, grad_cam=None, **options) -> Explorer:
+    """The attribution explorer. ``saliency``: your ``saliency_map``; ``grad_cam``: your ``grad_cam``
+    (either may be left out). ``options``: see :class:`Explorer` (size, deletion_steps, ig_steps, ...)."""
+    return Explorer(model, saliency=saliency, grad_cam=grad_cam, **options)

@@ -1,0 +1,169 @@
+"""Feature visualization with better priors (notebook 3, "Going further: better priors").
+
+The recipe of Olah et al. 2017 ("Feature Visualization") and Mordvintsev et al. 2018 ("Differentiable Image
+Parameterizations"), written for this kit in torch:
+
+* the image is not optimized pixel by pixel but through its **Fourier spectrum**, scaled by 1 / f, so every
+  spatial frequency starts with about the same energy per octave as a natural photo and a gradient step
+  does not favour the finest (noisiest) frequencies;
+* the three channels live in a **decorrelated colour space** (the square root of ImageNet's colour
+  covariance), then a sigmoid maps them into [0, 1]: a step changes brightness and colour in proportions
+  natural images have, instead of pushing R, G and B apart;
+* each step sees a **randomly transformed view** (padding, shifts, scale 0.9-1.1, rotation +-10 degrees):
+  only patterns that survive these transformations pay off;
+* **Adam** does the ascent.
+
+Images are float RGB in [0, 1], shape (N, 3, H, W).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from convlens.model import extract_features, fast_copy
+
+# Square root of ImageNet's RGB colour covariance (Lucid's matrix; rows: R, G, B), scaled so its largest column
+# has norm 1: a unit step along any decorrelated axis moves the pixels by at most about one unit.
+COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02],
+                            [0.27, 0.00, -0.05],
+                            [0.27, -0.09, 0.03]])
+COLOUR_SQRT = COLOUR_SQRT / COLOUR_SQRT.norm(dim=0).max()
+
+
+NATURAL_RMS = 0.2  # RMS of the spectrum coefficients of the shipped photos (128 px, logit of the pixels)
+
+
+def decorrelated_to_rgb(values: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) values in the decorrelated colour space -> RGB before the sigmoid: ``COLOUR_SQRT @ v``
+    at every pixel."""
+    return torch.einsum("rc,nchw->nrhw", COLOUR_SQRT.to(values), values)
+
+
+def rgb_to_decorrelated(rgb: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`decorrelated_to_rgb`."""
+    return torch.einsum("cr,nrhw->nchw", torch.linalg.inv(COLOUR_SQRT).to(rgb), rgb)
+
+
+def fourier_frequencies(height: int, width: int) -> torch.Tensor:
+    """Radial frequency (cycles per pixel) of each coefficient of ``torch.fft.rfft2`` on an (H, W) image:
+    (H, W // 2 + 1)."""
+    fy = torch.fft.fftfreq(height)[:, None]
+    fx = torch.fft.rfftfreq(width)[None, :]
+    return (fx * fx + fy * fy).sqrt()
+
+
+def spectrum_scale(height: int, width: int, decay_power: float = 1.0) -> torch.Tensor:
+    """1 / f ** decay_power per rfft2 coefficient, with f floored at the lowest non-zero frequency (the mean
+    would otherwise be infinite): (H, W // 2 + 1)."""
+    floor = 1.0 / max(height, width)
+    return 1.0 / fourier_frequencies(height, width).clamp_min(floor) ** decay_power
+
+
+def spectrum_to_image(spectrum: torch.Tensor, height: int, width: int, decay_power: float = 1.0) -> torch.Tensor:
+    """Complex (N, C, H, W // 2 + 1) spectrum -> real (N, C, H, W): scale by :func:`spectrum_scale`, then an
+    orthonormal inverse real FFT."""
+    scale = spectrum_scale(height, width, decay_power).to(spectrum.device)
+    return torch.fft.irfft2(spectrum * scale, s=(height, width), norm="ortho")
+
+
+def image_to_spectrum(image: torch.Tensor, decay_power: float = 1.0) -> torch.Tensor:
+    """The inverse of :func:`spectrum_to_image`: real (N, C, H, W) -> the complex spectrum that gives it."""
+    height, width = image.shape[-2:]
+    return torch.fft.rfft2(image, norm="ortho") / spectrum_scale(height, width, decay_power).to(image.device)
+
+
+class FourierImage(nn.Module):
+    """A batch of images parameterized by a 1/f-scaled spectrum in the decorrelated colour space.
+
+    forward() -> (N, 3, H, W) in (0, 1): ``sigmoid(decorrelated_to_rgb(spectrum_to_image(spectrum)))``.
+    The parameter is the spectrum's real and imaginary parts, (N, 3, H, W // 2 + 1, 2), drawn from
+    N(0, sd^2), so the first image is faint coloured clouds around mid-grey.
+    """
+
+    def __init__(self, batch: int, size: int, decay_power: float = 1.0, sd: float = 0.01,
+                 generator: torch.Generator | None = None, device=None):
+        super().__init__()
+        self.size, self.decay_power = size, decay_power
+        shape = (batch, 3, size, size // 2 + 1, 2)
+        self.spectrum = nn.Parameter((sd * torch.randn(shape, generator=generator)).to(device))
+
+    def forward(self) -> torch.Tensor:
+        values = spectrum_to_image(torch.view_as_complex(self.spectrum), self.size, self.size, self.decay_power)
+        return torch.sigmoid(decorrelated_to_rgb(values))
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator, scale=(0.9, 1.1), degrees: float = 10.0,
+                  shift: float = 8.0, padding_mode: str = "reflection") -> torch.Tensor:
+    """Each image zoomed by a factor in ``scale``, rotated by up to +-``degrees`` and shifted by up to
+    +-``shift`` pixels (uniform draws from ``generator``, one set per image), bilinear, same size.
+    Differentiable with respect to ``images``."""
+    n, _, height, width = images.shape
+    draw = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=generator)
+    zoom = draw(*scale)
+    angle = draw(-degrees, degrees) * math.pi / 180
+    tx, ty = draw(-shift, shift) * 2 / width, draw(-shift, shift) * 2 / height
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    # affine_grid maps output to input coordinates: a zoom by s samples the input at coordinates / s.
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
+def lucid_view(images: torch.Tensor, generator: torch.Generator, pad: int = 12, jitter: int = 8,
+               scale=(0.9, 1.1), degrees: float = 10.0) -> torch.Tensor:
+    """Lucid's transformation robustness: pad with grey, then shift by up to +-``jitter`` pixels, zoom by
+    ``scale`` and rotate by up to +-``degrees`` (one random draw per image). (N, 3, H + 2 pad, W + 2 pad)."""
+    padded = F.pad(images, (pad,) * 4, value=0.5)
+    return random_affine(padded, generator, scale, degrees, jitter, padding_mode="border")
+
+
+def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 128, lr: float = 0.05,
+                   decay_power: float = 1.0, pad: int = 12, jitter: int = 8, scale=(0.9, 1.1),
+                   degrees: float = 10.0, prior: float = 0.0, seed: int = 0, progress: bool = True,
+                   desc: str = "better priors"):
+    """Raise ``objective(fast_model, views) -> (N,)`` with Adam on a :class:`FourierImage` seen through
+    :func:`lucid_view`. The model is used through :func:`convlens.model.fast_copy` (same outputs, faster on
+    a CPU). Returns (N, 3, size, size) in [0, 1], detached."""
+    fast = fast_copy(model)
+    device = next(fast.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    image = FourierImage(batch, size, decay_power, generator=generator, device=device)
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+        views = lucid_view(image(), generator, pad, jitter, scale, degrees)
+        optimizer.zero_grad(set_to_none=True)
+        loss = -objective(fast, views).sum()
+        if prior:
+            loss = loss + prior * batch * (image.spectrum.pow(2).mean() / NATURAL_RMS ** 2)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return image().detach()
+
+
+def class_images(model, targets, size: int = 128, steps: int = 128, lr: float = 0.05, seed: int = 0,
+                 progress: bool = True, **options) -> torch.Tensor:
+    """One image per target class (raw score, before the softmax), all in one batch. ``options`` go to
+    :func:`optimize_image`. Returns (N, 3, size, size) in [0, 1]."""
+    targets = torch.as_tensor(targets, dtype=torch.int64).reshape(-1)
+
+    def objective(net, views):
+        return net(views).gather(1, targets.to(views.device).view(-1, 1)).squeeze(1)
+
+    return optimize_image(model, objective, len(targets), size, steps, lr, seed=seed, progress=progress,
+                          desc="class images, better priors", **options)
+
+
+def channel_image(model, layer: str, channel: int, size: int = 128, steps: int = 96, lr: float = 0.05,
+                  seed: int = 0, progress: bool = True, **options) -> torch.Tensor:
+    """An image that excites one channel of ``layer`` (its mean activation). Returns (1, 3, size, size)."""
+
+    def objective(net, views):
+        return extract_features(net, views, [layer])[layer][:, channel].mean(dim=(1, 2))
+
+    return optimize_image(model, objective, 1, size, steps, lr, seed=seed, progress=progress,
+                          desc=f"{layer} channel {channel}, better priors", **options)
