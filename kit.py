@@ -48,10 +48,60 @@ def _in(python: Path, *args: str, cwd: Path | None = None) -> int:
     return subprocess.call([str(python), *args], cwd=cwd, env=env)
 
 
+def _option(args: list[str], *names: str) -> str | None:
+    """The value of ``--name=value`` or ``--name value`` in ``args`` for any of ``names``, else None."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+    return None
+
+
+def _lab(python: Path, args: list[str]) -> int:
+    """``jupyter lab`` in notebooks/, printing one line with the address (and token) to open: Jupyter's own
+    line is lost among its log lines. The port and token are chosen here unless given."""
+    import secrets
+    import socket
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args:
+        print("kit.py lab: running as root (as in a container or a cloud notebook), so passing --allow-root; "
+              "Jupyter refuses to start as root without it", flush=True)
+        args.append("--allow-root")
+    port = _option(args, "--port", "--ServerApp.port")
+    if port is None:
+        port = 8888  # Jupyter's default, else the next free one
+        while port < 8988:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            port += 1
+        args.append(f"--port={port}")
+    token = _option(args, "--IdentityProvider.token", "--ServerApp.token", "--NotebookApp.token")
+    if token is None:
+        token = secrets.token_hex(24)
+        args.append(f"--IdentityProvider.token={token}")
+    ip = _option(args, "--ip", "--ServerApp.ip")
+    host = "localhost" if ip in (None, "", "0.0.0.0", "::") else ip
+    print(f"kit.py lab: open http://{host}:{port}/lab" + (f"?token={token}" if token else "")
+          + "  (Ctrl-C twice stops JupyterLab)", flush=True)
+    # An absolute interpreter path: Jupyter runs in notebooks/, where a relative $CONVLENS_PYTHON would miss.
+    # abspath, not resolve(): a virtual environment's python is a symlink that must stay one.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([os.path.abspath(python), "-m", "jupyter", "lab", *args], cwd=ROOT / "notebooks",
+                               env=env)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:  # Jupyter has the Ctrl-C too and shuts its kernels down: wait for it
+            continue
+
+
 # name: (the file or folder it needs, what it does, how it runs)
 COMMANDS = {
-    "lab": ("notebooks", "open the notebooks in JupyterLab",
-            lambda py, rest: _in(py, "-m", "jupyter", "lab", *rest, cwd=ROOT / "notebooks")),
+    "lab": ("notebooks", "open the notebooks in JupyterLab (prints the address to open)",
+            lambda py, rest: _lab(py, list(rest))),
     "check": ("checks/cli.py", "run the checks on your helpers/ (one line each): check [topic|function ...]",
               lambda py, rest: _in(py, "-m", "checks.cli", *rest)),
     "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from convlens.attribution import causal_scores, integrated_gradients
-from convlens.images import ImageLoadError, load_image, read_photo_table, to_numpy_image
+from convlens.images import ImageLoadError, gaussian_blur, load_image, read_photo_table, to_numpy_image
 from convlens.model import fast_copy, get_layer, imagenet_classes
 
 YOURS_SALIENCY, YOURS_GRAD_CAM = "Saliency (your saliency_map)", "Grad-CAM (your grad_cam)"
@@ -61,17 +61,23 @@ def _captum_methods(ig_steps: int, smooth_samples: int) -> dict[str, Callable]:
     }
 
 
-def overlay_png(image: torch.Tensor, heat: torch.Tensor | None, alpha: float = 0.5) -> bytes:
-    """PNG of ``heat`` (H, W), scaled to [0, 1] by its own min and max, over ``image`` (3, H, W) in the jet
-    colours, as convlens.plotting.overlay draws it; PIL only, several times faster than a matplotlib figure."""
+def overlay_png(image: torch.Tensor, heat: torch.Tensor | None, alpha: float = 0.8, blur: float = 2.0) -> bytes:
+    """PNG of ``heat`` (H, W) in jet colours over ``image`` (3, H, W); PIL only, several times faster than a
+    matplotlib figure. For the eye only (the deletion curve ranks the map as it is): the positive part of the
+    map is softened by a ``blur``-pixel Gaussian (a gradient map is speckle at pixel scale), divided by its
+    99th percentile and clipped at 1 (as Captum's visualize_image_attr clips outliers: a few extreme pixels
+    would leave the rest dark), and each pixel's colour is mixed in by its own weight, so unimportant pixels
+    show the photo."""
     from matplotlib import colormaps
 
     rgb = to_numpy_image(image)
     if heat is not None:
-        h = heat.detach().float().cpu().numpy()
-        span = h.max() - h.min()
-        h = (h - h.min()) / span if span > 0 else h * 0
-        rgb = (1 - alpha) * rgb + alpha * colormaps["jet"](h)[..., :3]
+        h = heat.detach().float().clamp_min(0).cpu()[None, None]
+        h = (gaussian_blur(h, blur) if blur else h)[0, 0].numpy()
+        top = np.percentile(h, 99)
+        h = np.clip(h / top, 0, 1) if top > 0 else h * 0
+        weight = alpha * h[..., None]
+        rgb = (1 - weight) * rgb + weight * colormaps["jet"](h)[..., :3]
     buffer = io.BytesIO()
     Image.fromarray((rgb * 255).round().clip(0, 255).astype(np.uint8)).save(buffer, format="png")
     return buffer.getvalue()
@@ -94,6 +100,7 @@ class Explorer:
         self.size, self.steps = size, deletion_steps
         self.model = fast_copy(model)  # once: BatchNorm folded, channels_last (attribution.py's speed-up)
         self.device = next(self.model.parameters()).device
+        self._cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # RNGs to fork
         self.classes = imagenet_classes()
         self.by_name = {name.lower(): i for i, name in enumerate(self.classes)}
         self.methods: dict[str, Callable] = {}
@@ -109,14 +116,15 @@ class Explorer:
         self.results: dict[tuple, tuple] = {}  # (photo, class, method, layer, code) -> (map, curve)
         self.timing: dict[str, float] = {}
         self._quiet = False
-        self._background = None  # the curve panel's axes as a bitmap, drawn once
+        self._backgrounds = {}  # y range -> the curve panel's axes as a bitmap, drawn once
         self._black = None  # softmax of the all-black image: every deletion curve's last point
         self._tmp = tempfile.TemporaryDirectory(prefix="convlens-upload-")
 
         spatial = [n for n in getattr(model, "layer_names", {}) if n != "fc"]
         self.photo = w.Dropdown(options=[(f"{p.name}: {p.description}"[:60], k) for k, p in self.photos.items()],
                                 description="Photo", layout=w.Layout(width="420px"))
-        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+        self.upload = w.FileUpload(accept="image/*", multiple=False, description="Upload a photo",
+                                   layout=w.Layout(width="auto"))
         self.klass = w.Dropdown(description="Class", layout=w.Layout(width="420px"))
         self.typed = w.Combobox(options=self.classes, placeholder="or type any class, then Enter",
                                 ensure_option=False, continuous_update=False, layout=w.Layout(width="260px"))
@@ -158,9 +166,8 @@ class Explorer:
     def select(self, photo=None, klass=None, method=None, layer=None) -> None:
         """Set any of photo (key), class (index or name), method and layer, then update once."""
         with self._hold():
-            if photo is not None and photo != self.photo.value:
-                self.photo.value = photo
-                self._photo_changed()
+            if photo is not None:
+                self.photo.value = photo  # its observer loads the photo and its top 5
             if klass is not None:
                 self._choose_class(self.by_name[klass.lower()] if isinstance(klass, str) else int(klass))
             if method is not None:
@@ -181,6 +188,7 @@ class Explorer:
             image = load_image(self.photos[key].path, self.size)[None].to(self.device)
             self._add_image(key, image)
         self._set_class_options(self._top5(key), self._top5(key)[0])
+        self.typed.value = ""  # a class typed for the last photo is no longer chosen
 
     def _add_image(self, key: str, image: torch.Tensor) -> None:
         image = image.contiguous(memory_format=torch.channels_last)
@@ -217,6 +225,8 @@ class Explorer:
         self.update()
 
     def _on_upload(self, change) -> None:
+        if change["new"]:
+            self.upload.value = ()  # the widget would keep the file's bytes (and its state) otherwise
         for item in change["new"]:
             self.add_upload(item["name"], bytes(item["content"]))
 
@@ -240,7 +250,6 @@ class Explorer:
                 self.photo.options = list(self.photo.options) + [(key, key)]
                 self.photos[key] = None
             self.photo.value = key
-            self._set_class_options(self._top5(key), self._top5(key)[0])
         self.update()
         return True
 
@@ -263,11 +272,18 @@ class Explorer:
         if cache_key in self.results:
             heat, curve = self.results[cache_key]
         else:
+            self._say(f"computing {html.escape(name)} ...")  # shown at once: a multi-pass method takes seconds
             try:
                 y = torch.tensor([label], device=self.device)
-                with warnings.catch_warnings():
+                # Fixed seed: SmoothGrad's noise, so the same choice always shows the same map.
+                with warnings.catch_warnings(), torch.random.fork_rng(devices=self._cuda):
                     warnings.filterwarnings("ignore", message=CAPTUM_NOTES)
-                    heat = self.methods[name](self.model, image, y, layer).detach().float()
+                    torch.manual_seed(0)
+                    heat = self.methods[name](self.model, image, y, layer)
+                if not isinstance(heat, torch.Tensor) or tuple(heat.shape) != (1, *image.shape[-2:]):
+                    shape = tuple(heat.shape) if isinstance(heat, torch.Tensor) else type(heat).__name__
+                    raise ValueError(f"returned {shape}; expected a map of shape {(1, *image.shape[-2:])}")
+                heat = heat.detach().float()
             except NotImplementedError as err:
                 self.picture.value = overlay_png(image[0], None)
                 self._draw_curve(None, f"no map: {name}\nis not written yet")
@@ -292,7 +308,7 @@ class Explorer:
         where = f" at {layer}" if layer else ""
         self._say(f"{html.escape(name)}{where} for <b>{html.escape(self.classes[label])}</b> "
                   f"(p = {self.probs[key][label]:.1%}) on {html.escape(key)}: deletion area "
-                  f"{causal_scores(curve).item():.3f} (lower: the map found what the class needs); "
+                  f"{causal_scores(curve).item():.3g} (lower: the map found what the class needs); "
                   f"{self.timing['total']:.2f} s")
 
     def _deletion_curve(self, key: str, label: int, heat: torch.Tensor) -> torch.Tensor:
@@ -318,13 +334,14 @@ class Explorer:
 
     def _draw_curve(self, curve: torch.Tensor | None, note: str = "") -> None:
         """The deletion curve, and in grey the cached curves of the other methods for the same photo and
-        class. Axes, ticks and labels are drawn once and kept as a bitmap; each update draws only the curves
-        on it (blitting): a whole new figure costs ~0.1 s of text layout, this ~0.01 s."""
+        class. Axes, ticks and labels are drawn once per y range and kept as a bitmap; each update draws only
+        the curves on it (blitting): a whole new figure costs ~0.1 s of text layout, this ~0.01 s. The y range
+        shrinks by tens for an unlikely class, whose curve would otherwise lie flat on the axis."""
         from matplotlib.collections import LineCollection
 
         fig = self.figure
-        if self._background is None:
-            fig.subplots_adjust(left=0.14, right=0.97, bottom=0.16, top=0.9)
+        if not self._backgrounds:
+            fig.subplots_adjust(left=0.19, right=0.97, bottom=0.16, top=0.9)
             ax = self._axes = fig.add_subplot()
             self._others = ax.add_collection(LineCollection([], colors="0.75", linewidths=1))
             (self._line,) = ax.plot([], [], color="C0", lw=2, marker="o", ms=3)
@@ -332,20 +349,24 @@ class Explorer:
             self._score = ax.text(0.97, 0.95, "", ha="right", va="top", color="C0", transform=ax.transAxes)
             for artist in (self._others, self._line, self._note, self._score):
                 artist.set_animated(True)  # left out of the background
-            ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="fraction of pixels deleted (most important first)",
-                   ylabel="p(class)")
+            ax.set(xlim=(0, 1), xlabel="fraction of pixels deleted (most important first)", ylabel="p(class)")
             ax.set_title("Deletion curve (grey: methods tried before)", fontsize=10)
-            fig.canvas.draw()
-            self._background = fig.canvas.copy_from_bbox(fig.bbox)
         fraction = np.linspace(0, 1, self.steps + 1)
         key, label = self.photo.value, self.klass.value
-        self._others.set_segments([np.column_stack([fraction, other.numpy()])
-                                   for (k, y, *_), (_, other) in self.results.items()
-                                   if k == key and y == label and other is not curve])
-        self._line.set_data(fraction, curve.numpy() if curve is not None else [])
-        self._score.set_text(f"area {causal_scores(curve).item():.3f}" if curve is not None else "")
+        others = [other.numpy() for (k, y, *_), (_, other) in self.results.items()
+                  if k == key and y == label and other is not curve]
+        peak = max([1e-4] + [float(c.max()) for c in others + ([curve.numpy()] if curve is not None else [])])
+        top = next(t for t in (1e-4, 1e-3, 1e-2, 1e-1, 1.0) if peak <= t)
+        if top not in self._backgrounds:
+            self._axes.set_ylim(0, top * 1.02)
+            fig.canvas.draw()
+            self._backgrounds[top] = fig.canvas.copy_from_bbox(fig.bbox)
+        self._axes.set_ylim(0, top * 1.02)
+        self._others.set_segments([np.column_stack([fraction, other]) for other in others])
+        self._line.set_data(*((fraction, curve.numpy()) if curve is not None else ([], [])))
+        self._score.set_text(f"area {causal_scores(curve).item():.3g}" if curve is not None else "")
         self._note.set_text(note if curve is None else "")
-        fig.canvas.restore_region(self._background)
+        fig.canvas.restore_region(self._backgrounds[top])
         for artist in (self._others, self._line, self._note, self._score):
             self._axes.draw_artist(artist)
         buffer = io.BytesIO()

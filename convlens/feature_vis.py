@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from convlens.images import gaussian_blur
 from convlens.model import extract_features, fast_copy
 
 # Square root of ImageNet's RGB colour covariance (Lucid's matrix; rows: R, G, B), scaled so its largest column
@@ -121,49 +122,83 @@ def lucid_view(images: torch.Tensor, generator: torch.Generator, pad: int = 12, 
     return random_affine(padded, generator, scale, degrees, jitter, padding_mode="border")
 
 
+def random_backgrounds(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Smooth random colour fields (a 4 x 4 grid of random colours, bicubic-upsampled): (count, 3, size, size)
+    in [0, 1]. A transparent image is composited on a new one at every step."""
+    coarse = torch.rand(count, 3, 4, 4, generator=generator)
+    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
 def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 128, lr: float = 0.05,
+                   transparent: bool = False, alpha_weight: float = 10.0, prior: float = 30.0, blur: float = 1.5,
                    decay_power: float = 1.0, pad: int = 12, jitter: int = 8, scale=(0.9, 1.1),
-                   degrees: float = 10.0, prior: float = 0.0, seed: int = 0, progress: bool = True,
+                   degrees: float = 10.0, background: float = 0.9, seed: int = 0, progress: bool = True,
                    desc: str = "better priors"):
     """Raise ``objective(fast_model, views) -> (N,)`` with Adam on a :class:`FourierImage` seen through
-    :func:`lucid_view`. The model is used through :func:`convlens.model.fast_copy` (same outputs, faster on
-    a CPU). Returns (N, 3, size, size) in [0, 1], detached."""
+    :func:`lucid_view`, blurred by ``blur`` pixels (0: not blurred).
+
+    ``prior`` weighs a Gaussian prior on the spectrum, ``prior * mean(|c|^2) / NATURAL_RMS^2`` per image: the
+    parameterization whitens photos, so this asks for the contrast of a photo at every frequency.
+    With ``transparent`` a second FourierImage gives an opacity (its first channel); each step composites the
+    image on :func:`random_backgrounds` and pays ``alpha_weight * mean(opacity)``, so only what the objective
+    needs stays opaque (Mordvintsev et al. 2018). The model runs as :func:`convlens.model.fast_copy`.
+
+    Returns:
+        images (N, 3, size, size) in [0, 1] (transparent: composited on grey ``background``), the colour
+        layer (N, 3, size, size) and the opacity (N, 1, size, size) (all ones when not transparent); detached.
+    """
     fast = fast_copy(model)
     device = next(fast.parameters()).device
     generator = torch.Generator().manual_seed(seed)
-    image = FourierImage(batch, size, decay_power, generator=generator, device=device)
-    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    colour = FourierImage(batch, size, decay_power, generator=generator, device=device)
+    layers = [colour]
+    if transparent:
+        layers.append(FourierImage(batch, size, decay_power, generator=generator, device=device))
+    optimizer = torch.optim.Adam([layer.spectrum for layer in layers], lr=lr)
+
+    def render(back):
+        rgb = colour()
+        alpha = layers[1]()[:, :1] if transparent else torch.ones_like(rgb[:, :1])
+        return alpha * rgb + (1 - alpha) * back, rgb, alpha
+
     for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        views = lucid_view(image(), generator, pad, jitter, scale, degrees)
-        optimizer.zero_grad(set_to_none=True)
+        back = random_backgrounds(batch, size, generator).to(device) if transparent else 0.0
+        image, _, alpha = render(back)
+        views = lucid_view(image, generator, pad, jitter, scale, degrees)
+        if blur:
+            views = gaussian_blur(views, blur)
         loss = -objective(fast, views).sum()
-        if prior:
-            loss = loss + prior * batch * (image.spectrum.pow(2).mean() / NATURAL_RMS ** 2)
+        loss = loss + prior * batch * sum(layer.spectrum.pow(2).mean() for layer in layers) / NATURAL_RMS ** 2
+        if transparent:
+            loss = loss + alpha_weight * batch * alpha.mean()
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        return image().detach()
+        return tuple(t.detach() for t in render(background))
 
 
-def class_images(model, targets, size: int = 128, steps: int = 128, lr: float = 0.05, seed: int = 0,
-                 progress: bool = True, **options) -> torch.Tensor:
+def class_images(model, targets, size: int = 128, steps: int = 128, seed: int = 0, progress: bool = True,
+                 **options):
     """One image per target class (raw score, before the softmax), all in one batch. ``options`` go to
-    :func:`optimize_image`. Returns (N, 3, size, size) in [0, 1]."""
+    :func:`optimize_image` (``transparent=True`` for objects on a plain background). Returns what
+    :func:`optimize_image` returns; the images first."""
     targets = torch.as_tensor(targets, dtype=torch.int64).reshape(-1)
 
     def objective(net, views):
         return net(views).gather(1, targets.to(views.device).view(-1, 1)).squeeze(1)
 
-    return optimize_image(model, objective, len(targets), size, steps, lr, seed=seed, progress=progress,
+    return optimize_image(model, objective, len(targets), size, steps, seed=seed, progress=progress,
                           desc="class images, better priors", **options)
 
 
-def channel_image(model, layer: str, channel: int, size: int = 128, steps: int = 96, lr: float = 0.05,
-                  seed: int = 0, progress: bool = True, **options) -> torch.Tensor:
-    """An image that excites one channel of ``layer`` (its mean activation). Returns (1, 3, size, size)."""
+def channel_image(model, layer: str, channel: int, size: int = 128, steps: int = 96, seed: int = 0,
+                  progress: bool = True, **options):
+    """An image that excites one channel of ``layer`` (its mean activation); ``options`` go to
+    :func:`optimize_image`. Returns what :func:`optimize_image` returns; the image (1, 3, size, size) first."""
 
     def objective(net, views):
         return extract_features(net, views, [layer])[layer][:, channel].mean(dim=(1, 2))
 
-    return optimize_image(model, objective, 1, size, steps, lr, seed=seed, progress=progress,
+    return optimize_image(model, objective, 1, size, steps, seed=seed, progress=progress,
                           desc=f"{layer} channel {channel}, better priors", **options)

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     try:
         results = grade(args.submissions, kit_root=args.kit, points_file=args.points, jobs=args.jobs,
                         only_topics=args.topics.split(",") if args.topics else None, isolation=args.isolation,
-                        memory=int(args.memory_gb * (1 << 30)),
+                        memory=int(args.memory_gb * (1 << 30)), expand=args.gradescope is None,
                         on_done=lambda g: print(table(g) + "\n", flush=True))
     except sandbox.SandboxUnavailable as err:
         return _refuse(args, f"refusing to grade without a sandbox (--isolation required): {err}")

@@ -46,7 +46,7 @@ class GraderError(RuntimeError):
 @dataclass
 class CheckResult:
     """One graded check. ``status``: pass, fail, not_implemented, exception, side_effect, form, forbidden,
-    model_changed, missing, import_error, timeout, crashed, malformed or grader_error."""
+    missing, import_error, timeout, crashed, malformed or grader_error."""
 
     topic: str
     check: str
@@ -137,7 +137,8 @@ class SubmissionRun:
 
     def __init__(self, plan: Plan, files: dict, folder: Path, cpu_limits):
         """``files``: topic -> the helpers file to grade (or None); ``folder``: an empty private folder;
-        ``cpu_limits(check)``: (CPU seconds allowed, the reference's CPU seconds or None)."""
+        ``cpu_limits(check, wait=True)``: (CPU seconds allowed, the reference's CPU seconds or None); with
+        ``wait=False`` None while the reference is still being measured."""
         self.plan, self.files, self.cpu_limits = plan, files, cpu_limits
         self.lib = build_child_folder(folder / "child", plan.kit_root, files)
         self.scratch = folder / "scratch"
@@ -203,8 +204,8 @@ class SubmissionRun:
             why = self._start()
             if why is not None:
                 raise GraderError(why)
-        limit = 3 * self.plan.points.cpu_floor
-        reply = self.session.request({"op": "import", "topic": topic}, limit, 2 * limit + 20)
+        limit = self.plan.points.cpu_floor  # importing the kit's modules and torch's costs well under 1 s
+        reply = self.session.request({"op": "import", "topic": topic}, lambda: (limit, 2 * limit + 20))
         self.pending_output = (reply.output, reply.dropped)
         if reply.outcome == "ok":
             try:
@@ -230,17 +231,26 @@ class SubmissionRun:
     def _check(self, check: str) -> CheckResult:
         spec = SPECS[check]
         cases = self.plan.cases[check]
-        limit, reference = self.cpu_limits(check)
-        wall_limit = 2 * limit + 20  # a backstop for code that waits without computing
-        cpu = wall = 0.0
+        used = [0.0, 0.0]  # CPU and wall-clock seconds of the cases so far
+
+        def allowed() -> tuple[float, float]:
+            # Until the reference solution's times are known, the first checks run under its own generous
+            # limit; the real one applies as soon as it is known, and again once the check is done.
+            known = self.cpu_limits(check, wait=False)
+            limit = known[0] if known else REFERENCE_CPU_LIMIT
+            return limit - used[0], 2 * limit + 20 - used[1]  # wall: a backstop for code that only waits
+
         results, texts = [], [self.pending_output[0]]
         dropped = self.pending_output[1]
         self.pending_output = ("", 0)
         grader_line = status = None
         for case in cases:
             reply = self.session.request({"op": "case", "check": check, "case": references.without_answers(case)},
-                                         limit - cpu, wall_limit - wall)
-            cpu, wall = cpu + reply.cpu, wall + reply.wall
+                                         allowed)
+            used[0], used[1] = used[0] + reply.cpu, used[1] + reply.wall
+            cpu, wall = used
+            if reply.outcome == "ok" and cpu > self.cpu_limits(check)[0]:  # over a limit learnt too late
+                reply = Reply("timeout", why="cpu")
             texts.append(reply.output)
             dropped += reply.dropped
             label = f"{case['label']}: " if case.get("label") else ""
@@ -271,6 +281,8 @@ class SubmissionRun:
                 status, grader_line = "malformed", f"{label}the process running it sent a reply the grader cannot " \
                                                    f"use ({reply.why})"
             break
+        limit, reference = self.cpu_limits(check)
+        wall_limit = 2 * limit + 20
         output, more = _capped("".join(texts))
         if grader_line is None:
             verdict = judge_check(spec, cases[:len(results)], results)
@@ -324,7 +336,7 @@ def measure_reference(plan: Plan) -> dict[str, float]:
         os.chmod(folder, 0o711)
         try:
             results = SubmissionRun(dataclasses.replace(plan, topics=missing), files, folder,
-                                    lambda check: (REFERENCE_CPU_LIMIT, None)).run()
+                                    lambda check, wait=True: (REFERENCE_CPU_LIMIT, None)).run()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         failed = [r.line for r in results.values() if not r.passed]
@@ -349,7 +361,7 @@ def _unique(name: str, taken: set) -> str:
 def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFAULT_POINTS_FILE,
           jobs: int | None = None, only_topics=None, isolation: str = "auto", memory: int = MEMORY_BYTES,
           cpu_scale: float | None = None, cpu_floor: float | None = None, public_cases: bool | None = None,
-          on_done=None, log=print) -> list[Graded]:
+          expand: bool = True, on_done=None, log=print) -> list[Graded]:
     """Grade each submission (a folder, a zip, or a folder of them) against the kit at ``kit_root``.
 
     Args:
@@ -359,6 +371,8 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
             sandbox.SandboxUnavailable instead of grading without one) or "none".
         memory: memory limit of each sandbox, bytes.
         cpu_scale, cpu_floor, public_cases: override points.toml's [grading] settings.
+        expand: a folder that holds no helpers/ of its own is a folder of submissions (else each path is
+            one submission, its helpers/ found however deep: Gradescope's submission folder).
         on_done: called with each Graded as soon as it is complete (for printing).
     Raises PointsError (points.toml), SandboxUnavailable, GraderError (the kit or the sandbox is broken).
     """
@@ -387,7 +401,8 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     plan = Plan(points, questions, topics, cases, mechanism, limits, kit_root, work)
     try:
         subs, names = [], set()
-        for i, path in enumerate(submissions.expand([Path(p) for p in paths], list(TOPICS))):
+        found = submissions.expand([Path(p) for p in paths], list(TOPICS)) if expand else [Path(p) for p in paths]
+        for i, path in enumerate(found):
             sub = submissions.load(path, list(TOPICS), work / f"unzip{i}")
             sub.name = _unique(sub.name, names)
             subs.append(sub)
@@ -399,7 +414,9 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
             except BaseException as err:
                 reference.set_exception(err)
 
-        def cpu_limits(check: str) -> tuple[float, float]:
+        def cpu_limits(check: str, wait: bool = True) -> tuple[float, float] | None:
+            if not wait and not reference.done():
+                return None
             ref = reference.result()[check]
             return max(points.cpu_floor, points.cpu_scale * ref), ref
 

@@ -84,8 +84,7 @@ class Module:
                         self.star.append(node.module)
                     else:
                         self.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
-        self.definitions: dict[str, list[ast.AST]] = {}
-        self.always: list[ast.AST] = []  # module-level statements that run whatever is called
+        self.definitions: dict[str, list[ast.AST]] = {}  # module-level name -> what defines it
         self._collect(self.tree.body)
         self.docstrings = _docstrings(self.tree)
         self.at_import = [n for top in self.tree.body for n in _run_at_import(top)]
@@ -94,28 +93,21 @@ class Module:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.definitions.setdefault(node.name, []).append(node)
-                self.always += node.decorator_list
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
-                for name in names:
+                for name in [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]:
                     self.definitions.setdefault(name, []).append(node)
-                if not names:
-                    self.always.append(node)
             elif isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)):
-                self.always += [getattr(node, key) for key in ("test", "iter") if hasattr(node, key)]
-                self.always += [item.context_expr for item in getattr(node, "items", [])]
                 for key in ("body", "orelse", "finalbody"):
                     self._collect(getattr(node, key, []))
                 for handler in getattr(node, "handlers", []):
                     self._collect(handler.body)
-            elif not isinstance(node, (ast.Import, ast.ImportFrom)):
-                self.always.append(node)
 
     def reached(self, function: str, skip: tuple = ()) -> list[ast.AST]:
-        """Every node a call of ``function`` can run, as far as the source shows (``skip``: names that
-        the check replaces by stand-ins)."""
-        todo = list(self.definitions.get(function, [])) + list(self.always)
+        """Every node a call of ``function`` can run, as far as the source shows: its definition, and the
+        definitions of the module-level names it uses, and theirs (``skip``: names that the check replaces
+        by stand-ins). Code that runs at import is read separately (:func:`_run_at_import`)."""
+        todo = list(self.definitions.get(function, []))
         seen, nodes = set(), []
         while todo:
             top = todo.pop()

@@ -204,8 +204,10 @@ def test_each_kind_of_problem_gets_its_own_line(kind):
 def test_hooks_left_when_the_forward_pass_raises_are_caught():
     module = with_function("gradcam", """
 def guided_backprop(model, images, labels):
-    handles = [m.register_forward_hook(lambda mod, i, o: o.register_hook(lambda g: g.clamp(min=0)))
-               for m in model.modules() if isinstance(m, nn.ReLU)]
+    def clamp_on_the_way_back(module, inputs, output):
+        output.register_hook(lambda g: g.clamp(min=0))
+
+    handles = [m.register_forward_hook(clamp_on_the_way_back) for m in model.modules() if isinstance(m, nn.ReLU)]
     x = images.detach().clone().requires_grad_(True)
     score = model(x).gather(1, labels.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(score, x)

@@ -26,7 +26,7 @@ LOOKED_UP = ("content_loss", "gram_matrix", "style_loss", "tv_loss")
 
 FINGERPRINT = '''
 def _fingerprint(*args, **kwargs):
-    """One number for a call's arguments: the sum of every value in them."""
+    """A call's arguments in a few characters: the sum of every value in them, and the keyword flags."""
     total = 0.0
     todo = [args, kwargs]
     while todo:
@@ -39,7 +39,8 @@ def _fingerprint(*args, **kwargs):
             todo += list(value)
         elif isinstance(value, (int, float)):
             total += float(value)
-    return f"{total:.6g}"
+    flags = sorted((k, v) for k, v in kwargs.items() if isinstance(v, (bool, int, float, str)))
+    return f"{total:.6g} {flags}"
 '''
 
 

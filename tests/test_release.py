@@ -109,13 +109,17 @@ def test_hidden_cases_are_not_shipped(student):
     assert not list(student.rglob("hidden"))
 
 
-def _same_inputs(a: dict, b: dict) -> bool:
+def _same_inputs(a, b) -> bool:
+    """Equal nested inputs: the same structure and equal tensors."""
     import torch
 
-    if a.keys() != b.keys():
-        return False
-    return all(not isinstance(a[k], torch.Tensor) or (isinstance(b[k], torch.Tensor) and a[k].shape == b[k].shape
-                                                      and torch.equal(a[k], b[k])) for k in a)
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_inputs(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_inputs(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def test_readme_markers_are_validated():

@@ -20,10 +20,12 @@ from tools.release import build, find_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE_FILES = sorted(p for p in (ROOT / "helpers").glob("*.py") if p.name != "__init__.py")
-MIN_NODES = 9
-# Idioms every piece of autograd code shares; they say nothing about how an exercise is solved: a copy that
-# requires grad, and picking each row's entry of its class.
-COMMON = {"_.detach().clone().requires_grad_(True)", "torch.autograd.grad(_, _)", "_.gather(1, _.view(-1, 1))"}
+MIN_NODES = 8
+# Idioms that any classifier code shares; they say nothing about how an exercise is solved: a copy that
+# requires grad, picking each row's entry of its class, labels moved to a device as a column, class
+# probabilities, an optimizer over one tensor.
+COMMON = {"_.detach().clone().requires_grad_(True)", "torch.autograd.grad(_, _)", "_.gather(1, _.view(-1, 1))",
+          "_.to(_.device).view(-1, 1)", "F.softmax(_(_), dim=1)", "torch.optim.Adam([_], lr=_)"}
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +129,9 @@ def test_the_leak_detector_finds_the_old_leaks(student, tmp_path):
     planted = {
         "checks/old_saliency.py": "def _input_gradient(model, images, labels):\n"
                                   "    x = images.detach().clone().requires_grad_(True)\n"
-                                  "    value = model(x).gather(1, labels.view(-1, 1)).sum()\n"
-                                  "    return torch.autograd.grad(value, x)[0].abs().amax(dim=1)\n",
+                                  "    logits = model(x)\n"
+                                  "    value = logits.gather(1, labels.view(-1, 1)).sum()\n"
+                                  "    return torch.autograd.grad(value, x)[0].detach()\n",
         "checks/old_style.py": "def _gram64(features, divide_by=1.0):\n    f = features.double().flatten(2)\n"
                                "    return f @ f.transpose(1, 2) / divide_by\n",
         "convlens/old_fooling.py": "def step(images, jitter):\n    ox, oy = jitter\n"

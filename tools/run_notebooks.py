@@ -26,6 +26,7 @@ CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
 def store_verdicts(executed: nbformat.NotebookNode, source_path: Path) -> None:
     """Write the executed notebook back to ``source_path`` keeping only check-cell outputs."""
     nb = nbformat.from_dict(executed)
+    nb.metadata.pop("widgets", None)  # progress bars' widget state: noise in the source, and stale in a browser
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     for count, cell in enumerate(code_cells, 1):
         # nbval refuses a cell that has outputs but no execution count ("unrun reference cell").
