@@ -116,7 +116,8 @@ def main() -> int:
           f"({wall / args.count:.1f} s per submission; target <= 10 s), load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after")
     print(f"CPU time of the process tree: {cpu:.1f} s ({cpu / args.count:.1f} s per submission, the reference "
-          f"solution's run included), {len(sampler.cpu)} processes seen")
+          f"solution's run included), of which the grader's own process {sampler.cpu.get(sampler.pid, 0):.1f} s; "
+          f"{len(sampler.cpu)} processes seen")
     print(f"peak memory of the process tree: PSS {sampler.peak_pss / 2**30:.2f} GB (target <= 1.5 GB), "
           f"RSS {sampler.peak_rss / 2**30:.2f} GB (shared pages counted once per process)")
     print(f"load average now: {os.getloadavg()[0]:.1f} (1 min)")

@@ -33,8 +33,8 @@ from convlens.model import fast_copy, get_layer, imagenet_classes
 
 YOURS_SALIENCY, YOURS_GRAD_CAM = "Saliency (your saliency_map)", "Grad-CAM (your grad_cam)"
 CAPTUM_GRAD_CAM = "Grad-CAM (Captum LayerGradCam)"
-WHERE = {YOURS_SALIENCY: "helpers/saliency.py (notebook 1, exercise 1)",
-         YOURS_GRAD_CAM: "helpers/gradcam.py (notebook 2, exercise 2)"}
+WHERE = {YOURS_SALIENCY: "<code>saliency_map</code> in helpers/saliency.py (notebook 1, exercise 1)",
+         YOURS_GRAD_CAM: "<code>grad_cam</code> in helpers/gradcam.py (notebook 2, exercise 2)"}
 CAPTUM_NOTES = ".*(backward hooks|required_grads|require gradients)"  # expected, and noise to a student
 CSS = "convlens-"  # prefix of the classes the widgets carry, so a browser test can find them
 
@@ -83,12 +83,26 @@ def overlay_png(image: torch.Tensor, heat: torch.Tensor | None, alpha: float = 0
     return buffer.getvalue()
 
 
+def _reload_helpers() -> None:
+    """Re-read the helpers/ files saved since the last cell ran: the notebooks' autoreload checks before each
+    cell, not before a widget's callbacks, and a student edits, saves and presses Redraw. Autoreload patches
+    the functions in place, so the ones passed to the explorer get the new code."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and any("autoreload" in name for name in shell.extension_manager.loaded):
+        shell.run_line_magic("autoreload", "now")
+
+
 class Explorer:
     """The widget behind :func:`explorer`. Display it as a notebook cell's last expression.
 
     Widgets: ``photo``, ``upload``, ``klass`` (top 5 + typed classes), ``typed`` (any class by name),
-    ``method``, ``layer``, ``picture`` (map over the photo, PNG), ``curve`` (deletion curve, PNG) and
-    ``message`` (what is shown, timings, errors). :meth:`select` changes several at once with one update.
+    ``method``, ``layer``, ``redraw`` (after saving helpers/), ``picture`` (map over the photo, PNG),
+    ``curve`` (deletion curve, PNG) and ``message`` (what is shown, timings, errors). :meth:`select` changes
+    several at once with one update.
     """
 
     def __init__(self, model, saliency=None, grad_cam=None, size: int = 224, deletion_steps: int = 6,
@@ -129,15 +143,18 @@ class Explorer:
         self.typed = w.Combobox(options=self.classes, placeholder="or type any class, then Enter",
                                 ensure_option=False, continuous_update=False, layout=w.Layout(width="260px"))
         self.method = w.Dropdown(options=list(self.methods), description="Method", layout=w.Layout(width="420px"))
+        self.redraw = w.Button(description="Redraw", tooltip="draw again, with your helpers/ as last saved")
         self.layer = w.Dropdown(options=spatial or ["head"], value="head" if "head" in spatial else None,
                                 description="Layer", layout=w.Layout(width="260px"))
         self.picture = w.Image(format="png", width=300, height=300)
         self.curve = w.Image(format="png", width=400, height=300)
         self.message = w.HTML()
-        for name in ("photo", "upload", "klass", "typed", "method", "layer", "picture", "curve", "message"):
+        for name in ("photo", "upload", "klass", "typed", "method", "layer", "redraw", "picture", "curve",
+                     "message"):
             getattr(self, name).add_class(CSS + name)
         self.widget = w.VBox([w.HBox([self.photo, self.upload]), w.HBox([self.klass, self.typed]),
-                              w.HBox([self.method, self.layer]), w.HBox([self.picture, self.curve]), self.message])
+                              w.HBox([self.method, self.layer, self.redraw]), w.HBox([self.picture, self.curve]),
+                              self.message])
         self.widget.add_class(CSS + "explorer")
 
         self.figure = Figure(figsize=(4, 3), dpi=100)
@@ -148,6 +165,7 @@ class Explorer:
         self.typed.observe(self._on_typed, "value")
         self.method.observe(lambda change: self.update(), "value")
         self.layer.observe(lambda change: self.update(), "value")
+        self.redraw.on_click(lambda button: self.update())
         self._on_photo()
 
     def _repr_mimebundle_(self, **kwargs):
@@ -255,7 +273,8 @@ class Explorer:
 
     # --- drawing -------------------------------------------------------------------------------------
     def _say(self, text: str, error: bool = False) -> None:
-        style = "color:#8a3b00;background:#fff3e0;padding:4px 8px;border-left:4px solid #e07000" if error else "color:#333"
+        style = ("color:#8a3b00;background:#fff3e0;padding:4px 8px;border-left:4px solid #e07000" if error
+                 else "color:#333")
         self.message.value = f'<div style="{style}">{text}</div>'
 
     def update(self) -> None:
@@ -267,6 +286,8 @@ class Explorer:
         layer = self.layer.value if "Grad-CAM" in name else None
         image = self.images[key]
         student = self.students.get(name)
+        if student is not None:
+            _reload_helpers()
         cache_key = (key, label, name, layer, getattr(student, "__code__", None))  # new code: new map
         start = time.perf_counter()
         if cache_key in self.results:
@@ -284,12 +305,11 @@ class Explorer:
                     shape = tuple(heat.shape) if isinstance(heat, torch.Tensor) else type(heat).__name__
                     raise ValueError(f"returned {shape}; expected a map of shape {(1, *image.shape[-2:])}")
                 heat = heat.detach().float()
-            except NotImplementedError as err:
+            except NotImplementedError:
                 self.picture.value = overlay_png(image[0], None)
                 self._draw_curve(None, f"no map: {name}\nis not written yet")
-                self._say(f"<b>{html.escape(name)}</b> is not written yet ({html.escape(str(err))}). Write it "
-                          f"in {WHERE.get(name, 'helpers/')}, save, and choose it again; the other methods "
-                          "work meanwhile.", error=True)
+                self._say(f"<b>{html.escape(name)}</b> is not written yet: write {WHERE.get(name, 'it')}, save, "
+                          "and press Redraw. The other methods work meanwhile.", error=True)
                 return
             except Exception as err:  # a student's bug must not break the widget
                 self.picture.value = overlay_png(image[0], None)
@@ -341,7 +361,7 @@ class Explorer:
 
         fig = self.figure
         if not self._backgrounds:
-            fig.subplots_adjust(left=0.19, right=0.97, bottom=0.16, top=0.9)
+            fig.subplots_adjust(left=0.2, right=0.97, bottom=0.16, top=0.9)
             ax = self._axes = fig.add_subplot()
             self._others = ax.add_collection(LineCollection([], colors="0.75", linewidths=1))
             (self._line,) = ax.plot([], [], color="C0", lw=2, marker="o", ms=3)
@@ -355,8 +375,9 @@ class Explorer:
         key, label = self.photo.value, self.klass.value
         others = [other.numpy() for (k, y, *_), (_, other) in self.results.items()
                   if k == key and y == label and other is not curve]
-        peak = max([1e-4] + [float(c.max()) for c in others + ([curve.numpy()] if curve is not None else [])])
-        top = next(t for t in (1e-4, 1e-3, 1e-2, 1e-1, 1.0) if peak <= t)
+        shown = others + ([curve.numpy()] if curve is not None else [])
+        peak = max((float(c.max()) for c in shown), default=1.0)
+        top = next(t for t in (1e-3, 1e-2, 1e-1, 1.0) if peak <= t or t == 1.0)
         if top not in self._backgrounds:
             self._axes.set_ylim(0, top * 1.02)
             fig.canvas.draw()

@@ -202,3 +202,19 @@ def channel_image(model, layer: str, channel: int, size: int = 128, steps: int =
 
     return optimize_image(model, objective, 1, size, steps, seed=seed, progress=progress,
                           desc=f"{layer} channel {channel}, better priors", **options)
+
+
+def robustness(model, images: torch.Tensor, targets, transforms: int = 32, scale=(0.8, 1.2), degrees: float = 15.0,
+               shift: float = 16.0, seed: int = 0) -> torch.Tensor:
+    """How readable an image stays for the network: p(target) averaged over ``transforms`` random views
+    (zoom in ``scale``, rotation up to +-``degrees``, shift up to +-``shift`` pixels; reflected borders).
+    Stronger than the transformations used while optimizing. Returns (N,) mean probabilities."""
+    fast = fast_copy(model)
+    targets = torch.as_tensor(targets, dtype=torch.int64).reshape(-1, 1).to(images.device)
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(len(images), device=images.device)
+    with torch.no_grad():
+        for _ in range(transforms):
+            views = random_affine(images, generator, scale, degrees, shift)
+            total += fast(views.contiguous(memory_format=torch.channels_last)).softmax(dim=1).gather(1, targets)[:, 0]
+    return total / transforms

@@ -93,6 +93,20 @@ DEFAULT_SETTINGS = StyleSettings(
 )
 
 
+# The stem (the first convolution, 32 channels at half resolution) is the only style layer that sees the colour of
+# single pixels: without it a texture grown from noise keeps its rainbow pixel noise (notebook 4, "Texture
+# synthesis"). This weight gives it the same loss as block1 for noise against the mosaic.
+STEM_STYLE_WEIGHT = 2500.0
+
+
+def with_stem(settings: StyleSettings, weight: float = STEM_STYLE_WEIGHT) -> StyleSettings:
+    """A copy of ``settings`` with the stem's output added as the first style layer, with ``weight``."""
+    if "stem" in settings.style_layers:
+        return settings
+    return replace(settings, style_layers=("stem", *settings.style_layers),
+                   style_weights=(weight, *settings.style_weights))
+
+
 def compute_style_targets(model: nn.Module, style_images, settings: StyleSettings, gram_matrix,
                           mix: Sequence[float] | None = None) -> list:
     """Gram matrices of one or several style images at ``settings.style_layers``.

@@ -32,8 +32,10 @@ def main(argv=None) -> int:
     parser.add_argument("--isolation", choices=sandbox.MODES, default="auto",
                         help="auto: the strongest sandbox this machine offers, else none (said at the start); "
                              "required: refuse to grade without one; none: no sandbox")
-    parser.add_argument("--points", type=Path, default=DEFAULT_POINTS_FILE, help="points file (default: grader/points.toml)")
-    parser.add_argument("--topics", default=None, help="grade only these topics, comma-separated (e.g. saliency,gradcam)")
+    parser.add_argument("--points", type=Path, default=DEFAULT_POINTS_FILE,
+                        help="points file (default: grader/points.toml)")
+    parser.add_argument("--topics", default=None,
+                        help="grade only these topics, comma-separated (e.g. saliency,gradcam)")
     parser.add_argument("--memory-gb", type=float, default=MEMORY_BYTES / (1 << 30),
                         help=f"memory limit of each submission's sandbox (default {MEMORY_BYTES / (1 << 30):g})")
     parser.add_argument("--gradescope", type=Path, default=None, metavar="FILE",

@@ -130,8 +130,12 @@ class Child:
         if case.get("model") in ("pretrained", "inplace", "raising") and not self._model_intact():
             result = {"outputs": {}, "problem": "the model's layers were replaced; never modify the model",
                       "kind": "side_effect"}
-        return {"outputs": {k: self._plain(v) for k, v in (result.get("outputs") or {}).items()},
-                "problem": result.get("problem"), "kind": result.get("kind")}
+        try:
+            outputs = {k: self._plain(v) for k, v in (result.get("outputs") or {}).items()}
+        except Exception as err:  # an output that is a tensor only by its class
+            return {"outputs": {}, "problem": f"returned something that is not a plain tensor ({err!s:.80})",
+                    "kind": "form"}
+        return {"outputs": outputs, "problem": result.get("problem"), "kind": result.get("kind")}
 
     def _plain(self, value):
         """A compact plain tensor: no subclass, no storage beyond its own elements."""
@@ -153,8 +157,11 @@ class Child:
         return {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
 
     def _model_intact(self) -> bool:
-        if self._layout() == self.layout:
-            return True
+        try:
+            if self._layout() == self.layout:
+                return True
+        except Exception:  # the code broke the model beyond listing its weights
+            pass
         from checks import compute
 
         compute.pretrained.cache_clear()

@@ -240,17 +240,14 @@ class SubmissionRun:
             limit = known[0] if known else REFERENCE_CPU_LIMIT
             return limit - used[0], 2 * limit + 20 - used[1]  # wall: a backstop for code that only waits
 
-        results, texts = [], [self.pending_output[0]]
+        results, texts = [], [self.pending_output[0]]  # texts: what was printed, one per request (and import)
         dropped = self.pending_output[1]
         self.pending_output = ("", 0)
-        grader_line = status = None
+        failure, label = None, ""
         for case in cases:
             reply = self.session.request({"op": "case", "check": check, "case": references.without_answers(case)},
                                          allowed)
             used[0], used[1] = used[0] + reply.cpu, used[1] + reply.wall
-            cpu, wall = used
-            if reply.outcome == "ok" and cpu > self.cpu_limits(check)[0]:  # over a limit learnt too late
-                reply = Reply("timeout", why="cpu")
             texts.append(reply.output)
             dropped += reply.dropped
             label = f"{case['label']}: " if case.get("label") else ""
@@ -265,24 +262,28 @@ class SubmissionRun:
                         break
                     continue
             self._drop_session()
-            if reply.outcome == "timeout" and reply.why == "cpu":
-                status, grader_line = "timeout", (
-                    f"{label}did not finish within {limit:.3g} s of CPU time ({self.plan.points.cpu_scale:g} x the "
-                    f"reference solution's {reference or 0:.2g} s, at least {self.plan.points.cpu_floor:g} s): an "
-                    "endless loop, or far too much work?")
-            elif reply.outcome == "timeout":
-                status, grader_line = "timeout", (
-                    f"{label}did not finish within {wall_limit:.3g} s of wall-clock time, using only {cpu:.2g} s "
-                    "of CPU: it waits for something (sleep, input, a lock?)")
-            elif reply.outcome == "died":
-                status, grader_line = "crashed", (
-                    f"{label}the process running it died ({reply.why}): os._exit, a crash, or memory exhausted")
-            else:
-                status, grader_line = "malformed", f"{label}the process running it sent a reply the grader cannot " \
-                                                   f"use ({reply.why})"
+            failure = reply
             break
+        cpu, wall = used
         limit, reference = self.cpu_limits(check)
-        wall_limit = 2 * limit + 20
+        if failure is None and cpu > limit:  # over a limit that became known only after it had started
+            failure = Reply("timeout", why="cpu")
+        grader_line = status = None
+        if failure is not None and failure.outcome == "timeout" and failure.why == "cpu":
+            status, grader_line = "timeout", (
+                f"{label}did not finish within {limit:.3g} s of CPU time ({self.plan.points.cpu_scale:g} x the "
+                f"reference solution's {reference or 0:.2g} s, at least {self.plan.points.cpu_floor:g} s): an "
+                "endless loop, or far too much work?")
+        elif failure is not None and failure.outcome == "timeout":
+            status, grader_line = "timeout", (
+                f"{label}did not finish within {2 * limit + 20:.3g} s of wall-clock time, using only {cpu:.2g} s "
+                "of CPU: it waits for something (sleep, input, a lock?)")
+        elif failure is not None and failure.outcome == "died":
+            status, grader_line = "crashed", (
+                f"{label}the process running it died ({failure.why}): os._exit, a crash, or memory exhausted")
+        elif failure is not None:
+            status, grader_line = "malformed", (
+                f"{label}the process running it sent a reply the grader cannot use ({failure.why})")
         output, more = _capped("".join(texts))
         if grader_line is None:
             verdict = judge_check(spec, cases[:len(results)], results)
@@ -293,7 +294,7 @@ class SubmissionRun:
             passed, line = False, f"FAIL {check}: {grader_line}"
         return CheckResult(spec.topic, check, passed, status, line, round(cpu, 2), round(wall, 2),
                            None if reference is None else round(reference, 2), round(limit, 2),
-                           len(results) + (grader_line is not None), len(cases), output, dropped + more)
+                           len(texts) - 1, len(cases), output, dropped + more)
 
     def _result(self, check: str, status: str, detail: str) -> CheckResult:
         return CheckResult(SPECS[check].topic, check, False, status, f"FAIL {check}: {detail}",
@@ -315,7 +316,9 @@ _REFERENCE_LOCK = threading.Lock()
 
 def _topic_key(plan: Plan, topic: str) -> tuple:
     digest = hashlib.sha256((plan.kit_root / "helpers" / f"{topic}.py").read_bytes())
-    folders = [plan.kit_root / HIDDEN_DIR] + ([plan.kit_root / "checks" / "references"] if plan.points.public_cases else [])
+    folders = [plan.kit_root / HIDDEN_DIR]
+    if plan.points.public_cases:
+        folders.append(plan.kit_root / "checks" / "references")
     for folder in folders:
         digest.update(str((folder / f"{topic}.pt").stat().st_mtime_ns).encode())
     return (str(plan.kit_root), plan.mechanism.name, plan.points.public_cases, topic, digest.hexdigest())
@@ -389,6 +392,10 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
         raise GraderError(f"unknown topic(s) {', '.join(unknown)}")
     mechanism = sandbox.detect(isolation)
     log(f"isolation: {mechanism.name} -- {mechanism.description}")
+    readable = [p.name for p in sorted((kit_root / HIDDEN_DIR).glob("*.pt")) if p.stat().st_mode & 0o004]
+    if readable and mechanism.isolated and not mechanism.bwrap:  # only bubblewrap hides the files
+        log(f"warning: {HIDDEN_DIR}/ ({', '.join(readable)}) is readable by every user: without bubblewrap the "
+            f"submissions can read the hidden cases (chmod -R o-rwx {kit_root / HIDDEN_DIR})")
     if points.unlisted:
         log(f"not graded (no points in {Path(points_file).name}): {', '.join(points.unlisted)}")
     topics: dict[str, list[str]] = {}
@@ -402,8 +409,10 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     try:
         subs, names = [], set()
         found = submissions.expand([Path(p) for p in paths], list(TOPICS)) if expand else [Path(p) for p in paths]
-        for i, path in enumerate(found):
-            sub = submissions.load(path, list(TOPICS), work / f"unzip{i}")
+        for path in found:
+            # Random names inside a folder others may cross but not list: without bubblewrap's private
+            # view of the files, a child must not be able to guess where a classmate's files are.
+            sub = submissions.load(path, list(TOPICS), Path(tempfile.mkdtemp(prefix="unzip-", dir=work)))
             sub.name = _unique(sub.name, names)
             subs.append(sub)
         reference: Future = Future()
@@ -422,8 +431,7 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
 
         def submission_task(i: int) -> Graded:
             sub, start = subs[i], time.perf_counter()
-            folder = work / f"sub{i}"
-            folder.mkdir()
+            folder = Path(tempfile.mkdtemp(prefix="sub-", dir=work))
             os.chmod(folder, 0o711)
             files = {t: sub.files.get(t) for t in topics}
             try:

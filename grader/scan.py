@@ -1,13 +1,13 @@
 """Reading a submission's source for forbidden calls, in the grader's own process.
 
 ``checks.compute`` notices a forbidden library implementation (``Spec.forbidden``: Captum's methods, the
-kit's own implementations) while the function runs, with a profile hook, but that hook lives in the
-student's process, which the student's code can switch off. So the grader also reads the source: an
-exercise function fails when the code it can reach (its own body, the module's functions, classes and
-global values it names, and module-level statements) refers to one of its forbidden names, however
-imported or aliased, or does what only hiding such a call needs: a dynamic import or ``exec``/``eval``,
-switching off the profile hook, or a string naming a forbidden module. It cannot follow code built at run
-time from pieces it cannot see (that is why building code at run time fails on its own).
+kit's own implementations) while the function runs, with a profile hook; but that hook lives in the
+student's process, where the student's code can switch it off. So the grader also reads the source. An
+exercise function fails without running when the code it reaches (its body, and the module-level
+functions, classes and values it names, and theirs) names one of its forbidden implementations, however
+imported or aliased, or imports one; or when that code or anything run at import hides what it calls: a
+dynamic import, ``exec``/``eval``, switching off the profile hook, or a string naming a forbidden module.
+It cannot follow code assembled from data at run time (hence the rule against hiding).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 HIDING = ("exec", "eval", "compile", "__import__", "importlib", "runpy", "pkgutil", "zipimport", "imp",
           "sys.setprofile", "sys.settrace", "sys.monitoring", "threading.setprofile", "threading.settrace")
 HIDING_WORDS = {"setprofile", "settrace", "exec", "eval", "compile", "__import__", "import_module"}
-WHY_HIDING = "hides what it calls ({name}, line {line}): the grader must be able to read which functions run"
+WHY_HIDING = "hides what it calls ({name}, {where}): the grader must be able to read which functions run"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Module:
         """The first reason ``function`` fails without running, or None."""
         for module in self.star:
             if _matches(module, forbidden) or any(f.startswith(module + ".") for f in forbidden):
-                return Finding(f"imports everything from {module} (from {module} import *), which holds "
+                return Finding(f"imports everything from {module} ({self.filename}), which holds "
                                "implementations of this exercise; import only what you use")
         nodes = self.reached(function, skip)
         reached = {id(node) for node in nodes}
@@ -132,28 +132,28 @@ class Module:
         nodes += [node for node in self.at_import if id(node) not in reached]
         parents = {id(child): node for node in nodes for child in ast.iter_child_nodes(node)}
         for node in nodes:
-            line = getattr(node, "lineno", "?")
+            where = f"{self.filename} line {getattr(node, 'lineno', '?')}"
             if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parents.get(id(node)), ast.Attribute):
                 name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
                 if name is None:
                     continue
                 f = _matches(name, forbidden) if id(node) in reached else None
                 if f:
-                    return Finding(f"calls {f}: the exercise is to write it yourself ({self.filename} line {line})")
+                    return Finding(f"calls {f}: the exercise is to write it yourself ({where})")
                 plain = name.removeprefix("builtins.")
                 if any(plain == h or plain.startswith(h + ".") for h in HIDING):
-                    return Finding(WHY_HIDING.format(name=plain, line=line))
+                    return Finding(WHY_HIDING.format(name=plain, where=where))
             elif id(node) not in reached:
                 if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in HIDING_WORDS:
-                    return Finding(WHY_HIDING.format(name=repr(node.value), line=line))
+                    return Finding(WHY_HIDING.format(name=repr(node.value), where=where))
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
                 for name in names:
                     f = _matches(name, forbidden)
                     if f:
-                        return Finding(f"imports {name} (line {line}): calling {f} is not allowed; the exercise is "
-                                       "to write it yourself")
+                        what = f if name == f else f"{name}, which holds {f}"
+                        return Finding(f"imports {what}: the exercise is to write it yourself ({where})")
             elif isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and id(node) not in self.docstrings:
                 if isinstance(parents.get(id(node)), (ast.BinOp, ast.JoinedStr)):
                     continue  # judged as part of the whole expression
@@ -163,10 +163,9 @@ class Module:
                 word = text.strip()
                 f = _matches(word, forbidden) or next((f for f in forbidden if _named_in(word, f)), None)
                 if f:
-                    return Finding(f"names {word[:60]!r} (line {line}): calling {f} is not allowed; the exercise is "
-                                   "to write it yourself")
+                    return Finding(f"names {word[:60]!r} (for {f}): the exercise is to write it yourself ({where})")
                 if word in HIDING_WORDS:
-                    return Finding(WHY_HIDING.format(name=repr(word), line=line))
+                    return Finding(WHY_HIDING.format(name=repr(word), where=where))
         return None
 
 

@@ -103,10 +103,13 @@ class OutputCapture:
             return text, dropped
 
 
-def descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[int] | None:
     """``pid`` and every process below it (through /proc/<pid>/task/<tid>/children: a few reads, where
-    scanning all of /proc would cost the grader more CPU than a small check). Processes that leave the
-    tree (a daemon in a sandbox without a pid namespace) are not found this way; a cgroup finds them."""
+    scanning all of /proc would cost the grader more CPU than a small check), or None where the kernel
+    has no such file. Processes that leave the tree (a daemon in a sandbox without a pid namespace) are
+    not found this way; a cgroup finds them."""
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        return None
     found, todo = set(), [pid]
     while todo:
         p = todo.pop()
@@ -159,12 +162,17 @@ class Session:
             self.child = sandbox.spawn(argv, scratch=scratch, readable=[folder], limits=limits, env=env,
                                        mechanism=mechanism, pass_fds=(request_r, reply_w),
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except BaseException:
+            os.close(self.requests)
+            os.close(self.replies)
+            raise
         finally:
             os.close(request_r)
             os.close(reply_w)
         self.output = OutputCapture(self.child.stdout, self.marker)
         self.buffer = b""
         self.closed = False
+        self.writer: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------------------- requests
 
@@ -179,7 +187,8 @@ class Session:
         start_wall, start_cpu = time.perf_counter(), self.cpu_seconds()
         data = encode(message)
         # From a thread: a child that stops reading must not block the grader in write().
-        threading.Thread(target=self._write, args=(data,), daemon=True).start()
+        self.writer = threading.Thread(target=self._write, args=(data,), daemon=True)
+        self.writer.start()
         return self._wait(limits, start_wall, start_cpu)
 
     def _write(self, data: bytes) -> None:
@@ -255,7 +264,8 @@ class Session:
     def cpu_seconds(self) -> float:
         """CPU time of the sandbox's processes so far. Never less than before: a process that has ended
         but not been waited for yet counts nowhere for a moment, and a dead tree counts nothing."""
-        pids = descendants(self.child.pid) | (self.child.cgroup.pids() if self.child.cgroup else set())
+        pids = descendants(self.child.pid)
+        pids = self.child.alive() if pids is None else pids | (self.child.cgroup.pids() if self.child.cgroup else set())
         now = tree_cpu_seconds(pids)
         self._cpu = max(now, self._cpu)
         return self._cpu
@@ -279,6 +289,8 @@ class Session:
             return
         self.closed = True
         self.child.kill_tree()
+        if self.writer is not None:  # it fails at once now that no process reads the pipe; its descriptor
+            self.writer.join(10)     # must not be closed (and its number reused) under it before that
         for fd in (self.requests, self.replies):
             try:
                 os.close(fd)

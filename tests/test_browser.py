@@ -183,22 +183,24 @@ def _run_all(page, lab, name: str) -> float:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator("li[data-command='runmenu:run-all']").click()
     # Stored notebooks carry old execution counts: wait for the queue ([*]) to appear, then to empty.
-    queued = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].some(p => p.textContent.includes('*'))"
+    queued = ("() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
+              ".some(p => p.textContent.includes('*'))")
     page.wait_for_function(queued, timeout=60_000)
     page.wait_for_function(
-        f"""() => !({queued})() && document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']")""",
+        f"() => !({queued})() && document.querySelector(\".jp-Notebook-ExecutionIndicator[data-status='idle']\")",
         timeout=RUN_TIMEOUT_S * 1000, polling=1000)
     return time.monotonic() - start
 
 
 def _check_outputs(page, name: str) -> None:
-    prompts = page.eval_on_selector_all(".jp-CodeCell .jp-InputArea-prompt", "ps => ps.map(p => p.textContent.trim())")
+    prompts = page.eval_on_selector_all(".jp-CodeCell .jp-InputArea-prompt",
+                                        "ps => ps.map(p => p.textContent.trim())")
     not_run = [i for i, p in enumerate(prompts) if p != f"[{i + 1}]:"]  # a fresh kernel: 1, 2, ... in order
     stderr = page.eval_on_selector_all(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                                        "els => els.map(e => e.innerText.slice(0, 400))")
     assert not stderr, f"{name}: error or warning output(s): {stderr}"
     assert not not_run, f"{name}: code cells {not_run} did not run: {[prompts[i] for i in not_run]}"
-    outputs = page.inner_text(".jp-Notebook")
+    outputs = "\n".join(page.locator(".jp-OutputArea").all_inner_texts())
     assert not WIDGET_ERRORS.search(outputs), f"{name}: {WIDGET_ERRORS.search(outputs)[0]}"
     assert not re.search(r"DeprecationWarning|FutureWarning|UserWarning", outputs), f"{name}: a warning is shown"
     images = page.evaluate("""async () => {

@@ -87,6 +87,10 @@ def test_a_method_not_written_yet_shows_a_message(model):
     plain = ex.picture.value
     ex.method.value = YOURS_GRAD_CAM  # the other methods still work
     assert "deletion area" in ex.message.value and ex.picture.value != plain
+    ex.method.value = YOURS_SALIENCY
+    saliency_map.__code__ = sal.saliency_map.__code__  # written and saved (autoreload patches in place)
+    ex.redraw.click()
+    assert "deletion area" in ex.message.value and ex.picture.value != plain
 
 
 def test_a_student_bug_is_shown_not_raised(model):

@@ -68,7 +68,8 @@ def test_points_settings_and_visibility(tmp_path):
     path.write_text('[grading]\npublic_cases = true\ncpu_scale = 5\n[gradescope]\nstdout_visibility = "visible"\n'
                     '[saliency]\nsaliency_map = { points = 2.5, visibility = "hidden" }\nocclusion_map = 1\n')
     points = load_points(path)
-    assert (points.public_cases, points.cpu_scale, points.cpu_floor, points.stdout_visibility) == (True, 5, 10, "visible")
+    settings = (points.public_cases, points.cpu_scale, points.cpu_floor, points.stdout_visibility)
+    assert settings == (True, 5, 10, "visible")
     assert [(q.name, q.points, q.visibility) for q in points.questions] == [
         ("saliency/saliency_map", 2.5, "hidden"), ("saliency/occlusion_map", 1.0, "after_due_date")]
     assert "gradcam/grad_cam" in points.unlisted
@@ -113,7 +114,8 @@ def test_console_keeps_whole_verdicts_and_ends_with_a_class_summary():
     report = summary([_graded("dave", {**shape, "saliency_map": long}), _graded("erin", shape), _graded("fay", PASS)])
     assert "3 submission(s), mean 2.67 / 5" in report
     lines = {line.split()[0]: line for line in report.splitlines()[2:]}
-    assert "2/3" in lines["saliency/saliency_map"] and "the gradient of the loss is taken" in lines["saliency/saliency_map"]
+    assert "2/3" in lines["saliency/saliency_map"]
+    assert "the gradient of the loss is taken" in lines["saliency/saliency_map"]
     assert "1/3" in lines["saliency/occlusion_map"] and "wrong shape (2)" in lines["saliency/occlusion_map"]
 
 
@@ -126,7 +128,8 @@ def test_results_json_takes_visibility_from_points_and_says_the_isolation():
     assert "isolation: none" in results["output"]
     report = report_dict(graded)
     assert report["isolation"] == "none"
-    assert {"cpu_seconds": 1.5, "reference_cpu_seconds": 0.5, "cpu_limit_seconds": 10}.items() <= report["questions"][0].items()
+    times = {"cpu_seconds": 1.5, "reference_cpu_seconds": 0.5, "cpu_limit_seconds": 10}
+    assert times.items() <= report["questions"][0].items()
 
 
 # ------------------------------------------------------------------------------------------------ the source scan

@@ -15,7 +15,6 @@ file permissions, must be what stops them). Needs bubblewrap (CI installs it); s
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import socket
@@ -98,7 +97,7 @@ ATTACKS = {
                     pass
         print("ATTACK processes seen:", len([p for p in os.listdir("/proc") if p.isdigit()]))
         patterns = [str(Path(w).parent / "helpers" / "fooling.py") for w in words if w.startswith("/")]
-        patterns += [CLASS + "/*/helpers/fooling.py", "/tmp/convlens-grade-*/sub*/child/helpers/fooling.py"]
+        patterns += [CLASS + "/*/helpers/fooling.py", "/tmp/convlens-grade-*/sub-*/child/helpers/fooling.py"]
         for pattern in patterns:
             for path in glob.glob(pattern):
                 if Path(path).resolve() != mine and "/c_classmate/" not in path:
@@ -315,8 +314,9 @@ def attacked(mechanism):
         write_roster(list(graded.values()), out / "roster.csv")
         reports = _tree_hash(out)
         time.sleep(6)  # longer than the daemon attack waits before it writes
-        yield {"graded": graded, "kit_changed": before != _tree_hash(kit), "reports_changed": reports != _tree_hash(out),
-               "connections": listener.connections, "left": _processes_named("cvlbomb" + MARK, "convlens-daemon-" + MARK)}
+        yield {"graded": graded, "kit_changed": before != _tree_hash(kit),
+               "reports_changed": reports != _tree_hash(out), "connections": listener.connections,
+               "left": _processes_named("cvlbomb" + MARK, "convlens-daemon-" + MARK)}
     finally:
         listener.sock.close()
         if old is None:

@@ -1,0 +1,104 @@
+"""Readability of generated images, measured without people (issue 14): ``python bench/bench_feature_vis.py``.
+
+Prints one figure per line, with wall and CPU seconds, after the machine's load average:
+  * class visualizations of notebook 3's classes (flamingo, bell pepper, volcano) by the pixel-space exercise
+    and by the better priors (convlens.feature_vis): p(target) on the image, and robustness: p(target)
+    averaged over 32 random transforms (zoom 0.8-1.2, rotation +-15 degrees, shift +-16 px);
+  * their colour: mean saturation and RMS contrast, beside those of the eight shipped photos;
+  * texture synthesis from noise (notebook 4's three styles, 128 px, 120 L-BFGS evaluations): the
+    colour-histogram distance to the style image, before (block outputs only) and after (stem layer added,
+    then histogram matching), beside the distance between the two halves of the style image.
+
+``--pixel-224`` adds the pixel-space images at notebook 3's former settings (224 px, 150 steps; slow).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+import torch.nn.functional as F
+from _common import machine_line, timed
+
+from helpers import fooling
+from helpers import style_transfer as st
+from convlens import feature_vis as fv
+from convlens.colour import crop_distance, histogram_distance, match_histograms, rms_contrast, saturation
+from convlens.images import load_photos, load_style
+from convlens.model import fast_copy, imagenet_classes, load_model
+from convlens.style import DEFAULT_SETTINGS, compute_style_targets, with_stem
+from convlens.visualize import create_class_visualization
+
+CLASSES = [130, 945, 980]  # notebook 3: flamingo, bell pepper, volcano
+STYLES = ["mosaic", "swirls", "stained_glass"]  # notebook 4's texture synthesis
+
+
+def _row(values) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
+def class_figures(model, photos) -> None:
+    names = ", ".join(imagenet_classes()[c] for c in CLASSES)
+    print(f"shipped photos: saturation {saturation(photos).mean():.2f}, RMS contrast {rms_contrast(photos).mean():.2f}")
+    runs = {
+        "pixel space, 128 px, 100 steps": lambda: create_class_visualization(
+            model, fooling.class_visualization_step, CLASSES, size=128, num_steps=100, l2_reg=3e-3, blur_every=5,
+            blur_sigma=1.0, progress=False),
+        "better priors, 128 px, 96 steps": lambda: fv.class_images(model, CLASSES, size=128, steps=96,
+                                                                   transparent=True, progress=False)[0],
+    }
+    if ARGS.pixel_224:
+        runs["pixel space, 224 px, 150 steps"] = lambda: create_class_visualization(
+            model, fooling.class_visualization_step, CLASSES, size=224, num_steps=150, l2_reg=3e-3, blur_every=5,
+            blur_sigma=1.0, progress=False)
+    print(f"class visualization ({names}); per image:")
+    for name, run in runs.items():
+        images, seconds, cpu = timed(run)
+        with torch.no_grad():
+            p = model(images).softmax(dim=1)[torch.arange(len(CLASSES)), CLASSES]
+        robust = fv.robustness(model, images, CLASSES, transforms=32)
+        print(f"  {name}: {seconds:.1f} s ({cpu:.1f} CPU-s); p(target) {_row(p)}; robustness {_row(robust)} "
+              f"(mean {robust.mean():.2f}); saturation {_row(saturation(images))}; "
+              f"RMS contrast {_row(rms_contrast(images))}")
+
+
+def texture_figures(model) -> None:
+    small = [F.interpolate(load_style(n, 256)[None], size=128, mode="bilinear", antialias=True) for n in STYLES]
+    print(f"texture synthesis ({', '.join(STYLES)}): Hellinger distance of 8x8x8 colour histograms to the style")
+    print(f"  reference, left vs right half of the style image: {_row(crop_distance(s) for s in small)}")
+    before = DEFAULT_SETTINGS.scaled(content=0.0)
+    for name, settings, matched in (("before: blocks 1, 3, 5, 8", before, False),
+                                    ("+ stem layer", with_stem(before), False),
+                                    ("+ stem layer, histogram matched", with_stem(before), True)):
+        def run():
+            targets = [torch.cat(layer) for layer in zip(*[compute_style_targets(model, s, settings, st.gram_matrix)
+                                                           for s in small])]
+            out, _ = st.style_transfer(model, torch.zeros(len(small), 3, 128, 128), targets, settings, steps=120,
+                                       init="noise")
+            return torch.cat([match_histograms(o[None], s) for o, s in zip(out, small)]) if matched else out
+
+        textures, seconds, cpu = timed(run)
+        distance = [histogram_distance(t, s).item() for t, s in zip(textures, small)]
+        print(f"  {name}: {_row(distance)} ({seconds:.1f} s, {cpu:.1f} CPU-s); saturation "
+              f"{_row(saturation(textures))} vs style {_row(saturation(torch.cat(small)))}")
+
+
+def main(argv=None) -> int:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pixel-224", action="store_true", help="also the former 224 px pixel-space images")
+    parser.add_argument("--skip-textures", action="store_true")
+    ARGS = parser.parse_args(argv)
+    print(machine_line())
+    model = fast_copy(load_model("cpu"))
+    class_figures(model, load_photos(size=224)[0])
+    if not ARGS.skip_textures:
+        texture_figures(model)
+    print(machine_line())
+    return 0
+
+
+ARGS = None
+
+if __name__ == "__main__":
+    sys.exit(main())
