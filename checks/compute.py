@@ -48,9 +48,13 @@ def _weights_changed(model: nn.Module, device: torch.device) -> bool:
     if model is not pretrained(str(device)):
         return False
     state, pristine = model.state_dict(), _pristine(str(device))
-    if all(torch.equal(state[k], v) for k, v in pristine.items()):
+    if state.keys() == pristine.keys() and all(torch.equal(state[k], v) for k, v in pristine.items()):
         return False
-    model.load_state_dict(pristine)
+    if state.keys() == pristine.keys():
+        model.load_state_dict(pristine)
+    else:  # layers were replaced: load a fresh model for the next case
+        pretrained.cache_clear()
+        _pristine.cache_clear()
     return True
 
 

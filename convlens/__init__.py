@@ -7,6 +7,8 @@
                  the model-randomization test
     features     what the last layer represents (crops, pooled features)
     visualize    the class-visualization loop, DeepDream, single-channel images
+    feature_vis  feature visualization with better priors (Fourier, decorrelated colour, transformations)
+    colour       colour statistics: saturation, contrast, histogram distance, colour and histogram matching
     style        style-transfer features, settings, targets and the feed-forward style network
     notebook     the one-line set-up of every notebook (path, device, threads, plots)
 

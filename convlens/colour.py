@@ -61,7 +61,7 @@ def match_colours(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
     def stats(v):
         mean = v.mean(dim=2, keepdim=True)
         centred = v - mean
-        return mean, centred @ centred.transpose(1, 2) / v.shape[2] + eye
+        return mean, torch.einsum("ncp,ndp->ncd", centred, centred) / v.shape[2] + eye
 
     def sqrtm(c, power):
         values, vectors = torch.linalg.eigh(c)
@@ -81,7 +81,6 @@ def match_histograms(images: torch.Tensor, reference: torch.Tensor, iterations: 
     out = images.detach().flatten(2).clone()  # (N, 3, P)
     ref = _batch(reference).to(out).flatten(2).expand(out.shape[0], -1, -1)
     ranks = torch.linspace(0, 1, out.shape[2], device=out.device, dtype=out.dtype)
-    quantile_positions = torch.linspace(0, 1, ref.shape[2], device=out.device, dtype=out.dtype)
     for _ in range(iterations):
         basis, _ = torch.linalg.qr(torch.randn(3, 3, generator=generator).to(out))
         projected, target = basis.T @ out, basis.T @ ref  # (N, 3, P), (N, 3, P_ref)
@@ -92,5 +91,4 @@ def match_histograms(images: torch.Tensor, reference: torch.Tensor, iterations: 
             wanted = wanted[..., index]
         moved = torch.empty_like(projected).scatter_(2, order, wanted)
         out = out + basis @ (moved - projected)
-    del quantile_positions
     return out.view_as(images).clamp(0, 1)

@@ -122,17 +122,22 @@ def lucid_view(images: torch.Tensor, generator: torch.Generator, pad: int = 12, 
     return random_affine(padded, generator, scale, degrees, jitter, padding_mode="border")
 
 
-def random_backgrounds(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Smooth random colour fields (a 4 x 4 grid of random colours, bicubic-upsampled): (count, 3, size, size)
-    in [0, 1]. A transparent image is composited on a new one at every step."""
+def random_backgrounds(count: int, size: int, generator: torch.Generator, flat: float = 0.5) -> torch.Tensor:
+    """Random backgrounds, (count, 3, size, size) in [0, 1]: a uniform grey with probability ``flat`` (the kind
+    the result is shown on), else a smooth colour field (a 4 x 4 grid of random colours, bicubic-upsampled). A
+    transparent image is composited on new ones at every step."""
     coarse = torch.rand(count, 3, 4, 4, generator=generator)
-    return F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    fields = F.interpolate(coarse, size=size, mode="bicubic", align_corners=False).clamp(0, 1)
+    greys = torch.rand(count, 1, 1, 1, generator=generator).expand(count, 3, size, size)
+    pick = (torch.rand(count, 1, 1, 1, generator=generator) < flat).expand_as(fields)
+    return torch.where(pick, greys, fields)
 
 
 def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 128, lr: float = 0.05,
                    transparent: bool = False, alpha_weight: float = 10.0, prior: float = 30.0, blur: float = 1.5,
                    decay_power: float = 1.0, pad: int = 12, jitter: int = 8, scale=(0.9, 1.1),
-                   degrees: float = 10.0, background: float = 0.9, seed: int = 0, progress: bool = True,
+                   degrees: float = 10.0, background: float = 0.9, flat: float = 0.5, seed: int = 0,
+                   progress: bool = True,
                    desc: str = "better priors"):
     """Raise ``objective(fast_model, views) -> (N,)`` with Adam on a :class:`FourierImage` seen through
     :func:`lucid_view`, blurred by ``blur`` pixels (0: not blurred).
@@ -162,7 +167,7 @@ def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 1
         return alpha * rgb + (1 - alpha) * back, rgb, alpha
 
     for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        back = random_backgrounds(batch, size, generator).to(device) if transparent else 0.0
+        back = random_backgrounds(batch, size, generator, flat).to(device) if transparent else 0.0
         image, _, alpha = render(back)
         views = lucid_view(image, generator, pad, jitter, scale, degrees)
         if blur:

@@ -178,3 +178,16 @@ def side_by_side(left: torch.Tensor, right: torch.Tensor, size: int = 224) -> to
     halves = [F.interpolate(img[None], size=(size, size // 2), mode="bilinear", antialias=True,
                             align_corners=False)[0] for img in (left, right)]
     return torch.cat(halves, dim=-1).clamp(0, 1)
+
+
+def load_more_photos(size: int = 224, datasets_dir: Path = DATASETS_DIR):
+    """The photos of datasets/more_photos.csv, which have no ImageNet label: other images of related content
+    (another portrait, more round things) for the nearest-neighbour figure of notebook 1.
+
+    Returns:
+        images (N, 3, size, size) float32 in [0, 1] (centre crops) and their names, in file order.
+    """
+    with open(datasets_dir / "more_photos.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    images = torch.stack([load_image(datasets_dir / "more_photos" / row["file"], size) for row in rows])
+    return images, [row["name"] for row in rows]

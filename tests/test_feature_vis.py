@@ -95,3 +95,15 @@ def test_colour_statistics():
     noise = torch.rand(2, 3, 16, 16)
     matched = colour.match_colours(noise * 0.2, noise[:1])
     torch.testing.assert_close(matched.mean(dim=(2, 3)), noise[:1].mean(dim=(2, 3)).expand(2, 3), atol=0.02, rtol=0)
+
+
+def test_histogram_matching_takes_the_reference_colours():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(2, 3, 24, 24, generator=generator) * 0.3  # dark
+    reference = torch.rand(1, 3, 32, 32, generator=generator) * 0.4 + 0.6  # bright, another size
+    matched = colour.match_histograms(image, reference)
+    assert matched.shape == image.shape
+    before = colour.histogram_distance(image, reference)
+    after = colour.histogram_distance(matched, reference)
+    assert (after < 0.5 * before).all()
+    torch.testing.assert_close(matched.mean(dim=(2, 3)), reference.mean(dim=(2, 3)).expand(2, 3), atol=0.02, rtol=0)

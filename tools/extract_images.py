@@ -4,7 +4,7 @@ into datasets/. Run once by a maintainer (those three packages are not needed by
     python tools/extract_images.py
 
 Photos are saved as JPEG (quality 92) with the longer side capped at 640 px; textures as PNG.
-Sources and licences are recorded by hand in datasets/README.md and datasets/photos.csv.
+Sources and licences are recorded by hand in datasets/README.md, datasets/photos.csv and datasets/more_photos.csv.
 """
 from pathlib import Path
 
@@ -45,6 +45,9 @@ def main() -> None:
     }
     for name, array in photos.items():
         _save(array, ROOT / "photos" / f"{name}.jpg")
+    # No ImageNet label: the neighbour figure of notebook 1 (datasets/more_photos.csv).
+    for name in ("astronaut", "coins"):
+        _save(getattr(skdata, name)(), ROOT / "more_photos" / f"{name}.jpg")
     for name in ("brick", "gravel", "grass"):
         _save(getattr(skdata, name)(), ROOT / "styles" / f"{name}.png")
 
