@@ -26,6 +26,7 @@ from convlens import feature_vis as fv
 from convlens.colour import crop_distance, histogram_distance, match_histograms, rms_contrast, saturation
 from convlens.images import load_photos, load_style
 from convlens.model import fast_copy, imagenet_classes, load_model
+from convlens.runtime import choose_threads
 from convlens.style import DEFAULT_SETTINGS, compute_style_targets, with_stem
 from convlens.visualize import create_class_visualization
 
@@ -89,6 +90,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pixel-224", action="store_true", help="also the former 224 px pixel-space images")
     parser.add_argument("--skip-textures", action="store_true")
     ARGS = parser.parse_args(argv)
+    torch.set_num_threads(choose_threads())  # the notebooks' thread rule, so CPU-s compare with theirs
     print(machine_line())
     model = fast_copy(load_model("cpu"))
     class_figures(model, load_photos(size=224)[0])

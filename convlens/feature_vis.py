@@ -9,9 +9,13 @@ Parameterizations"), written for this kit in torch:
 * the three channels live in a **decorrelated colour space** (the square root of ImageNet's colour
   covariance), then a sigmoid maps them into [0, 1]: a step changes brightness and colour in proportions
   natural images have, instead of pushing R, G and B apart;
-* each step sees a **randomly transformed view** (padding, shifts, scale 0.9-1.1, rotation +-10 degrees):
-  only patterns that survive these transformations pay off;
+* each step sees a **randomly transformed view** (padding, shifts, scale 0.9-1.1, rotation +-10 degrees,
+  a slight blur): only patterns that survive these transformations pay off;
 * **Adam** does the ascent.
+
+Two additions for readability, both measured in bench/bench_feature_vis.py and tools/blind_test.py: a Gaussian
+prior on the whitened spectrum (a photo's contrast, not a saturated one) and, for class images, transparency
+over random backgrounds (Mordvintsev et al. 2018), so the object stands on a plain background.
 
 Images are float RGB in [0, 1], shape (N, 3, H, W).
 """
@@ -33,8 +37,6 @@ COLOUR_SQRT = torch.tensor([[0.26, 0.09, 0.02],
                             [0.27, 0.00, -0.05],
                             [0.27, -0.09, 0.03]])
 COLOUR_SQRT = COLOUR_SQRT / COLOUR_SQRT.norm(dim=0).max()
-
-
 NATURAL_RMS = 0.2  # RMS of the spectrum coefficients of the shipped photos (128 px, logit of the pixels)
 
 
@@ -137,8 +139,7 @@ def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 1
                    transparent: bool = False, alpha_weight: float = 10.0, prior: float = 30.0, blur: float = 1.5,
                    decay_power: float = 1.0, pad: int = 12, jitter: int = 8, scale=(0.9, 1.1),
                    degrees: float = 10.0, background: float = 0.9, flat: float = 0.5, seed: int = 0,
-                   progress: bool = True,
-                   desc: str = "better priors"):
+                   progress: bool = True, desc: str = "better priors"):
     """Raise ``objective(fast_model, views) -> (N,)`` with Adam on a :class:`FourierImage` seen through
     :func:`lucid_view`, blurred by ``blur`` pixels (0: not blurred).
 
