@@ -3,9 +3,11 @@
 Prints the machine line (cores, torch threads, load average), then per change, at 224 px, the wall and CPU
 seconds of one update with nothing cached (best and median of ``--repeats``): a new photo (load, forward
 pass, top 5, map, deletion curve), a new class, and each method. "map" is when the picture is sent; the
-deletion curve follows. Target: <= 0.5 s per update for the single-pass gradient methods on a quiet 2-core
-CPU with the notebooks' thread rule (convlens.runtime.choose_threads). On a busy machine wall time is
-pessimistic; CPU time of this process is the better guide there (a quiet core runs about that fast).
+deletion curve follows; for Integrated Gradients and SmoothGrad "picture" is their first look (a few passes)
+and "full map" the final one. Target: <= 0.5 s per update for the gradient methods on a quiet 2-core CPU with
+the notebooks' thread rule (convlens.runtime.choose_threads): the whole update for a single-pass method, the
+first picture for a multi-pass one. On a busy machine wall time is pessimistic; CPU time of this process is
+the better guide there (a quiet core runs about that fast).
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ SINGLE_PASS = ("Saliency (your saliency_map)", "Grad-CAM (your grad_cam)", "Sali
                "Input × Gradient (Captum)", "Guided Backprop (Captum)", "Grad-CAM (Captum LayerGradCam)")
 
 
-def measure(ex, prepare, act, repeats: int) -> tuple[list[float], list[float], list[float]]:
-    """(wall, CPU, wall until the picture) seconds of ``act()`` after ``prepare()`` emptied the caches."""
-    walls, cpus, maps = [], [], []
+def measure(ex, prepare, act, repeats: int) -> tuple[list[float], ...]:
+    """(wall, CPU, wall until the first picture, wall until the final picture) seconds of ``act()`` after
+    ``prepare()`` emptied the caches."""
+    walls, cpus, maps, finals = [], [], [], []
     for _ in range(repeats):
         prepare()
         start, cpu = time.perf_counter(), time.process_time()
@@ -31,7 +34,8 @@ def measure(ex, prepare, act, repeats: int) -> tuple[list[float], list[float], l
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)
         maps.append(walls[-1] - (ex.timing["total"] - ex.timing["map"]))
-    return walls, cpus, maps
+        finals.append(walls[-1] - (ex.timing["total"] - ex.timing["final map"]))
+    return walls, cpus, maps, finals
 
 
 def main() -> int:
@@ -75,16 +79,20 @@ def main() -> int:
               lambda name=name: ex.select(method=name)) for name in ex.method.options]
     rows.append(("chosen again (cached)", lambda: ex.select(method=SINGLE_PASS[1]),
                  lambda: ex.select(method=SINGLE_PASS[0])))
-    print(f"{'change':<46}{'wall best':>10}{'median':>8}{'CPU best':>10}{'median':>8}{'picture':>9}  target")
+    print(f"{'change':<46}{'wall best':>10}{'median':>8}{'CPU best':>10}{'median':>8}{'picture':>9}"
+          f"{'full map':>9}  target")
     for label, prepare, act in rows:
-        walls, cpus, maps = measure(ex, prepare, act, args.repeats)
+        walls, cpus, maps, finals = measure(ex, prepare, act, args.repeats)
         single = label.startswith("new") or any(name in label for name in SINGLE_PASS) or "block10" in label
-        verdict = ("ok" if statistics.median(cpus) <= TARGET_S else "OVER") if single else "-"
+        # single-pass: the whole update (CPU); multi-pass: until the first picture (wall, as CPU is not split)
+        timed = statistics.median(cpus) if single else statistics.median(maps)
+        verdict = ("ok" if timed <= TARGET_S else "OVER") if "cached" not in label else "-"
         print(f"{label:<46}{min(walls):>10.3f}{statistics.median(walls):>8.3f}{min(cpus):>10.3f}"
-              f"{statistics.median(cpus):>8.3f}{min(maps):>9.3f}  {verdict}")
+              f"{statistics.median(cpus):>8.3f}{min(maps):>9.3f}{min(finals):>9.3f}  {verdict}")
     load1, load5, _ = os.getloadavg()
     print(f"load average at the end: {load1:.1f} (1 min), {load5:.1f} (5 min); target {TARGET_S} s applies to "
-          "the single-pass methods and new photo/class (CPU seconds here, wall on a quiet machine)")
+          "the single-pass methods and new photo/class (CPU seconds here, wall on a quiet machine), and to the first "
+          "picture of the multi-pass ones")
     return 0
 
 

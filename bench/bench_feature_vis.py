@@ -6,8 +6,9 @@ Prints one figure per line, with wall and CPU seconds, after the machine's load 
     averaged over 32 random transforms (zoom 0.8-1.2, rotation +-15 degrees, shift +-16 px);
   * their colour: mean saturation and RMS contrast, beside those of the eight shipped photos;
   * texture synthesis from noise (notebook 4's three styles, 128 px, 120 L-BFGS evaluations): the
-    colour-histogram distance to the style image, before (block outputs only) and after (stem layer added,
-    then histogram matching), beside the distance between the two halves of the style image.
+    colour-histogram distance to the style image, before (block outputs only) and with the stem layer added,
+    each then histogram matched (12 or 100 iterations, blurred first or not), beside the distance between the
+    two halves of the style image.
 
 ``--pixel-224`` adds the pixel-space images at notebook 3's former settings (224 px, 150 steps; slow).
 """
@@ -68,33 +69,37 @@ def texture_figures(model) -> None:
     print(f"texture synthesis ({', '.join(STYLES)}): Hellinger distance of 8x8x8 colour histograms to the style")
     print(f"  reference, left vs right half of the style image: {_row(crop_distance(s) for s in small)}")
     before = DEFAULT_SETTINGS.scaled(content=0.0)
-    for name, settings, matched in (("before: blocks 1, 3, 5, 8", before, False),
-                                    ("+ stem layer", with_stem(before), False),
-                                    ("+ stem layer, histogram matched", with_stem(before), True)):
+    for name, settings in (("before: blocks 1, 3, 5, 8", before), ("+ stem layer", with_stem(before))):
         def run():
             targets = [torch.cat(layer) for layer in zip(*[compute_style_targets(model, s, settings, st.gram_matrix)
                                                            for s in small])]
             out, _ = st.style_transfer(model, torch.zeros(len(small), 3, 128, 128), targets, settings, steps=120,
                                        init="noise")
-            return torch.cat([match_histograms(o[None], s) for o, s in zip(out, small)]) if matched else out
+            return out
 
         textures, seconds, cpu = timed(run)
-        distance = [histogram_distance(t, s).item() for t, s in zip(textures, small)]
-        print(f"  {name}: {_row(distance)} ({seconds:.1f} s, {cpu:.1f} CPU-s); saturation "
-              f"{_row(saturation(textures))} vs style {_row(saturation(torch.cat(small)))}")
+        styles = torch.cat(small)
+        for label, matched in ((name, textures),
+                               ("    histogram matched, 12 iterations", match_histograms(textures, styles, 12)),
+                               ("    histogram matched, 100 iterations", match_histograms(textures, styles)),
+                               ("    blurred 0.7 px, histogram matched", match_histograms(textures, styles, blur=0.7))):
+            distance = histogram_distance(matched, styles).tolist()
+            print(f"  {label}: {_row(distance)}; saturation {_row(saturation(matched))} vs style "
+                  f"{_row(saturation(styles))}" + (f" ({seconds:.1f} s, {cpu:.1f} CPU-s)" if label == name else ""))
 
 
 def main(argv=None) -> int:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pixel-224", action="store_true", help="also the former 224 px pixel-space images")
-    parser.add_argument("--skip-textures", action="store_true")
+    parser.add_argument("--only", choices=["classes", "textures"], help="one part only")
     ARGS = parser.parse_args(argv)
     torch.set_num_threads(choose_threads())  # the notebooks' thread rule, so CPU-s compare with theirs
     print(machine_line())
     model = fast_copy(load_model("cpu"))
-    class_figures(model, load_photos(size=224)[0])
-    if not ARGS.skip_textures:
+    if ARGS.only != "textures":
+        class_figures(model, load_photos(size=224)[0])
+    if ARGS.only != "classes":
         texture_figures(model)
     print(machine_line())
     return 0

@@ -53,13 +53,17 @@ def run(name: str, threads: str | None, competitor: bool) -> tuple[float, float,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS)
+    parser.add_argument("--threads", choices=["both", "kit"], default="both",
+                        help="'kit': only the kit's setting (default threads next to a competitor can take 40x "
+                             "the quiet time, over ten minutes for notebook 4)")
     args = parser.parse_args(argv)
     print(machine_line())
     stated = readme_times()
     cores = str(len(os.sched_getaffinity(0)))
     for name in args.notebooks:
         print(f"{name} (README: {stated.get(name, '?')})")
-        for label, threads in ((f"default threads ({cores})", cores), ("kit's setting", None)):
+        settings = [(f"default threads ({cores})", cores), ("kit's setting", None)]
+        for label, threads in settings[1:] if args.threads == "kit" else settings:
             quiet = run(name, threads, competitor=False)
             busy = run(name, threads, competitor=True)
             print(f"  {label:<22} quiet {quiet[0]:6.1f} s wall {quiet[1]:6.1f} s CPU (load {quiet[2]:.1f}) | "

@@ -10,7 +10,9 @@ A method whose exercise is not written yet shows a message instead of a map.
 Speed: the model is copied once (``fast_copy``), each photo's forward pass and top 5 are kept, and every
 map and curve is kept per (photo, class, method, layer), so going back is instant. A new single-pass map
 costs one forward and backward pass plus ``deletion_steps - 1`` forward passes for the curve (its two ends
-are cached); the picture is sent before the curve is computed. bench/bench_explorer.py measures it.
+are cached); the picture is sent before the curve is computed. Integrated Gradients and SmoothGrad need many
+passes: they send a first look from ``preview_passes`` passes, then the full map. bench/bench_explorer.py
+measures it.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -39,25 +41,61 @@ CAPTUM_NOTES = ".*(backward hooks|required_grads|require gradients)"  # expected
 CSS = "convlens-"  # prefix of the classes the widgets carry, so a browser test can find them
 
 
-def _captum_methods(ig_steps: int, smooth_samples: int) -> dict[str, Callable]:
+class Refined(NamedTuple):
+    """A multi-pass method shown twice: ``preview`` (a few passes) within the update target, then ``full``."""
+    preview: Callable
+    full: Callable
+    passes: tuple[int, int]  # (preview, full)
+
+
+def _smoothgrad(passes: int, seed: int) -> Callable:
+    """SmoothGrad (Captum's NoiseTunnel over Saliency, noise sd 0.1) with its own noise seed, per channel."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    def run(m, x, y, layer):
+        torch.manual_seed(seed)
+        return NoiseTunnel(Saliency(m)).attribute(x, target=y, nt_type="smoothgrad", nt_samples=passes,
+                                                  stdevs=0.1, abs=True)
+    return run
+
+
+def _captum_methods(ig_steps: int, smooth_samples: int, preview_passes: int) -> dict[str, Callable | Refined]:
     """name -> function(model, x (1, 3, H, W), y (1,), layer) -> (1, H, W) ranking, larger = more important.
-    Signed methods rank by the signed channel sum, the others by the channel max of |a|, as in notebook 1."""
-    from captum.attr import (GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, NoiseTunnel,
-                             Saliency)
+    Signed methods rank by the signed channel sum, the others by the channel max of |a|, as in notebook 1.
+    Integrated Gradients and SmoothGrad are :class:`Refined`: a first look from ``preview_passes`` passes
+    (Gauss-Legendre points; noise samples), then the full count (SmoothGrad reuses the preview's samples)."""
+    from captum.attr import GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, Saliency
 
     def grad_cam(m, x, y, layer):
         small = LayerGradCam(m, get_layer(m, layer)).attribute(x, target=y, relu_attributions=True)
         return LayerAttribution.interpolate(small, tuple(x.shape[-2:]), "bilinear")[:, 0]
+
+    def ig(steps):
+        return lambda m, x, y, layer: integrated_gradients(m, x, y, steps=steps).sum(1)
+
+    first, rest = _smoothgrad(preview_passes, 0), _smoothgrad(smooth_samples - preview_passes, 1)
+    cache = {}  # the preview's per-channel mean, for the full run on the same input
+
+    def smooth_preview(m, x, y, layer):
+        cache.clear()
+        cache[(x.data_ptr(), int(y))] = mean = first(m, x, y, layer)
+        return mean.amax(1)
+
+    def smooth_full(m, x, y, layer):
+        mean = cache.pop((x.data_ptr(), int(y)), None)
+        mean = first(m, x, y, layer) if mean is None else mean
+        mean = (preview_passes * mean + (smooth_samples - preview_passes) * rest(m, x, y, layer)) / smooth_samples
+        return mean.amax(1)
 
     return {
         "Saliency (Captum)": lambda m, x, y, layer: Saliency(m).attribute(x, target=y, abs=True).amax(1),
         "Input × Gradient (Captum)": lambda m, x, y, layer: InputXGradient(m).attribute(x, target=y).sum(1),
         "Guided Backprop (Captum)": lambda m, x, y, layer: GuidedBackprop(m).attribute(x, target=y).abs().amax(1),
         CAPTUM_GRAD_CAM: grad_cam,
-        f"Integrated Gradients ({ig_steps} passes)":
-            lambda m, x, y, layer: integrated_gradients(m, x, y, steps=ig_steps).sum(1),
-        f"SmoothGrad ({smooth_samples} passes)": lambda m, x, y, layer: NoiseTunnel(Saliency(m)).attribute(
-            x, target=y, nt_type="smoothgrad", nt_samples=smooth_samples, stdevs=0.1, abs=True).amax(1),
+        f"Integrated Gradients ({ig_steps} passes)": Refined(ig(preview_passes), ig(ig_steps),
+                                                             (preview_passes, ig_steps)),
+        f"SmoothGrad ({smooth_samples} passes)": Refined(smooth_preview, smooth_full,
+                                                         (preview_passes, smooth_samples)),
     }
 
 
@@ -106,7 +144,7 @@ class Explorer:
     """
 
     def __init__(self, model, saliency=None, grad_cam=None, size: int = 224, deletion_steps: int = 6,
-                 ig_steps: int = 16, smooth_samples: int = 8, photos=None):
+                 ig_steps: int = 16, smooth_samples: int = 8, preview_passes: int = 3, photos=None):
         import ipywidgets as w
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -117,13 +155,13 @@ class Explorer:
         self._cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # RNGs to fork
         self.classes = imagenet_classes()
         self.by_name = {name.lower(): i for i, name in enumerate(self.classes)}
-        self.methods: dict[str, Callable] = {}
+        self.methods: dict[str, Callable | Refined] = {}
         if saliency is not None:
             self.methods[YOURS_SALIENCY] = lambda m, x, y, layer: saliency(m, x, y)
         if grad_cam is not None:
             self.methods[YOURS_GRAD_CAM] = lambda m, x, y, layer: grad_cam(m, x, y, layer=layer)
         self.students = {YOURS_SALIENCY: saliency, YOURS_GRAD_CAM: grad_cam}
-        self.methods.update(_captum_methods(ig_steps, smooth_samples))
+        self.methods.update(_captum_methods(ig_steps, smooth_samples, preview_passes))
         self.photos = {p.name: p for p in (photos or read_photo_table())}
         self.images: dict[str, torch.Tensor] = {}  # photo key -> (1, 3, size, size) channels_last
         self.probs: dict[str, torch.Tensor] = {}  # photo key -> (1000,) softmax of the unchanged photo
@@ -289,22 +327,21 @@ class Explorer:
         if student is not None:
             _reload_helpers()
         cache_key = (key, label, name, layer, getattr(student, "__code__", None))  # new code: new map
+        method = self.methods[name]
+        self.timing.clear()
         start = time.perf_counter()
         if cache_key in self.results:
             heat, curve = self.results[cache_key]
         else:
-            self._say(f"computing {html.escape(name)} ...")  # shown at once: a multi-pass method takes seconds
+            self._say(f"computing {html.escape(name)} ...")
             try:
-                y = torch.tensor([label], device=self.device)
-                # Fixed seed: SmoothGrad's noise, so the same choice always shows the same map.
-                with warnings.catch_warnings(), torch.random.fork_rng(devices=self._cuda):
-                    warnings.filterwarnings("ignore", message=CAPTUM_NOTES)
-                    torch.manual_seed(0)
-                    heat = self.methods[name](self.model, image, y, layer)
-                if not isinstance(heat, torch.Tensor) or tuple(heat.shape) != (1, *image.shape[-2:]):
-                    shape = tuple(heat.shape) if isinstance(heat, torch.Tensor) else type(heat).__name__
-                    raise ValueError(f"returned {shape}; expected a map of shape {(1, *image.shape[-2:])}")
-                heat = heat.detach().float()
+                if isinstance(method, Refined):  # a first look within the target, then the full count
+                    self._show(image, self._map(method.preview, image, label, layer))
+                    self.timing["map"] = time.perf_counter() - start
+                    self._say(f"{html.escape(name)}: first look from {method.passes[0]} passes; "
+                              f"refining with {method.passes[1]} ...")
+                    method = method.full
+                heat = self._map(method, image, label, layer)
             except NotImplementedError:
                 self.picture.value = overlay_png(image[0], None)
                 self._draw_curve(None, f"no map: {name}\nis not written yet")
@@ -318,8 +355,9 @@ class Explorer:
                           error=True)
                 return
             curve = None
-        self.timing["map"] = time.perf_counter() - start
-        self.picture.value = overlay_png(image[0], heat[0])  # sent now: the curve follows
+        self.timing.setdefault("map", time.perf_counter() - start)
+        self._show(image, heat)  # sent now: the curve follows
+        self.timing["final map"] = time.perf_counter() - start
         if curve is None:
             curve = self._deletion_curve(key, label, heat[0])
             self.results[cache_key] = (heat, curve)
@@ -330,6 +368,22 @@ class Explorer:
                   f"(p = {self.probs[key][label]:.1%}) on {html.escape(key)}: deletion area "
                   f"{causal_scores(curve).item():.3g} (lower: the map found what the class needs); "
                   f"{self.timing['total']:.2f} s")
+
+    def _map(self, method: Callable, image: torch.Tensor, label: int, layer) -> torch.Tensor:
+        """One method's map (1, H, W), float, detached; a wrong shape raises ValueError."""
+        y = torch.tensor([label], device=self.device)
+        # Fixed seed: SmoothGrad's noise, so the same choice always shows the same map.
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=self._cuda):
+            warnings.filterwarnings("ignore", message=CAPTUM_NOTES)
+            torch.manual_seed(0)
+            heat = method(self.model, image, y, layer)
+        if not isinstance(heat, torch.Tensor) or tuple(heat.shape) != (1, *image.shape[-2:]):
+            shape = tuple(heat.shape) if isinstance(heat, torch.Tensor) else type(heat).__name__
+            raise ValueError(f"returned {shape}; expected a map of shape {(1, *image.shape[-2:])}")
+        return heat.detach().float()
+
+    def _show(self, image: torch.Tensor, heat: torch.Tensor) -> None:
+        self.picture.value = overlay_png(image[0], heat[0])
 
     def _deletion_curve(self, key: str, label: int, heat: torch.Tensor) -> torch.Tensor:
         """causal_curves(mode="deletion") for one image, with its two ends from the cache: the photo's own

@@ -144,3 +144,25 @@ def test_the_deletion_curve_is_the_librarys(ex):
     ours = ex._deletion_curve(key, label, heat)
     library = causal_curves(ex.model, ex.images[key], torch.tensor([label]), heat[None], steps=STEPS)[0]
     assert torch.allclose(ours, library, atol=1e-5)
+
+
+@pytest.mark.parametrize("prefix", ["Integrated Gradients", "SmoothGrad"])
+def test_a_multi_pass_method_shows_a_first_look_then_the_full_map(ex, prefix):
+    pictures = []
+    ex.picture.observe(lambda change: pictures.append(change["new"]), "value")
+    name = next(m for m in ex.method.options if m.startswith(prefix))
+    ex.select(method=name)
+    assert len(pictures) == 2 and pictures[0] != pictures[1]  # the first look, then the full map
+    assert ex.timing["map"] < ex.timing["final map"] <= ex.timing["total"]
+    (heat, _), = [value for key, value in ex.results.items() if key[2] == name]
+    if prefix == "Integrated Gradients":  # the full map is Captum's IG with all the steps
+        from captum.attr import IntegratedGradients
+
+        image = ex.images[ex.photo.value]
+        expected = IntegratedGradients(ex.model).attribute(image, target=int(ex.klass.value), n_steps=16).sum(1)
+        # Batched differently, a ReLU6 kink can flip at a path point (see test_saliency): compare as a whole.
+        assert (heat - expected).norm() < 1e-2 * expected.norm()
+    pictures.clear()
+    ex.select(method=YOURS_SALIENCY)
+    ex.select(method=name)  # kept: one picture, at once
+    assert len(pictures) == 2 and "first look" not in ex.message.value
