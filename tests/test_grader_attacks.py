@@ -172,7 +172,7 @@ ATTACKS = {
         import torch
         hog = []
         while True:
-            hog.append(torch.ones(1 << 28))
+            hog.append(torch.ones(1 << 30))  # 4 GB at once: the memory limit stops it before any CPU limit
     """), ["fooling/fooling_step"]),
     # the network: a server of the grader's machine (loopback) and the outside
     "k_network": (attack("grad_cam", """
