@@ -48,23 +48,13 @@ class Refined(NamedTuple):
     passes: tuple[int, int]  # (preview, full)
 
 
-def _smoothgrad(passes: int, seed: int) -> Callable:
-    """SmoothGrad (Captum's NoiseTunnel over Saliency, noise sd 0.1) with its own noise seed, per channel."""
-    from captum.attr import NoiseTunnel, Saliency
-
-    def run(m, x, y, layer):
-        torch.manual_seed(seed)
-        return NoiseTunnel(Saliency(m)).attribute(x, target=y, nt_type="smoothgrad", nt_samples=passes,
-                                                  stdevs=0.1, abs=True)
-    return run
-
-
 def _captum_methods(ig_steps: int, smooth_samples: int, preview_passes: int) -> dict[str, Callable | Refined]:
     """name -> function(model, x (1, 3, H, W), y (1,), layer) -> (1, H, W) ranking, larger = more important.
     Signed methods rank by the signed channel sum, the others by the channel max of |a|, as in notebook 1.
     Integrated Gradients and SmoothGrad are :class:`Refined`: a first look from ``preview_passes`` passes
-    (Gauss-Legendre points; noise samples), then the full count (SmoothGrad reuses the preview's samples)."""
-    from captum.attr import GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, Saliency
+    (Gauss-Legendre points; noise samples), then the full count."""
+    from captum.attr import (GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, NoiseTunnel,
+                             Saliency)
 
     def grad_cam(m, x, y, layer):
         small = LayerGradCam(m, get_layer(m, layer)).attribute(x, target=y, relu_attributions=True)
@@ -73,19 +63,9 @@ def _captum_methods(ig_steps: int, smooth_samples: int, preview_passes: int) -> 
     def ig(steps):
         return lambda m, x, y, layer: integrated_gradients(m, x, y, steps=steps).sum(1)
 
-    first, rest = _smoothgrad(preview_passes, 0), _smoothgrad(smooth_samples - preview_passes, 1)
-    cache = {}  # the preview's per-channel mean, for the full run on the same input
-
-    def smooth_preview(m, x, y, layer):
-        cache.clear()
-        cache[(x.data_ptr(), int(y))] = mean = first(m, x, y, layer)
-        return mean.amax(1)
-
-    def smooth_full(m, x, y, layer):
-        mean = cache.pop((x.data_ptr(), int(y)), None)
-        mean = first(m, x, y, layer) if mean is None else mean
-        mean = (preview_passes * mean + (smooth_samples - preview_passes) * rest(m, x, y, layer)) / smooth_samples
-        return mean.amax(1)
+    def smoothgrad(samples):
+        return lambda m, x, y, layer: NoiseTunnel(Saliency(m)).attribute(
+            x, target=y, nt_type="smoothgrad", nt_samples=samples, stdevs=0.1, abs=True).amax(1)
 
     return {
         "Saliency (Captum)": lambda m, x, y, layer: Saliency(m).attribute(x, target=y, abs=True).amax(1),
@@ -94,7 +74,7 @@ def _captum_methods(ig_steps: int, smooth_samples: int, preview_passes: int) -> 
         CAPTUM_GRAD_CAM: grad_cam,
         f"Integrated Gradients ({ig_steps} passes)": Refined(ig(preview_passes), ig(ig_steps),
                                                              (preview_passes, ig_steps)),
-        f"SmoothGrad ({smooth_samples} passes)": Refined(smooth_preview, smooth_full,
+        f"SmoothGrad ({smooth_samples} passes)": Refined(smoothgrad(preview_passes), smoothgrad(smooth_samples),
                                                          (preview_passes, smooth_samples)),
     }
 
