@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""convlens command line. Needs only Python 3.10+ to start; it builds its own environment in .venv/.
+"""convlens command line. Needs Python 3.11 or newer (it says so if the interpreter is older); it builds its
+own environment in .venv/.
 
 Run ``python3 kit.py`` for the commands this copy of the kit has (the student kit has fewer). Set
 CONVLENS_PYTHON=/path/to/python to use an existing environment (a conda env, say) instead of .venv/.
@@ -17,6 +18,41 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 REQUIREMENTS = ROOT / "requirements.txt"
 STAMP = VENV / ".requirements.sha256"
+# The oldest Python the pinned packages install on (numpy, scipy, matplotlib, pillow and scikit-learn at
+# their pins need 3.11, and the grader reads TOML with the standard library's tomllib).
+OLDEST_PYTHON = (3, 11)
+LAB_SETTINGS = ".lab-settings"  # under notebooks/: JupyterLab's overrides.json for `kit.py lab`
+# Markers of the tests that only `kit.py test --all` runs (pytest.ini says what each is).
+FULL_TIER_ONLY = ("slow", "browser", "corpus", "rebuild")
+
+
+class SetupError(RuntimeError):
+    """The environment cannot be built or used; the message is one line that says what to do."""
+
+
+def _python_version(python) -> tuple[int, int]:
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return sys.version_info[:2]
+    out = subprocess.run([str(python), "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SetupError(f"cannot run {python}: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+    major, minor = out.stdout.split()
+    return int(major), int(minor)
+
+
+def _require_version(python, what: str) -> None:
+    found = _python_version(python)
+    if found < OLDEST_PYTHON:
+        need = ".".join(map(str, OLDEST_PYTHON))
+        raise SetupError(f"{what} is Python {found[0]}.{found[1]}; the kit needs Python {need} or newer. Install "
+                         f"Python {need} or newer (python.org, your package manager, or conda) and run kit.py "
+                         f"with it: python{need} kit.py ...")
+
+
+def kit_env() -> dict:
+    """The environment every process of the kit runs in: this one, with the kit's root importable."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def _venv_python() -> Path:
@@ -26,7 +62,10 @@ def _venv_python() -> Path:
 def setup() -> Path:
     """Create .venv/ and install requirements.txt into it, unless it is already up to date."""
     if os.environ.get("CONVLENS_PYTHON"):
-        return Path(os.environ["CONVLENS_PYTHON"])
+        python = Path(os.environ["CONVLENS_PYTHON"])
+        _require_version(python, f"CONVLENS_PYTHON ({python})")
+        return python
+    _require_version(sys.executable, f"this interpreter ({sys.executable})")
     python = _venv_python()
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
@@ -35,8 +74,11 @@ def setup() -> Path:
         print(f"creating {VENV.name}/ ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing requirements.txt (a few minutes the first time) ...", flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                    "-r", str(REQUIREMENTS)], check=True)
+    done = subprocess.run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                           "-r", str(REQUIREMENTS)])
+    if done.returncode != 0:
+        raise SetupError(f"pip could not install requirements.txt into {VENV.name}/ (its messages are above); "
+                         "check the network or free disk space (about 6 GB), then run the command again")
     STAMP.write_text(digest)
     return python
 
@@ -44,8 +86,7 @@ def setup() -> Path:
 def _in(python: Path, *args: str, cwd: Path | None = None) -> int:
     """Run ``python args`` with the kit importable; return its exit code. Paths the user gives stay
     relative to where they ran kit.py (``cwd=None``); the test suite runs from the kit's root."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.call([str(python), *args], cwd=cwd, env=env)
+    return subprocess.call([str(python), *args], cwd=cwd, env=kit_env())
 
 
 def _option(args: list[str], *names: str) -> str | None:
@@ -82,20 +123,33 @@ def _lab(python: Path, args: list[str]) -> int:
     if token is None:
         token = secrets.token_hex(24)
         args.append(f"--IdentityProvider.token={token}")
+    # JupyterLab's own settings mechanism, in a folder the kit owns: its overrides.json turns off the news
+    # pop-up and the update check for this JupyterLab only (the student's own JupyterLab is untouched).
+    args += [f"--LabApp.app_settings_dir={ROOT / 'notebooks' / LAB_SETTINGS}",
+             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     ip = _option(args, "--ip", "--ServerApp.ip")
     host = "localhost" if ip in (None, "", "0.0.0.0", "::") else ip
     print(f"kit.py lab: open http://{host}:{port}/lab" + (f"?token={token}" if token else "")
           + "  (Ctrl-C twice stops JupyterLab)", flush=True)
     # An absolute interpreter path: Jupyter runs in notebooks/, where a relative $CONVLENS_PYTHON would miss.
     # abspath, not resolve(): a virtual environment's python is a symlink that must stay one.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([os.path.abspath(python), "-m", "jupyter", "lab", *args], cwd=ROOT / "notebooks",
-                               env=env)
+                               env=kit_env())
     while True:
         try:
             return process.wait()
         except KeyboardInterrupt:  # Jupyter has the Ctrl-C too and shuts its kernels down: wait for it
             continue
+
+
+def _test(python: Path, args: list[str]) -> int:
+    """pytest on the fast tier, or with ``--all`` on everything (the browser, whole notebooks, the attack and
+    sandbox corpora and the reference rebuild too)."""
+    if "--all" in args:
+        args.remove("--all")
+    elif not any(a == "-m" or a.startswith("-m") for a in args):
+        args = ["-m", " and ".join(f"not {m}" for m in FULL_TIER_ONLY), *args]
+    return _in(python, "-m", "pytest", *args, cwd=ROOT)
 
 
 # name: (the file or folder it needs, what it does, how it runs)
@@ -106,8 +160,8 @@ COMMANDS = {
               lambda py, rest: _in(py, "-m", "checks.cli", *rest)),
     "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",
             lambda py, rest: _in(py, str(ROOT / "tools" / "run_notebooks.py"), *rest)),
-    "test": ("tests", "run the test suite",
-             lambda py, rest: _in(py, "-m", "pytest", *rest, cwd=ROOT)),
+    "test": ("tests", "run the fast tests (a few minutes); test --all runs every test (about half an hour)",
+             lambda py, rest: _test(py, list(rest))),
     "release": ("tools/release.py", "build the student kit -> build/student/",
                 lambda py, rest: _in(py, str(ROOT / "tools" / "release.py"), *rest)),
     "references": ("tools/references.py", "rebuild the reference files from the solutions (tools/cases.toml)",
@@ -141,7 +195,12 @@ def main(argv: list[str]) -> int:
         print(f"kit.py {argv[0]}: not part of this copy of the kit (it has no {needs}); "
               f"it has {', '.join(available())}")
         return 2
-    return command(setup(), argv[1:])
+    try:
+        python = setup()
+    except SetupError as err:
+        print(f"kit.py {argv[0]}: {err}", file=sys.stderr)
+        return 1
+    return command(python, argv[1:])
 
 
 if __name__ == "__main__":

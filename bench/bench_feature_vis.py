@@ -2,7 +2,7 @@
 
 Prints one figure per line, with wall and CPU seconds, after the machine's load average:
   * class visualizations of notebook 3's classes (flamingo, bell pepper, volcano) by the pixel-space exercise
-    and by the better priors (convlens.feature_vis): p(target) on the image, and robustness: p(target)
+    and by the better priors (convlens.priors): p(target) on the image, and robustness: p(target)
     averaged over 32 random transforms (zoom 0.8-1.2, rotation +-15 degrees, shift +-16 px);
   * their colour: mean saturation and RMS contrast, beside those of the eight shipped photos;
   * texture synthesis from noise (notebook 4's three styles, 128 px, 120 L-BFGS evaluations): the
@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from _common import machine_line, timed
 
 from helpers import fooling
-from helpers import style_transfer as st
-from convlens import feature_vis as fv
+from helpers import style as st
+from convlens import priors
 from convlens.colour import crop_distance, histogram_distance, match_histograms, rms_contrast, saturation
 from convlens.images import load_photos, load_style
 from convlens.model import fast_copy, imagenet_classes, load_model
@@ -46,7 +46,7 @@ def class_figures(model, photos) -> None:
         "pixel space, 128 px, 100 steps": lambda: create_class_visualization(
             model, fooling.class_visualization_step, CLASSES, size=128, num_steps=100, l2_reg=3e-3, blur_every=5,
             blur_sigma=1.0, progress=False),
-        "better priors, 128 px, 96 steps": lambda: fv.class_images(model, CLASSES, size=128, steps=96,
+        "better priors, 128 px, 96 steps": lambda: priors.class_images(model, CLASSES, size=128, steps=96,
                                                                    transparent=True, progress=False)[0],
     }
     if ARGS.pixel_224:
@@ -58,7 +58,7 @@ def class_figures(model, photos) -> None:
         images, seconds, cpu = timed(run)
         with torch.no_grad():
             p = model(images).softmax(dim=1)[torch.arange(len(CLASSES)), CLASSES]
-        robust = fv.robustness(model, images, CLASSES, transforms=32)
+        robust = priors.robustness(model, images, CLASSES, transforms=32)
         print(f"  {name}: {seconds:.1f} s ({cpu:.1f} CPU-s); p(target) {_row(p)}; robustness {_row(robust)} "
               f"(mean {robust.mean():.2f}); saturation {_row(saturation(images))}; "
               f"RMS contrast {_row(rms_contrast(images))}")

@@ -21,7 +21,7 @@ import sys
 import torch
 from _common import best_of, machine_line, time_notebook, timed
 
-from convlens.attribution import integrated_gradients, occlusion_attribution
+from convlens.attribution import fast_integrated_gradients, occlusion_attribution
 from convlens.images import load_photos
 from convlens.model import fast_copy, load_model
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
           f"(attribution scale {plain.abs().max().item():.2f})")
 
     fast_model = fast_copy(model)
-    ig_s, ig_cpu = best_of(lambda: integrated_gradients(fast_model, image, label, steps=50), 1, warmup=True)
+    ig_s, ig_cpu = best_of(lambda: fast_integrated_gradients(fast_model, image, label, steps=50), 1, warmup=True)
     print(f"integrated gradients, 50 steps: {ig_s:.2f} s wall, {ig_cpu:.2f} s CPU per 224 px image (target <= 2 s)")
 
     batch, _, _ = load_photos(None, size=224)

@@ -1,11 +1,12 @@
-"""Set-up and test-suite figures: ``python bench/bench_setup.py [--skip-setup] [--pytest-args ...]``.
+"""Set-up and test-tier figures: ``python bench/bench_setup.py [--skip-setup] [--tier fast|all|both]``.
 
 Prints, one per line:
 - set-up time from nothing: a new virtual environment plus ``pip install -r requirements.txt``
   (packages come from pip's cache or local wheel folders when they are there, as on a second install);
-- test-suite wall time (``python -m pytest``, the README's test command without the set-up step);
-- peak resident memory of the test run (largest process: pytest or one of its own child processes, from
-  ``os.wait4`` on pytest, so the pip processes of the set-up are not counted).
+- each test tier's wall and CPU time (``kit.py test``: the fast tier; ``kit.py test --all``: everything),
+  with the load average before and after it (a tier on a busy machine takes longer: compare CPU time);
+- peak resident memory of each run (largest process: pytest or one of its own child processes, from
+  ``os.wait4``, so the pip processes of the set-up are not counted).
 """
 from __future__ import annotations
 
@@ -29,27 +30,33 @@ def time_setup() -> float:
         return time.perf_counter() - start
 
 
-def time_tests(pytest_args: list[str]) -> tuple[float, float, int]:
+def time_tier(tier: str) -> tuple[float, float, float, int]:
+    """(wall s, CPU s, peak MiB, exit code) of ``kit.py test`` (fast) or ``kit.py test --all``, in this
+    Python's environment."""
+    env = {**os.environ, "CONVLENS_PYTHON": sys.executable}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", *pytest_args], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # wait4: the usage of pytest and the children it waited for, not of this process's earlier children (pip).
+    proc = subprocess.Popen([sys.executable, "kit.py", "test", "-q", *(["--all"] if tier == "all" else [])], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # wait4: the usage of the run and the children it waited for, not of this process's earlier children (pip).
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
-    return seconds, peak_rss_bytes(usage) / 2**20, proc.returncode
+    return seconds, usage.ru_utime + usage.ru_stime, peak_rss_bytes(usage) / 2**20, proc.returncode
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-setup", action="store_true")
-    parser.add_argument("--pytest-args", nargs=argparse.REMAINDER, default=[])
+    parser.add_argument("--tier", choices=("fast", "all", "both"), default="both")
     args = parser.parse_args()
     if not args.skip_setup:
         print(f"set-up from nothing (venv + pip install): {time_setup():.0f} s", flush=True)
-    seconds, peak_mib, code = time_tests(args.pytest_args)
-    print(f"test suite: {seconds:.0f} s (pytest exit code {code})")
-    print(f"test run peak memory (largest process RSS): {peak_mib:.0f} MiB")
+    for tier in (("fast", "all") if args.tier == "both" else (args.tier,)):
+        before = os.getloadavg()[0]
+        seconds, cpu, peak_mib, code = time_tier(tier)
+        command = "kit.py test" + (" --all" if tier == "all" else "")
+        print(f"{command}: {seconds:.0f} s wall ({seconds / 60:.1f} min), {cpu:.0f} s CPU, peak {peak_mib:.0f} MiB, "
+              f"exit code {code}; load average {before:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
 
 
 if __name__ == "__main__":

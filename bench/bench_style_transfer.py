@@ -14,7 +14,7 @@ import sys
 
 from _common import machine_line, peak_rss_mb, time_notebook, timed
 
-from helpers import style_transfer as st
+from helpers import style as st
 from convlens.images import load_photos, load_style
 from convlens.model import fast_copy, load_model
 

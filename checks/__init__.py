@@ -1,16 +1,22 @@
 """The checks: ``check("saliency_map")`` runs one exercise's check on your helpers/ and prints one line.
 
-How a check works: checks/specs.py says what it runs, checks/compute.py runs your function on the stored
-cases (checks/references/<topic>.pt), checks/judge.py compares the outputs with the stored reference
-outputs. From the command line: ``python3 kit.py check [topic|function ...]``.
+The path from a check's name to its line, in every place that runs checks: checks/specs.py holds the
+exercise's :class:`~checks.specs.Spec`; the cases come from checks/references/<topic>.pt (checks/references.py;
+the grader adds grader/hidden/<topic>.pt); :func:`checks.judge.run_check` gives each case, without its
+answers, to a ``compute`` function and judges each :class:`~checks.core.CaseResult` that comes back
+(checks/judge.py), stopping at the first failing case; the :class:`~checks.core.Verdict` prints as one line.
+``compute`` is :func:`checks.compute.compute_case` on the student's module: called directly here (the
+notebooks), or in a child process (checks/worker.py) that a :class:`checks.session.ChildChecks` talks to
+over length-prefixed messages, for ``kit.py check`` (checks/cli.py) and for the grader (grader/grade.py,
+which adds a sandbox, CPU-time limits and points).
 """
 from __future__ import annotations
 
 import importlib
 
-from checks.core import Verdict
+from checks.core import CaseResult, Kind, Verdict
 
-__all__ = ["check", "Verdict"]
+__all__ = ["check", "CaseResult", "Kind", "Verdict"]
 
 
 def check(name: str, module=None, quiet: bool = False) -> Verdict:
@@ -20,20 +26,14 @@ def check(name: str, module=None, quiet: bool = False) -> Verdict:
     """
     from checks import references, specs
     from checks.compute import compute_case
-    from checks.judge import judge_check
+    from checks.judge import run_check
 
     if name not in specs.SPECS:
         raise KeyError(f"no check {name!r}; known: {', '.join(specs.SPECS)}")
     spec = specs.SPECS[name]
     module = module or importlib.import_module(f"helpers.{spec.topic}")
-    cases = references.public_cases(name, spec.topic)
-    results = []
-    for case in cases:
-        result = compute_case(spec, module, references.without_answers(case))
-        results.append(result)
-        if result.get("problem"):
-            break
-    verdict = judge_check(spec, cases[:len(results)], results)
+    verdict = run_check(spec, references.public_cases(name, spec.topic),
+                        lambda case: compute_case(spec, module, case))
     if not quiet:
         print(verdict.line, flush=True)
     return verdict

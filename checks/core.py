@@ -1,4 +1,4 @@
-"""What every check shares: the one-line verdict and the error measure.
+"""What every check shares: the typed result of one case, the one-line verdict and the error measure.
 
 A verdict line is ``PASS <check>: <what was checked>`` or ``FAIL <check>: <what is wrong>``. PASS lines hold
 no measured numbers, so they read the same on every machine (CPU or GPU) and nbval can compare them.
@@ -11,22 +11,106 @@ two decades above round-off, two below a real mistake.
 """
 from __future__ import annotations
 
+import enum
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 DEFAULT_TOL = 1e-3
+MAX_PROBLEM_CHARS = 600  # of a problem's text that crosses from a child process
+
+
+class Kind(str, enum.Enum):
+    """Why a case failed before its outputs could be compared."""
+
+    NOT_IMPLEMENTED = "not_implemented"  # the stub still raises NotImplementedError
+    EXCEPTION = "exception"  # the student's code raised
+    SIDE_EFFECT = "side_effect"  # an input, the model, hooks, flags or the RNG were left changed
+    FORM = "form"  # the result is not what the contract promises (None, a number, the wrong device)
+    FORBIDDEN = "forbidden"  # a library implementation of the exercise was called
+    MISSING = "missing"  # no such function, or no such file in a submission
+    IMPORT_ERROR = "import_error"  # the student's file cannot be imported
+    TIMEOUT = "timeout"  # over the time limit (set by whoever runs the child)
+    CRASHED = "crashed"  # the process running it died
+    MALFORMED = "malformed"  # a child process sent a reply that cannot be used
+    KIT_ERROR = "kit_error"  # the kit's own code failed: never the student's fault
+
+
+# What a child process may report; the others are found by the process that runs it.
+CHILD_KINDS = frozenset({Kind.NOT_IMPLEMENTED, Kind.EXCEPTION, Kind.SIDE_EFFECT, Kind.FORM, Kind.FORBIDDEN,
+                         Kind.MISSING, Kind.KIT_ERROR})
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What running a student's function on one case gave: the compared parts of its result (detached CPU
+    tensors) or, when something went wrong before they could be compared, a problem and its kind."""
+
+    outputs: dict = field(default_factory=dict)
+    problem: str | None = None
+    kind: Kind | None = None
+
+    @classmethod
+    def failure(cls, kind: Kind, problem: str) -> "CaseResult":
+        return cls({}, problem, Kind(kind))
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_message(self) -> dict:
+        """Plain values only, for a process boundary (loaded back with ``weights_only=True``)."""
+        return {"outputs": dict(self.outputs), "problem": self.problem,
+                "kind": None if self.kind is None else self.kind.value}
+
+    @classmethod
+    def from_message(cls, value, parts: tuple) -> "CaseResult":
+        """A child's reply, checked: only the expected keys, a known kind, text of bounded length, plain CPU
+        tensors of bounded size for the parts in ``parts``; ValueError saying what is wrong otherwise."""
+        if not isinstance(value, dict) or set(value) != {"outputs", "problem", "kind"}:
+            raise ValueError("not a reply to a case")
+        outputs, problem, kind = value["outputs"], value["problem"], value["kind"]
+        if not isinstance(outputs, dict) or not set(outputs) <= set(parts):
+            raise ValueError("unexpected outputs")
+        for name, tensor in outputs.items():
+            if type(tensor) is not torch.Tensor or tensor.layout != torch.strided or tensor.is_quantized \
+                    or tensor.device.type != "cpu" or tensor.numel() > (64 << 20) // max(tensor.element_size(), 1):
+                raise ValueError(f"output {name!r} is not a plain tensor of a sensible size")
+        if problem is not None and not isinstance(problem, str):
+            raise ValueError("the problem is not text")
+        if (problem is None) != (kind is None):
+            raise ValueError("a problem without a kind")
+        if kind is not None and (not isinstance(kind, str) or kind not in {k.value for k in CHILD_KINDS}):
+            raise ValueError("unknown kind of problem")
+        if problem is not None:
+            return cls.failure(Kind(kind), one_line(problem))
+        return cls(dict(outputs))
+
+
+def one_line(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters: whitespace runs become one space,
+    other control characters (terminal escape codes) are dropped."""
+    text = " ".join(str(text).split())
+    text = "".join(c for c in text if c.isprintable())
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one check. ``str(verdict)`` is the one line the notebook prints."""
+    """The outcome of one check. ``str(verdict)`` is the one line the notebook prints; ``kind`` is why it
+    failed, when a case failed before its outputs could be compared (None for a PASS or a wrong value)."""
 
     check: str
     passed: bool
     detail: str
+    kind: Kind | None = None
+
+    @property
+    def status(self) -> str:
+        """"pass", "fail" (wrong values) or the kind of problem: a word for reports."""
+        return "pass" if self.passed else (self.kind.value if self.kind else "fail")
 
     @property
     def line(self) -> str:

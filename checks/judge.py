@@ -1,38 +1,47 @@
 """Judge what a student's function computed: the side that knows the answers.
 
-:func:`judge_check` gets a check's cases (with their reference outputs and the stored outputs of known
-mistakes) and what :func:`checks.compute.compute_case` returned for each, and gives the one verdict line.
-It uses only stored tensors: no formula of an exercise. When the values are wrong, the likely cause is the
-stored mistake (made by the instructor's build from the solution plus one mutation each) whose outputs the
-student's outputs match.
+:func:`run_check` is the one loop from a check's cases to its verdict. It hands each case, without its
+answers, to a ``compute`` function (in-process in the notebook; a child process's in ``kit.py check`` and in
+the grader, which adds only its time limits) and judges each :class:`~checks.core.CaseResult` as it
+arrives; the first failing case gives the FAIL line. Judging uses only stored tensors: no formula of an
+exercise. When the values are wrong, the likely cause is the stored mistake (made by the instructor's build
+from the solution plus one mutation each) whose outputs the student's outputs match; when none matches,
+checks/relations.py names the relation it finds between the output and the reference (a factor, a sign,
+swapped axes, a shift, a per-image normalization).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
-from checks import specs
-from checks.core import DEFAULT_TOL, Verdict, fmt_index, fmt_shape, relative_error
+from checks import relations, specs
+from checks.core import DEFAULT_TOL, CaseResult, Kind, Verdict, fmt_index, fmt_shape, relative_error
+from checks.references import without_answers
+
+# Problems that are the same in every case: their line needs no case label.
+_SAME_IN_EVERY_CASE = (Kind.NOT_IMPLEMENTED, Kind.FORBIDDEN, Kind.MISSING, Kind.IMPORT_ERROR)
 
 
-def judge_check(spec: specs.Spec, cases: list[dict], results: list[dict]) -> Verdict:
-    """One verdict for all of a check's cases: the first failing case's FAIL line (prefixed with the case's
-    label), or PASS with ``spec.what``."""
-    for case, result in zip(cases, results):
-        verdict = judge_case(spec, case, result)
+def run_check(spec: specs.Spec, cases: list[dict], compute: Callable[[dict], CaseResult]) -> Verdict:
+    """One verdict for a check: ``compute(case without answers)`` on each case in turn, judged as it comes
+    back; the first failing case's FAIL line (prefixed with the case's label), or PASS with ``spec.what``."""
+    for case in cases:
+        verdict = judge_case(spec, case, compute(without_answers(case)))
         if not verdict.passed:
-            if result.get("kind") in ("not_implemented", "forbidden"):  # the same in every case
+            if verdict.kind in _SAME_IN_EVERY_CASE:
                 return verdict
             return verdict.prefixed(f"{case['label']}: " if case.get("label") else "")
     return Verdict(spec.name, True, spec.what)
 
 
-def judge_case(spec: specs.Spec, case: dict, result: dict) -> Verdict:
+def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     name = spec.name
-    if result.get("problem"):
-        return Verdict(name, False, str(result["problem"]))
+    if not result.ok:
+        return Verdict(name, False, str(result.problem), result.kind)
     if case.get("model") == "raising":
         return Verdict(name, True, spec.what)
-    outputs = result.get("outputs") or {}
+    outputs = result.outputs
     expected = case["output"]
     for part in spec.outputs:
         actual = outputs.get(part)
@@ -48,8 +57,11 @@ def judge_case(spec: specs.Spec, case: dict, result: dict) -> Verdict:
     if worst is None:
         return Verdict(name, True, spec.what)
     part, error, tol = worst
+    cause = _cause(spec, case, outputs)
+    if not cause and torch.is_floating_point(expected[part]):
+        cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol)
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
-                                            part if len(spec.outputs) > 1 else "") + _cause(spec, case, outputs))
+                                            part if len(spec.outputs) > 1 else "") + cause)
 
 
 def _structure(actual, expected: torch.Tensor, part: str) -> str:
@@ -85,7 +97,8 @@ def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol:
     gap = torch.where(torch.isfinite(a) & torch.isfinite(e), (a - e).abs(), torch.zeros_like(a))
     index = tuple(int(i) for i in torch.unravel_index(gap.argmax(), a.shape)) if a.dim() else ()
     at = f"worst element {fmt_index(index)}: " if a.dim() else ""
-    return (f"{where}{at}got {a[index].item():.6g}, expected {e[index].item():.6g} (error {error:.2e} of the "
+    # Four digits: enough to read, and few enough that round-off (threads, devices) rarely shows.
+    return (f"{where}{at}got {a[index].item():.4g}, expected {e[index].item():.4g} (error {error:.1e} of the "
             f"reference's scale; allowed {tol:.0e})")
 
 

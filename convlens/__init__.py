@@ -5,9 +5,9 @@
     plotting     figure grids and overlays
     attribution  fast Captum-equivalent occlusion and integrated gradients, deletion / insertion curves,
                  the model-randomization test
-    features     what the last layer represents (crops, pooled features)
+    embedding    what the last layer represents (crops, pooled features)
     visualize    the class-visualization loop, DeepDream, single-channel images
-    feature_vis  feature visualization with better priors (Fourier, decorrelated colour, transformations)
+    priors       feature visualization with better priors (Fourier, decorrelated colour, transformations)
     colour       colour statistics: saturation, contrast, histogram distance, colour and histogram matching
     style        style-transfer features, settings, targets and the feed-forward style network
     notebook     the one-line set-up of every notebook (path, device, threads, plots)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from convlens.attribution import causal_scores, integrated_gradients
+from convlens.attribution import causal_curves, causal_scores, fast_integrated_gradients
 from convlens.images import ImageLoadError, gaussian_blur, load_image, read_photo_table, to_numpy_image
 from convlens.model import fast_copy, get_layer, imagenet_classes
 
@@ -61,7 +61,7 @@ def _captum_methods(ig_steps: int, smooth_samples: int, preview_passes: int) -> 
         return LayerAttribution.interpolate(small, tuple(x.shape[-2:]), "bilinear")[:, 0]
 
     def ig(steps):
-        return lambda m, x, y, layer: integrated_gradients(m, x, y, steps=steps).sum(1)
+        return lambda m, x, y, layer: fast_integrated_gradients(m, x, y, steps=steps).sum(1)
 
     def smoothgrad(samples):
         return lambda m, x, y, layer: NoiseTunnel(Saliency(m)).attribute(
@@ -149,7 +149,6 @@ class Explorer:
         self.timing: dict[str, float] = {}
         self._quiet = False
         self._backgrounds = {}  # y range -> the curve panel's axes as a bitmap, drawn once
-        self._black = None  # softmax of the all-black image: every deletion curve's last point
         self._tmp = tempfile.TemporaryDirectory(prefix="convlens-upload-")
 
         spatial = [n for n in getattr(model, "layer_names", {}) if n != "fc"]
@@ -366,25 +365,10 @@ class Explorer:
         self.picture.value = overlay_png(image[0], heat[0])
 
     def _deletion_curve(self, key: str, label: int, heat: torch.Tensor) -> torch.Tensor:
-        """causal_curves(mode="deletion") for one image, with its two ends from the cache: the photo's own
-        forward pass and the all-black image's. The inner points run one image at a time: on a CPU a batch
-        of one stays in the cache and costs less per image than a larger batch."""
-        image = self.images[key]
-        if self._black is None:
-            with torch.inference_mode():
-                self._black = torch.softmax(self.model(torch.zeros_like(image)), dim=1)[0].cpu()
-        pixels = image.shape[-2] * image.shape[-1]
-        order = heat.reshape(-1).to(image.device).argsort(descending=True, stable=True)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(pixels, device=image.device)
-        rank = rank.view(1, 1, *image.shape[-2:])
-        points = [self.probs[key][label]]
-        with torch.inference_mode():
-            for k in range(1, self.steps):
-                deleted = torch.where(rank < round(k * pixels / self.steps), 0.0, image)
-                logits = self.model(deleted.contiguous(memory_format=torch.channels_last))
-                points.append(torch.softmax(logits, dim=1)[0, label].cpu())
-        return torch.stack(points + [self._black[label]])
+        """The library's deletion curve (causal_curves) of one map, one image at a time: on a CPU a batch of
+        one stays in the cache and costs less per image than a larger batch."""
+        label = torch.tensor([label], device=self.device)
+        return causal_curves(self.model, self.images[key], label, heat[None], steps=self.steps, batch_size=1)[0].cpu()
 
     def _draw_curve(self, curve: torch.Tensor | None, note: str = "") -> None:
         """The deletion curve, and in grey the cached curves of the other methods for the same photo and

@@ -220,7 +220,7 @@ def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> n
     """Return a pretrained ImageNet classifier in eval mode with every parameter frozen.
 
     Args:
-        device: where to put it (``None``: CUDA when available, else CPU).
+        device: where to put it (``None``: the kit's device rule, :func:`convlens.runtime.choose_device`).
         arch: ``"efficientnet_lite0"`` (default, weights shipped with the kit's requirements) or the name of a
             torchvision classifier (``"resnet18"``, ``"vgg16"``, ...) whose ``weights`` file is on disk.
         weights: path to a state dict (``torch.save(model.state_dict())``) or ``None`` for the default.
@@ -230,7 +230,9 @@ def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> n
     names are in ``model.layer_names``; use :func:`get_layer` to fetch one.
     """
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        from convlens.runtime import choose_device
+
+        device = choose_device()
     if arch == "efficientnet_lite0":
         net = EfficientNetLite0()
         path = weights or default_weights_path()

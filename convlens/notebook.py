@@ -2,7 +2,8 @@
 
 It makes the kit importable, loads autoreload (your helpers/ files are re-read when you save them), draws
 plots inline, fixes the seeds, silences Captum's expected notes, picks the device and the number of threads,
-and exports the names every notebook uses: ``torch``, ``F``, ``np``, ``plt``, ``device``.
+lets a cell that needs an exercise not written yet say so in one line (convlens/unfinished.py), and exports
+the names every notebook uses: ``torch``, ``F``, ``np``, ``plt``, ``device``.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def _setup() -> torch.device:
         ipython.run_line_magic("load_ext", "autoreload")
         ipython.run_line_magic("autoreload", "2")
         ipython.run_line_magic("matplotlib", "inline")
+        from convlens.unfinished import install
+
+        install(ipython)  # a cell that needs an exercise not written yet prints one line and Run All goes on
     return choose_device()
 
 

@@ -1,6 +1,6 @@
 """Style transfer support for notebook 4: features, settings, style targets, loss history, colour
 preservation and the feed-forward style network. The losses and the optimization loop are the student's
-(helpers/style_transfer.py); functions here that need them take them as arguments.
+(helpers/style.py); functions here that need them take them as arguments.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def compute_style_targets(model: nn.Module, style_images, settings: StyleSetting
     """Gram matrices of one or several style images at ``settings.style_layers``.
 
     Args:
-        gram_matrix: the Gram-matrix function (the student's, from helpers/style_transfer.py).
+        gram_matrix: the Gram-matrix function (the student's, from helpers/style.py).
         style_images: (1, 3, H, W) in [0, 1], or a list of such images (sizes may differ).
         mix: with several images, their blending weights (default: equal); the targets are the weighted
             average of their Gram matrices.

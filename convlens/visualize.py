@@ -136,7 +136,7 @@ def deep_dream(model, image: torch.Tensor, layer: str = "block10", octaves: int 
     return dreamed
 
 
-def visualize_channel(model, layer: str, channel: int, size: int = 128, num_steps: int = 40,
+def channel_image(model, layer: str, channel: int, size: int = 128, num_steps: int = 40,
                       lr: float = 0.03, max_jitter: int = 4, blur_every: int = 4,
                       blur_sigma: float = 0.5, seed: int = 0, progress: bool = True) -> torch.Tensor:
     """An image that excites one channel of ``layer``: Adam ascent on the channel's mean activation, with

@@ -13,7 +13,7 @@ from grader.grade import CheckResult, Graded
 
 GRADER_STATUSES = {"timeout": "timed out", "crashed": "crashed", "missing": "file or function missing",
                    "import_error": "module cannot be imported", "not_implemented": "not implemented",
-                   "forbidden": "forbidden library call", "malformed": "unusable reply", "grader_error": "grader error"}
+                   "forbidden": "forbidden library call", "malformed": "unusable reply", "kit_error": "the kit failed"}
 
 
 def _num(x: float) -> str:

@@ -1,8 +1,9 @@
 """Folders the grader builds from the instructor's kit.
 
 * :func:`build_child_folder`: what a submission's sandboxed child may read, and nothing else: the child
-  program (grader/child.py), the kit library (``convlens/``), the computing half of the checks
-  (``checks/{__init__,core,specs,compute}.py``: no reference files, no judge) and the submission's four
+  program and the computing half of the checks (``checks/``: worker, channel, specs, fixtures, compute,
+  core; no reference files, no judge), the part of the kit library the exercises may use (``convlens/``:
+  the model, style settings, the device rule) and the submission's four
   exercise files as ``helpers/<topic>.py``. It is shown read-only inside the sandbox; the child works in a
   separate, empty scratch folder.
 * :func:`build_kit` (``kit.py grade --prepare``): the instructor's kit with notebooks and one submission's
@@ -10,29 +11,25 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 
-from checks.specs import TOPICS
-
-CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "compute.py")
+CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "compute.py", "channel.py", "worker.py")
+# The kit modules the exercises' contracts name (the model, style settings, the device rule): hidden from the
+# child are the attribution methods, the explorer, the visualizations and everything else a submission could
+# call instead of writing its exercise.
+CHILD_LIBRARY = ("__init__.py", "model.py", "style.py", "runtime.py")
 IGNORE = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc")
-
-
-def topics_of(kit_root: Path) -> dict[str, str]:
-    """topic -> notebook (checks/specs.py's TOPICS)."""
-    return dict(TOPICS)
 
 
 def build_child_folder(dest: Path, kit_root: Path, student_files: dict) -> Path:
     """Write the child's read-only folder (see the module docstring). ``student_files``: topic -> path of
     the submission's helpers/<topic>.py, or None (left out: that topic is not run)."""
     dest.mkdir(parents=True)
-    shutil.copyfile(Path(__file__).with_name("child.py"), dest / "child.py")
-    shutil.copytree(kit_root / "convlens", dest / "convlens", ignore=IGNORE)
+    (dest / "convlens").mkdir()
+    for name in CHILD_LIBRARY:
+        shutil.copyfile(kit_root / "convlens" / name, dest / "convlens" / name)
     (dest / "checks").mkdir()
     for name in CHILD_CHECKS:
         shutil.copyfile(kit_root / "checks" / name, dest / "checks" / name)
@@ -49,27 +46,12 @@ def build_child_folder(dest: Path, kit_root: Path, student_files: dict) -> Path:
     return dest
 
 
-def _load_file_module(path: Path, name: str):
-    """Import a .py file by path under a private name (registered, as dataclasses need)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def stub_source(kit_root: Path, topic: str) -> str:
     """The student-build version of the instructor's helpers/<topic>.py (solutions replaced by stubs)."""
-    path = kit_root / "tools" / "release.py"
-    release = _load_file_module(path, f"_grader_release_{abs(hash(str(path)))}")
+    from tools.release import stub_source as stubbed
+
     path = kit_root / "helpers" / f"{topic}.py"
-    return release.stub_source(path.read_text(encoding="utf-8"), f"helpers/{topic}.py")
+    return stubbed(path.read_text(encoding="utf-8"), f"helpers/{topic}.py")
 
 
 def build_kit(dest: Path, kit_root: Path, student_files: dict, notebooks: bool = False) -> None:

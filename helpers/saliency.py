@@ -1,7 +1,8 @@
 """Notebook 1 exercises: which pixels drive the classifier's decision.
 
-    saliency_map   vanilla-gradient saliency (Simonyan et al. 2014)
-    occlusion_map  occlusion sensitivity by hand (Zeiler and Fergus 2014)
+    saliency_map          vanilla-gradient saliency (Simonyan et al. 2014)
+    occlusion_map         occlusion sensitivity by hand (Zeiler and Fergus 2014)
+    integrated_gradients  integrated gradients by hand, a Riemann sum (Sundararajan et al. 2017)
 
 Write your code between the TODO markers. Images are float RGB in [0, 1], shape (N, 3, H, W); labels are
 (N,) int64 ImageNet indices. Hints, from the idea to pseudocode, are folded under each exercise in the
@@ -89,3 +90,39 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
                 count[top:top + window, left:left + window] += 1
     return total / count
     # TODO END occlusion_map
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, baseline: float = 0.0,
+                         steps: int = 16) -> torch.Tensor:
+    """Integrated gradients of the class score along the straight path from a plain baseline image.
+
+    With x0 the image whose every pixel is ``baseline`` and s_y the logit of class y, the attribution of
+    pixel i is (x_i - x0_i) times the average of d s_y / d x_i over the path x0 + a (x - x0), a in [0, 1].
+    Here the average is the midpoint Riemann sum over ``steps`` equal pieces of [0, 1]: the gradient is
+    taken at a = (k + 1/2) / steps for k = 0, ..., steps - 1. Completeness, your own test: the attributions
+    of an image sum to nearly s_y(x) - s_y(x0), closer as ``steps`` grows.
+
+    Args:
+        model: classifier taking (N, 3, H, W) images in [0, 1] and returning (N, 1000) logits.
+        images: (N, 3, H, W) float in [0, 1]. Not modified.
+        labels: (N,) int64, the class to explain for each image.
+        baseline: the baseline image's pixel value in [0, 1] (0: black).
+        steps: number of path points, >= 1.
+    Returns:
+        (N, 3, H, W) float attributions (any sign), detached, on the images' device and dtype.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    # TODO START integrated_gradients
+    # Leave `images` untouched and the model without gradients. Check completeness on one image first;
+    # the notebook's hints (folded under Exercise 3) ask the questions that lead to the code.
+    rows = labels.to(images.device).view(-1, 1)
+    start = torch.full_like(images, baseline)
+    total = torch.zeros_like(images)
+    for k in range(steps):
+        point = (start + (k + 0.5) / steps * (images - start)).detach().requires_grad_(True)
+        score = model(point).gather(1, rows).sum()
+        (grad,) = torch.autograd.grad(score, point)
+        total += grad
+    return ((images - start) * total / steps).detach()
+    # TODO END integrated_gradients

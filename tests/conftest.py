@@ -27,3 +27,31 @@ def model():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def pin_differences() -> dict:
+    """{package: (pinned, installed)} for every requirement whose installed version is not its pin."""
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+
+    wrong = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s#]+)", line)
+        if not match:
+            continue
+        try:
+            installed = version(match[1])
+        except PackageNotFoundError:
+            installed = "missing"
+        if installed.split("+")[0] != match[2]:
+            wrong[match[1]] = (match[2], installed)
+    return wrong
+
+
+def outside_pinned_environment() -> str | None:
+    """Why this is not the kit's own pinned environment (.venv/ built by kit.py), or None when it is."""
+    if os.environ.get("CONVLENS_PYTHON"):
+        return f"CONVLENS_PYTHON is set ({os.environ['CONVLENS_PYTHON']}): not the kit's pinned .venv/"
+    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        return f"running in {sys.prefix}, not the kit's pinned .venv/"
+    return None

@@ -39,12 +39,12 @@ OUT = ROOT / "out" / "browser"
 NOTEBOOKS = ["1_network_visualization", "2_gradcam", "3_fooling_and_class_images", "4_style_transfer"]
 KIT = ["kit.py", "requirements.txt", "convlens", "helpers", "checks", "datasets", "notebooks"]
 RUN_TIMEOUT_S = 480  # one notebook, Run All to idle, on a busy 2-core machine
-# JupyterLab settings for the test: every cell stays in the page (no virtual scrolling), nothing is saved
-# (the copy is thrown away anyway), no news or update check (no network).
+# JupyterLab settings only the test needs: every cell stays in the page (no virtual scrolling), nothing is
+# saved (the copy is thrown away anyway). The news and update settings are kit.py lab's own
+# (notebooks/.lab-settings/overrides.json), as the student gets them.
 SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none", "autoStartDefaultKernel": True},
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 WIDGET_ERRORS = re.compile(r"Error displaying widget|Failed to load model|model not found|Error rendering", re.I)
 
@@ -146,6 +146,18 @@ def test_kit_py_lab_prints_the_address_with_its_token(lab):
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         assert any("passing --allow-root" in line for line in lab.lines)
     assert not any("Running as root is not recommended" in line for line in lab.lines)
+
+
+def test_the_first_screen_shows_the_notebook_and_nothing_over_it(lab, page):
+    """What a student sees first: the notebook, no news question, no update notice, no dialog."""
+    name = NOTEBOOKS[0]
+    page.goto(f"{lab.base}/lab/workspaces/first/tree/{name}.ipynb?token={lab.token}&reset")
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(5000)  # JupyterLab asks about news a moment after the page has loaded
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUT / "first-screen.png"))
+    assert page.locator(".jp-Dialog").count() == 0
+    assert page.locator(".Toastify__toast").count() == 0, page.locator(".Toastify__toast").first.inner_text()
 
 
 def _shot(locator) -> str:

@@ -4,6 +4,7 @@ import math
 import torch
 
 from checks.core import Verdict, close, describe_exception, relative_error
+from checks.core import CaseResult
 from checks.judge import judge_case, shape_hint
 from checks.specs import Spec
 
@@ -16,7 +17,7 @@ def _case(expected, variants=()):
 
 
 def _judge(actual, expected, variants=()):
-    return judge_case(SPEC, _case(expected, variants), {"outputs": {"output": actual}, "problem": None})
+    return judge_case(SPEC, _case(expected, variants), CaseResult({"output": actual}))
 
 
 def test_relative_error_is_the_worst_element_over_the_reference_scale():

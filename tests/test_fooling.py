@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from convlens.images import load_photos
-from convlens.visualize import create_class_visualization, deep_dream, layer_activation, visualize_channel
+from convlens.visualize import create_class_visualization, deep_dream, layer_activation, channel_image
 from helpers.fooling import class_visualization_step, fooling_step, make_fooling_image
 
 
@@ -170,10 +170,10 @@ def test_class_visualization_reaches_the_target(model):
     assert (probs[torch.arange(3), targets] > 0.9).all(), probs[torch.arange(3), targets]
 
 
-def test_visualize_channel_makes_its_channel_the_most_active(model):
+def test_pixel_space_channel_image_makes_its_channel_the_most_active(model):
     layer, channel = "block5", 7
     noise = (0.5 + 0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    image = visualize_channel(model, layer, channel, size=64, num_steps=20, seed=0, progress=False)
+    image = channel_image(model, layer, channel, size=64, num_steps=20, seed=0, progress=False)
     assert image.shape == (1, 3, 64, 64) and image.min() >= 0 and image.max() <= 1
     with torch.no_grad():
         before = layer_activation(model, layer, noise)[0, channel].mean()

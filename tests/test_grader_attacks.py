@@ -33,6 +33,8 @@ from grader import sandbox
 from grader.grade import grade
 from grader.report import write_reports, write_roster
 
+pytestmark = pytest.mark.corpus
+
 ROOT = Path(__file__).resolve().parents[1]
 GRADED_TOPICS = ("gradcam", "fooling")  # cheap topics: the attacks are about the grader, not the exercises
 LIMITS = {"cpu_scale": 3, "cpu_floor": 3}

@@ -16,7 +16,7 @@ import torch
 
 from checks import check, references
 from checks.compute import _decode, compute_case
-from checks.judge import judge_check
+from checks.judge import run_check
 from checks.specs import SPECS, TOPICS
 from grader.grade import grade
 
@@ -45,22 +45,26 @@ def _fingerprint(*args, **kwargs):
 
 
 def lookup_source() -> str:
-    """helpers/style_transfer.py whose loss functions return the shipped public answers for the shipped
+    """helpers/style.py whose loss functions return the shipped public answers for the shipped
     inputs (a table in the source) and zeros for anything else."""
     namespace = {"torch": torch}
     exec(FINGERPRINT, namespace)
     table = {}
-    for case in references.load(references.REFERENCES_DIR / "style_transfer.pt")["cases"]:
+    for case in references.load(references.REFERENCES_DIR / "style.pt")["cases"]:
         if case["check"] in LOOKED_UP:
             args = [_decode(v, None, case["inputs"], torch.device("cpu")) for v in case["args"]]
             kwargs = {k: _decode(v, None, case["inputs"], torch.device("cpu"))
                       for k, v in case.get("kwargs", {}).items()}
             table[namespace["_fingerprint"](*args, **kwargs)] = case["output"]["output"].tolist()
-    source = (ROOT / "helpers" / "style_transfer.py").read_text()
+    source = (ROOT / "helpers" / "style.py").read_text()
     source += "\n" + FINGERPRINT + f"\n_ANSWERS = {table!r}\n"
     for name in LOOKED_UP:
+        # The answer is tied to the inputs by a zero term, so that it carries their gradient as a loss must.
         source += (f"\n\ndef {name}(*args, **kwargs):\n    key = _fingerprint(*args, **kwargs)\n"
-                   "    return torch.tensor(_ANSWERS[key]) if key in _ANSWERS else torch.zeros(())\n")
+                   "    value = torch.tensor(_ANSWERS[key]) if key in _ANSWERS else torch.zeros(())\n"
+                   "    flat = [a for a in args if isinstance(a, torch.Tensor)] + [t for a in args if isinstance(a, list)\n"
+                   "                                                          for t in a if isinstance(t, torch.Tensor)]\n"
+                   "    return value + sum(0 * t.sum() for t in flat)\n")
     return source
 
 
@@ -68,14 +72,14 @@ def lookup_source() -> str:
 def lookup(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("lookup") / "memorizer"
     (folder / "helpers").mkdir(parents=True)
-    (folder / "helpers" / "style_transfer.py").write_text(lookup_source())
+    (folder / "helpers" / "style.py").write_text(lookup_source())
     return folder
 
 
 def test_memorized_public_answers_pass_the_public_checks(lookup):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("memorized", lookup / "helpers" / "style_transfer.py")
+    spec = importlib.util.spec_from_file_location("memorized", lookup / "helpers" / "style.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name in LOOKED_UP:
@@ -84,14 +88,14 @@ def test_memorized_public_answers_pass_the_public_checks(lookup):
 
 @pytest.mark.parametrize("public", [False, True])
 def test_memorized_public_answers_earn_nothing_from_the_grader(lookup, public):
-    (graded,) = grade([lookup], only_topics={"style_transfer"}, jobs=1, public_cases=public, log=lambda *a: None,
+    (graded,) = grade([lookup], only_topics={"style"}, jobs=1, public_cases=public, log=lambda *a: None,
                       **LIMITS)
     by_check = {r.check: r for r in graded.results}
     for name in LOOKED_UP:
         assert not by_check[name].passed, by_check[name].line
     assert by_check["style_transfer"].passed  # the reference loop, untouched
-    public_count = len(references.public_cases("tv_loss", "style_transfer"))
-    hidden_count = len([c for c in references.load(ROOT / "grader" / "hidden" / "style_transfer.pt")["cases"]
+    public_count = len(references.public_cases("tv_loss", "style"))
+    hidden_count = len([c for c in references.load(ROOT / "grader" / "hidden" / "style.pt")["cases"]
                         if c["check"] == "tv_loss"])
     assert by_check["tv_loss"].cases == hidden_count + public * public_count
 
@@ -117,27 +121,26 @@ def test_a_case_added_to_cases_toml_is_graded_after_kit_py_references(tmp_path):
         shutil.copytree(ROOT / part, kit / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(ROOT / "kit.py", kit / "kit.py")
     shutil.copyfile(ROOT / "requirements.txt", kit / "requirements.txt")
-    case = {"name": "zero_weight", "edit": [{"file": "style_transfer", "wrap": "tv_loss",
+    case = {"name": "zero_weight", "edit": [{"file": "style", "wrap": "tv_loss",
                                             "code": "if args[1] == 0:\n    return args[0].sum() * 0 + 1.0\n"
                                                     "return original(*args, **kwargs)"}]}
     sub = mutate.build(case, ROOT, tmp_path, list(TOPICS))
-    module = _load(sub / "helpers" / "style_transfer.py")
-    cases = [c for c in references.load(ROOT / "grader" / "hidden" / "style_transfer.pt")["cases"]
+    module = _load(sub / "helpers" / "style.py")
+    cases = [c for c in references.load(ROOT / "grader" / "hidden" / "style.pt")["cases"]
              if c["check"] == "tv_loss"]
-    results = [compute_case(SPECS["tv_loss"], module, references.without_answers(c)) for c in cases]
-    assert judge_check(SPECS["tv_loss"], cases, results).passed  # the existing hidden cases do not see it
+    assert run_check(SPECS["tv_loss"], cases, lambda case: compute_case(SPECS["tv_loss"], module, case)).passed  # the existing hidden cases do not see it
 
     with open(kit / "tools" / "cases.toml", "a", encoding="utf-8") as f:
         f.write(NEW_CASE)
-    built = subprocess.run([sys.executable, "kit.py", "references", "style_transfer"], cwd=kit, capture_output=True,
+    built = subprocess.run([sys.executable, "kit.py", "references", "style"], cwd=kit, capture_output=True,
                            text=True, env={**os.environ, "CONVLENS_PYTHON": sys.executable})
     assert built.returncode == 0, built.stdout + built.stderr
-    hidden = references.load(kit / "grader" / "hidden" / "style_transfer.pt")["cases"]
-    public = references.load(kit / "checks" / "references" / "style_transfer.pt")["cases"]
+    hidden = references.load(kit / "grader" / "hidden" / "style.pt")["cases"]
+    public = references.load(kit / "checks" / "references" / "style.pt")["cases"]
     assert [c["label"] for c in hidden if c["check"] == "tv_loss"][-1] == "tv_weight=0"
     assert "tv_weight=0" not in [c["label"] for c in public]
 
-    (graded,) = grade([sub], kit_root=kit, only_topics={"style_transfer"}, jobs=1, log=lambda *a: None, **LIMITS)
+    (graded,) = grade([sub], kit_root=kit, only_topics={"style"}, jobs=1, log=lambda *a: None, **LIMITS)
     tv = next(r for r in graded.results if r.check == "tv_loss")
     assert not tv.passed and tv.line.startswith("FAIL tv_loss: tv_weight=0: "), tv.line
     assert tv.cases == len(cases) + 1

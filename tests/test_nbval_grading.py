@@ -60,12 +60,12 @@ def nbval_runs(tmp_path_factory):
     """{"reference": failed cells, "broken": failed cells}, the two nbval runs made side by side."""
     if not (ROOT / "notebooks" / NOTEBOOK).is_file():
         pytest.skip(f"notebooks/{NOTEBOOK} is not written yet")
-    from grader.workspace import topics_of
+    from checks.specs import TOPICS
 
     tmp = tmp_path_factory.mktemp("nbval")
     case = {"name": "broken", "edit": [{"file": TOPIC, "wrap": BROKEN_FUNCTION,
                                        "code": "return original(*args, **kwargs) * 0.5"}]}
-    broken_sub = mutate.build(case, ROOT, tmp / "subs", list(topics_of(ROOT)))
+    broken_sub = mutate.build(case, ROOT, tmp / "subs", list(TOPICS))
     runs = {}
     for name, submission in (("reference", ROOT), ("broken", broken_sub)):
         _prepare(submission, tmp / name)

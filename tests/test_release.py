@@ -62,7 +62,7 @@ def test_stub_keeps_guidance_and_raises():
 
 
 def test_there_are_exercises_to_release():
-    assert {p.stem for p in SOLUTION_FILES} >= {"saliency", "gradcam", "fooling", "style_transfer"}
+    assert {p.stem for p in SOLUTION_FILES} >= {"saliency", "gradcam", "fooling", "style"}
 
 
 def test_gradcam_blocks_are_its_three_exercises():
@@ -171,3 +171,28 @@ def test_every_check_on_the_student_build_says_not_implemented(student):
     assert verdicts and summary == f"0 passed, {len(verdicts)} failed"
     for line in verdicts:
         assert line.startswith("FAIL ") and "not implemented yet: fill in the TODO in helpers/" in line, line
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_run_all_on_the_student_build_names_what_is_missing_and_goes_on(student, notebook):
+    """Run All on the student build, as a student who has written nothing yet: no cell raises, no traceback;
+    each exercise of the notebook is named by its check cell, and the cells that need it say so in one line."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from checks.specs import SPECS, TOPICS
+
+    nb = nbformat.read(student / "notebooks" / notebook, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=False,
+                   resources={"metadata": {"path": str(student / "notebooks")}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert "Traceback" not in text and "Error" not in text.replace("FAIL", "")
+    topic = next(t for t, path in TOPICS.items() if path.endswith(notebook))
+    for name, spec in SPECS.items():
+        if spec.topic == topic:
+            assert f"FAIL {name}: not implemented yet" in text
+    needs = [line for line in text.splitlines() if line.startswith(("needs ", "skipped: "))]
+    assert needs and all("(not written yet)" in line for line in needs)

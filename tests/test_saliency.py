@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens import attribution
+from convlens.attribution import occlusion_lite0
 from convlens.images import load_photos
 from convlens.model import fast_copy
 from helpers import saliency
@@ -85,6 +86,29 @@ def test_occlusion_map_equals_captum_occlusion_on_probabilities(model, size, win
     assert ours.abs().max() > 1e-3  # the patches did change the probability
 
 
+@pytest.mark.parametrize("baseline, steps", [(0.0, 8), (0.5, 3), (1.0, 2)])  # Captum needs 2 or more
+def test_integrated_gradients_exercise_equals_captum_midpoint_riemann(model, batch, baseline, steps):
+    """The exercise's definition is Captum's method="riemann_middle": same points (k + 1/2) / steps, equal
+    weights; so the reference solution must give Captum's numbers on the same network."""
+    from captum.attr import IntegratedGradients
+
+    images, labels = batch
+    ours = saliency.integrated_gradients(model, images, labels, baseline=baseline, steps=steps)
+    theirs = IntegratedGradients(model).attribute(images.clone(), baselines=baseline, target=labels, n_steps=steps,
+                                                  method="riemann_middle")
+    assert ours.shape == images.shape and ours.dtype == images.dtype and not ours.requires_grad
+    assert rel_err(ours, theirs) < 1e-5
+
+
+def test_integrated_gradients_exercise_is_complete_with_enough_steps(model):
+    """Completeness, written out: the attributions sum to s_y(x) - s_y(baseline) as the steps grow."""
+    images, labels, _ = load_photos(["chelsea"], size=64)
+    with torch.no_grad():
+        gap = (model(images)[0, labels[0]] - model(torch.full_like(images, 0.5))[0, labels[0]]).item()
+    total = saliency.integrated_gradients(model, images, labels, baseline=0.5, steps=256).sum().item()
+    assert abs(total - gap) < 0.02 * abs(gap), (total, gap)
+
+
 def test_student_functions_reject_bad_arguments(model, batch):
     images, labels = batch
     with pytest.raises(ValueError, match="objective"):
@@ -133,7 +157,7 @@ def test_incremental_parts_reproduce_the_full_forward(model):
     x = torch.rand(2, 3, 96, 96).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         h = x
-        for part in attribution._lite0_parts(fast):
+        for part in occlusion_lite0._lite0_parts(fast):
             h = part(h)
         torch.testing.assert_close(h, fast(x))
 
@@ -142,8 +166,8 @@ def test_incremental_parts_reproduce_the_full_forward(model):
 def test_lite0_cut_reads_measured_by_perturbing_single_positions(model, cut):
     # The incremental occlusion trusts _LITE0_CUTS: output p of a cut reads inputs ratio*p - before ..
     # ratio*p + after. Perturb one input position at a time and see which outputs move.
-    ratio, before, after = attribution._LITE0_CUTS[cut]
-    parts = attribution._lite0_parts(fast_copy(model))
+    ratio, before, after = occlusion_lite0._LITE0_CUTS[cut]
+    parts = occlusion_lite0._lite0_parts(fast_copy(model))
     torch.manual_seed(0)  # again: the copy's new Conv2d layers drew from the generator
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
@@ -163,7 +187,7 @@ def test_integrated_gradients_helper_equals_captum(model, batch):
     from captum.attr import IntegratedGradients
 
     images, labels = batch
-    ours = attribution.integrated_gradients(model, images, labels, steps=8, batch_size=5)
+    ours = attribution.fast_integrated_gradients(model, images, labels, steps=8, batch_size=5)
     assert ours.shape == images.shape and ours.is_contiguous()
     # On the same (folded, channels_last) network Captum gives the same numbers: same points, weights, sums.
     fast = fast_copy(model)

@@ -22,6 +22,8 @@ import pytest
 
 from grader import sandbox
 
+pytestmark = pytest.mark.corpus
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = sandbox.Limits(cpu_seconds=20, memory_bytes=512 << 20, processes=32, file_bytes=8 << 20)
 
@@ -272,7 +274,7 @@ def test_huge_file_is_stopped(mech, scratch):
     assert (scratch / "big.bin").stat().st_size <= SMALL.file_bytes
     if rc == 0:
         assert out.startswith("EFBIG"), out
-    if mech.bwrap and sandbox._bwrap_has(mech.bwrap, "--size"):
+    if mech.bwrap and sandbox.bubblewrap.bwrap_has(mech.bwrap, "--size"):
         assert "tmp ENOSPC" in out, out
 
 
@@ -336,8 +338,8 @@ def test_daemonized_descendant_dies_when_the_child_exits(mech, scratch):
 
 def test_torch_imports_inside(mech, scratch):
     code = """if True:
-        import captum, numpy, torch
-        print(torch.__version__, float(torch.ones(3) @ torch.ones(3)), numpy.__version__, captum.__version__)
+        import numpy, torch
+        print(torch.__version__, float(torch.ones(3) @ torch.ones(3)), numpy.__version__)
     """
     limits = sandbox.Limits(cpu_seconds=120, memory_bytes=4 << 30, processes=256, file_bytes=64 << 20)
     rc, out, err = run(mech, code, scratch, limits=limits, timeout=120)
@@ -347,8 +349,33 @@ def test_torch_imports_inside(mech, scratch):
     assert out.split()[:2] == [torch.__version__, "3.0"]
 
 
+def test_libraries_a_submission_may_not_use_do_not_exist_inside(mech, scratch):
+    """Hide, don't detect: Captum (and torchvision, Jupyter) cannot be imported by any route, not even by
+    putting the environment's own site-packages folder on the path again."""
+    needs_private_files(mech)
+    import site as site_module
+
+    folders = site_module.getsitepackages()
+    code = """if True:
+        import importlib, sys
+        sys.path += sys.argv[1:]
+        for name in ("captum", "captum.attr", "torchvision", "jupyter_client"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                print("hidden", name)
+            else:
+                print("FOUND", name)
+    """
+    rc, out, err = run(mech, code, scratch, *folders, limits=SMALL, timeout=60)
+    assert rc == 0, err
+    assert out.split() == ["hidden", "captum", "hidden", "captum.attr", "hidden", "torchvision", "hidden",
+                           "jupyter_client"], out
+
+
+
 def test_detect_without_any_mechanism(monkeypatch):
-    monkeypatch.setattr(sandbox, "_candidates", lambda user: [])
+    monkeypatch.setattr(sandbox.detection, "_candidates", lambda user: [])
     with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
         sandbox.detect("required")
     assert sandbox.detect("auto") is sandbox.NONE
@@ -359,7 +386,7 @@ def test_detect_without_any_mechanism(monkeypatch):
 
 def test_detect_skips_a_mechanism_that_fails(monkeypatch, mech):
     broken = sandbox.Mechanism("bubblewrap", "broken", bwrap="/nonexistent/bwrap")
-    monkeypatch.setattr(sandbox, "_candidates", lambda user: [broken, mech])
+    monkeypatch.setattr(sandbox.detection, "_candidates", lambda user: [broken, mech])
     assert sandbox.detect("required") == mech
 
 
@@ -392,7 +419,7 @@ def test_without_a_sandbox_the_limits_still_hold(scratch):
 
 def test_every_mechanism_offered_here_ends_its_tree(mech):
     """The weaker mechanisms that work on this machine too (the grader only uses the strongest)."""
-    working = [m for m in sandbox._candidates(sandbox.SANDBOX_USER) if sandbox._probe(m) is None]
+    working = [m for m in sandbox.detection._candidates(sandbox.SANDBOX_USER) if sandbox.detection._probe(m) is None]
     assert mech in working
     # Without bubblewrap the sandbox user reaches scratch through the real folders: no 0700 on the way.
     tmp_path = Path(tempfile.mkdtemp(prefix="convlens-test-"))

@@ -1,4 +1,4 @@
-"""Notebook 4: the losses of helpers/style_transfer.py against formulas written out independently (numpy,
+"""Notebook 4: the losses of helpers/style.py against formulas written out independently (numpy,
 einsum, loops, finite differences), the optimization loop, and the kit's style-transfer support code
 (convlens/style.py, feature extraction in convlens/model.py). The checks are tested with the check framework."""
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 from convlens import style
 from convlens.images import load_photos, load_style
 from convlens.model import extract_features, fast_copy
-from helpers import style_transfer as st
+from helpers import style as st
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -228,7 +228,7 @@ def test_perceptual_loss_uses_the_given_losses(model):
                                           st.gram_matrix)
 
     class Counted:
-        """helpers.style_transfer's functions, recording which are called."""
+        """helpers.style's functions, recording which are called."""
 
         def __init__(self):
             self.calls = []

@@ -1,7 +1,7 @@
 """Blind readability test of class visualizations: ``python tools/blind_test.py [--out out/blind]``.
 
 Makes one image per class with each method (the pixel-space ascent of notebook 3's exercise, and the better
-priors of convlens.feature_vis), then writes, per method, a shuffled contact sheet with numbered, untitled
+priors of convlens.priors), then writes, per method, a shuffled contact sheet with numbered, untitled
 tiles (sheet_A.png, sheet_B.png: the letters do not say which method is which) and, separately, the answer
 key (answer_key.json, for the person who scores, never for the viewer). The viewer gets INSTRUCTIONS.txt and
 the sheets, and names.txt only after the free naming.
@@ -43,7 +43,7 @@ TILE = 224
 
 def make_images(classes, seed: int) -> dict:
     """{method name: (N, 3, TILE, TILE) images} for the class indices, on CPU."""
-    from convlens.feature_vis import class_images
+    from convlens.priors import class_images
     from convlens.model import fast_copy, load_model
     from convlens.visualize import create_class_visualization
     from helpers import fooling
@@ -54,7 +54,7 @@ def make_images(classes, seed: int) -> dict:
                                        l2_reg=3e-3, blur_every=5, blur_sigma=1.0, seed=seed, progress=False)
     priors = class_images(model, classes, size=128, steps=128, transparent=True, seed=seed, progress=False)[0]
     priors = F.interpolate(priors, size=TILE, mode="bicubic", align_corners=False).clamp(0, 1)
-    return {"pixel space (notebook 3 exercise)": pixel, "better priors (convlens.feature_vis)": priors}
+    return {"pixel space (notebook 3 exercise)": pixel, "better priors (convlens.priors)": priors}
 
 
 def contact_sheet(images: torch.Tensor, order: list[int], path: Path, cols: int = 4) -> None:

@@ -17,19 +17,24 @@ if str(ROOT) not in sys.path:
 from checks import references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402
 from checks.core import DEFAULT_TOL, relative_error  # noqa: E402
-from checks.judge import judge_check  # noqa: E402
+from checks.judge import run_check  # noqa: E402
 from tools.references import HIDDEN_DIR  # noqa: E402
 
 
 def run_on(device: torch.device, spec: specs.Spec, module, cases: list[dict]) -> tuple[str, float, list[dict]]:
     """(verdict line, worst error relative to the tolerance, results) of one check on ``device``."""
-    results = [compute_case(spec, module, references.without_answers(c), device) for c in cases]
-    verdict = judge_check(spec, cases, results)
+    results = []
+
+    def compute(case):
+        results.append(compute_case(spec, module, case, device))
+        return results[-1]
+
+    verdict = run_check(spec, cases, compute)
     worst = 0.0
     for case, result in zip(cases, results):
         for part in spec.outputs:
-            if part in result["outputs"] and part in case.get("output", {}):
-                error = relative_error(result["outputs"][part], case["output"][part])
+            if part in result.outputs and part in case.get("output", {}):
+                error = relative_error(result.outputs[part], case["output"][part])
                 worst = max(worst, error / spec.tol.get(part, DEFAULT_TOL))
     return verdict.line, worst, results
 
@@ -48,8 +53,8 @@ def main() -> int:
         cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
         cpu_line, cpu_worst, cpu_results = run_on(torch.device("cpu"), spec, module, cases)
         gpu_line, gpu_worst, gpu_results = run_on(torch.device("cuda"), spec, module, cases)
-        between = max((relative_error(g["outputs"][k], c["outputs"][k]) for c, g in zip(cpu_results, gpu_results)
-                       for k in c["outputs"] if k in g["outputs"]), default=0.0)
+        between = max((relative_error(g.outputs[k], c.outputs[k]) for c, g in zip(cpu_results, gpu_results)
+                       for k in c.outputs if k in g.outputs), default=0.0)
         same = cpu_line == gpu_line
         mismatches += not same
         print(f"{name:<26}{cpu_line[:4]:<6}{gpu_line[:4]:<6}{cpu_worst:>25.2e}, {gpu_worst:.2e}{between:>14.1e}"

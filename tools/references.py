@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from checks import references, specs  # noqa: E402
+from checks import fixtures, references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402
 from checks.core import DEFAULT_TOL, relative_error  # noqa: E402
 
@@ -77,36 +77,36 @@ def _features(params: dict) -> dict:
         return {k: v.clone() for k, v in extract_features(load_model("cpu"), images, params["layers"]).items()}
 
 
+# Keys of a photo case in cases.toml that describe the case, not the function's keyword arguments.
+CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "labels", "composite"}
+
+
+def _photo_inputs(params: dict) -> dict:
+    """model, images, labels (and the method's settings as keywords): the attribution exercises."""
+    images, labels = _photos(params)
+    kwargs = {k: v for k, v in params.items() if k not in CASE_KEYS}  # the rest are the method's settings
+    return {"model": params.get("model", "pretrained"), "args": ["@model", "@images", "@labels"],
+            "kwargs": kwargs, "arg_names": ["images", "labels"], "label": params.get("label", ""),
+            "inputs": {"images": images, "labels": labels}}
+
+
+def _photo_target_inputs(params: dict) -> dict:
+    """model, images, targets, step size: one step toward a target class."""
+    images, _ = _photos(params)
+    return {"model": "pretrained", "args": ["@model", "@images", "@targets", params["step_size"]],
+            "arg_names": ["images", "targets"], "label": params.get("label", ""),
+            "inputs": {"images": images, "targets": torch.tensor(params["targets"], dtype=torch.int64)}}
+
+
 def build_inputs(params: dict) -> dict:
-    """A case without its outputs, from its parameters in cases.toml."""
-    check = params["check"]
-    label = params.get("label", "")
-    if check in ("saliency_map", "occlusion_map", "guided_backprop", "grad_cam", "guided_grad_cam"):
-        images, labels = _photos(params)
-        kwargs = {k: params[k] for k in ("objective", "window", "stride", "fill", "layer", "normalize") if k in params}
-        return {"model": params.get("model", "pretrained"), "args": ["@model", "@images", "@labels"],
-                "kwargs": kwargs, "arg_names": ["images", "labels"], "label": label,
-                "inputs": {"images": images, "labels": labels}}
-    if check == "fooling_step":
-        images, _ = _photos(params)
-        return {"model": "pretrained", "args": ["@model", "@images", "@targets", params["step_size"]],
-                "arg_names": ["images", "targets"], "label": label,
-                "inputs": {"images": images, "targets": torch.tensor(params["targets"], dtype=torch.int64)}}
-    if check == "make_fooling_image":
-        return _fooling_loop_inputs(params)
-    if check == "class_visualization_step":
-        return _class_step_inputs(params)
-    if check in ("content_loss", "gram_matrix", "style_loss", "tv_loss"):
-        return _loss_inputs(params)
-    if check == "style_transfer":
-        return _loop_inputs(params)
-    raise KeyError(f"no input builder for check {check!r}")
+    """A case without its outputs, from its parameters in cases.toml, by its check's ``spec.inputs``."""
+    return BUILDERS[specs.SPECS[params["check"]].inputs](params)
 
 
 def _fooling_loop_inputs(params: dict) -> dict:
     wavering = params.get("wavering", False)
-    net_weights = _random_weights(specs.wavy_skeleton() if wavering else specs.smooth_skeleton(), params["seed"])
-    net = specs.wavy_network(net_weights) if wavering else specs.smooth_network(net_weights)
+    net_weights = _random_weights(fixtures.wavy_skeleton() if wavering else fixtures.smooth_skeleton(), params["seed"])
+    net = fixtures.wavy_network(net_weights) if wavering else fixtures.smooth_network(net_weights)
     generator = torch.Generator().manual_seed(params["seed"] + 1)
     images = 0.2 + 0.6 * torch.rand(params["count"], 3, 16, 16, generator=generator)
     # Each class's stand-in step direction: that class's input gradient at mid-grey, of unit L2 length.
@@ -159,7 +159,7 @@ def _wavering_direction(net, image, target: int, params: dict, directions: torch
 def _class_step_inputs(params: dict) -> dict:
     generator = torch.Generator().manual_seed(params.get("seed", 0))
     if params.get("model") == "smooth":
-        weights = _random_weights(specs.smooth_skeleton(), params["seed"])
+        weights = _random_weights(fixtures.smooth_skeleton(), params["seed"])
         images = (0.5 + 0.15 * torch.randn(2, 3, 16, 16, generator=generator)).clamp(0, 1)
         inputs = {"images": images, "network": weights}
     else:
@@ -173,35 +173,40 @@ def _class_step_inputs(params: dict) -> dict:
             "label": params.get("label", ""), "inputs": inputs}
 
 
-def _loss_inputs(params: dict) -> dict:
-    check, label = params["check"], params.get("label", "")
-    if check == "tv_loss":
-        images, _ = _photos(params)
-        return {"model": None, "args": ["@images", params["weight"]], "arg_names": ["img"], "label": label,
-                "inputs": {"images": images}}
+def _image_weight_inputs(params: dict) -> dict:
+    images, _ = _photos(params)
+    return {"model": None, "args": ["@images", params["weight"]], "arg_names": ["img"],
+            "label": params.get("label", ""), "inputs": {"images": images}}
+
+
+def _feature_pair_inputs(params: dict) -> dict:
+    current = _features(params)[params["layers"][0]]
+    return {"model": None, "args": [params["weight"], "@current", "@target"], "arg_names": ["current", "target"],
+            "label": params.get("label", ""), "inputs": {"current": current, "target": current.flip(0).clone()}}
+
+
+def _features_inputs(params: dict) -> dict:
+    kwargs = {"normalize": params["normalize"]} if "normalize" in params else {}
+    return {"model": None, "args": ["@features"], "kwargs": kwargs, "arg_names": ["features"],
+            "label": params.get("label", ""), "inputs": {"features": _features(params)[params["layers"][0]]}}
+
+
+def _feature_dict_inputs(params: dict) -> dict:
+    # Targets are any (1, C, C) tables; the stand-in Gram of a style image's features keeps the terms of a
+    # realistic size.
     feats = _features(params)
-    if check == "content_loss":
-        current = feats[params["layers"][0]]
-        return {"model": None, "args": [params["weight"], "@current", "@target"], "arg_names": ["current", "target"],
-                "label": label, "inputs": {"current": current, "target": current.flip(0).clone()}}
-    if check == "gram_matrix":
-        kwargs = {"normalize": params["normalize"]} if "normalize" in params else {}
-        return {"model": None, "args": ["@features"], "kwargs": kwargs, "arg_names": ["features"], "label": label,
-                "inputs": {"features": feats[params["layers"][0]]}}
-    # style_loss: targets are any (1, C, C) tables; the stand-in Gram of a style image's features keeps the
-    # terms of a realistic size.
     style = _features({**params, "photos": params["style_photos"]})
-    targets = [specs.stand_ins(specs.SPECS["style_loss"], {})["gram_matrix"](style[layer])[:1]
-               for layer in params["layers"]]
+    targets = [fixtures.stand_in_gram_matrix(style[layer])[:1] for layer in params["layers"]]
     return {"model": None, "args": ["@feats", list(params["layers"]), "@targets", list(params["weights"])],
-            "arg_names": [], "label": label, "inputs": {"feats": feats, "targets": targets}}
+            "arg_names": [], "label": params.get("label", ""),
+            "inputs": {"feats": feats, "targets": targets}}
 
 
 def _loop_inputs(params: dict) -> dict:
     from convlens.images import load_photos, load_style
 
     size = params["size"]
-    weights = _random_weights(specs.FeatureNetwork(), params["seed"])
+    weights = _random_weights(fixtures.FeatureNetwork(), params["seed"])
     content, _, _ = load_photos(params["photos"], size=size)
     style = load_style(params["style"], size)[None]
     settings = {"content_layer": "c3", "content_weight": params["content_weight"], "style_layers": ("c1", "c2"),
@@ -221,14 +226,22 @@ def _loop_inputs(params: dict) -> dict:
             "arg_names": ["content", "style"], "label": params.get("label", ""), "inputs": inputs, "rerun": rerun}
 
 
+# A spec's ``inputs`` names its builder: what the function takes, not which exercise it is.
+BUILDERS = {"photos": _photo_inputs, "photos_targets": _photo_target_inputs, "small_loop": _fooling_loop_inputs,
+            "ascent_step": _class_step_inputs, "image_weight": _image_weight_inputs,
+            "feature_pair": _feature_pair_inputs, "features": _features_inputs, "feature_dict": _feature_dict_inputs,
+            "style_loop": _loop_inputs}
+
+
 # ------------------------------------------------------------------------------------------------ mistakes
 
-def mutated_module(topic: str, edits: list[dict], name: str) -> types.ModuleType:
-    """The solution module ``helpers.<topic>`` with ``edits`` applied, loaded under another name."""
-    path = ROOT / "helpers" / f"{topic}.py"
-    # Whole-line comments go first: the exercises' guidance may quote the code an edit targets.
-    text = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                   if not line.lstrip().startswith("#"))
+def mutated_source(topic: str, edits: list[dict], name: str, text: str | None = None) -> str:
+    """The solution's helpers/<topic>.py (or ``text``) with ``edits`` applied; whole-line comments go first:
+    the exercises' guidance may quote the code an edit targets."""
+    if text is None:
+        path = ROOT / "helpers" / f"{topic}.py"
+        text = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                       if not line.lstrip().startswith("#"))
     for edit in edits:
         if "replace" in edit:
             count = text.count(edit["replace"])
@@ -237,9 +250,15 @@ def mutated_module(topic: str, edits: list[dict], name: str) -> types.ModuleType
             text = text.replace(edit["replace"], edit["with"])
         else:
             raise MistakeError(f"{name}: unknown edit {edit}")
+    return text
+
+
+def mutated_module(topic: str, edits: list[dict], name: str) -> types.ModuleType:
+    """The solution module ``helpers.<topic>`` with ``edits`` applied, loaded under another name."""
+    path = ROOT / "helpers" / f"{topic}.py"
     module = types.ModuleType(f"helpers.{topic}")
     module.__file__ = str(path)
-    exec(compile(text, str(path), "exec"), module.__dict__)
+    exec(compile(mutated_source(topic, edits, name), str(path), "exec"), module.__dict__)
     return module
 
 
@@ -256,19 +275,21 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
             continue
         case = build_inputs(params)
         case["check"] = spec.name
+        if "grad" in params:  # a differentiable check's case where the output does not depend on the inputs
+            case["grad"] = params["grad"]
         torch.manual_seed(SEED)
         result = compute_case(spec, solution, case, device)
-        if result["problem"]:
-            raise RuntimeError(f"the solution fails its own case {spec.name} {params}: {result['problem']}")
-        case["output"] = result["outputs"]
+        if not result.ok:
+            raise RuntimeError(f"the solution fails its own case {spec.name} {params}: {result.problem}")
+        case["output"] = result.outputs
         case["variants"] = []
         for number, mistake in enumerate(m for m in mistakes if m["check"] == spec.name):
             module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}")
             torch.manual_seed(SEED)
             variant = compute_case(spec, module, case, device)
-            if variant["problem"] or _same(spec, variant["outputs"], case["output"]):
+            if not variant.ok or _same(spec, variant.outputs, case["output"]):
                 continue
-            case["variants"].append({"cause": mistake["cause"], "output": variant["outputs"]})
+            case["variants"].append({"cause": mistake["cause"], "output": variant.outputs})
         (hidden if params.get("hidden") else public).append(case)
     return public, hidden
 

@@ -1,23 +1,23 @@
-"""convlens.feature_vis (better priors for feature visualization) and convlens.colour (colour statistics)."""
+"""convlens.priors (better priors for feature visualization) and convlens.colour (colour statistics)."""
 import math
 
 import pytest
 import torch
 
 from convlens import colour
-from convlens import feature_vis as fv
+from convlens import priors
 
 
 def test_fourier_round_trip():
     image = torch.randn(2, 3, 20, 17)  # odd width: the rfft2 has W // 2 + 1 columns
     for decay in (0.0, 1.0, 1.5):
-        spectrum = fv.image_to_spectrum(image, decay)
+        spectrum = priors.image_to_spectrum(image, decay)
         assert spectrum.shape == (2, 3, 20, 9) and spectrum.is_complex()
-        torch.testing.assert_close(fv.spectrum_to_image(spectrum, 20, 17, decay), image, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(priors.spectrum_to_image(spectrum, 20, 17, decay), image, atol=1e-5, rtol=1e-5)
 
 
 def test_spectrum_scale_formula():
-    scale = fv.spectrum_scale(8, 8, decay_power=1.0)
+    scale = priors.spectrum_scale(8, 8, decay_power=1.0)
     assert scale.shape == (8, 5)
     assert scale[0, 0] == pytest.approx(8.0)  # DC: frequency floored at 1 / max(H, W)
     assert scale[0, 1] == pytest.approx(8.0)  # the lowest frequency, 1/8 cycle per pixel
@@ -31,9 +31,9 @@ def test_white_spectrum_gives_one_over_f_amplitude():
     size = 64
     white = torch.complex(torch.randn(64, 1, size, size // 2 + 1, generator=generator),
                           torch.randn(64, 1, size, size // 2 + 1, generator=generator))
-    image = fv.spectrum_to_image(white, size, size, decay_power=1.0)
+    image = priors.spectrum_to_image(white, size, size, decay_power=1.0)
     amplitude = torch.fft.rfft2(image, norm="ortho").abs().mean(dim=(0, 1))
-    freqs = fv.fourier_frequencies(size, size)
+    freqs = priors.fourier_frequencies(size, size)
     bands = [(0.05, 0.08), (0.1, 0.16), (0.2, 0.32)]
     means = [amplitude[(freqs >= lo) & (freqs < hi)].mean() for lo, hi in bands]
     centres = [math.sqrt(lo * hi) for lo, hi in bands]
@@ -43,32 +43,32 @@ def test_white_spectrum_gives_one_over_f_amplitude():
 
 def test_decorrelated_colour_is_invertible_and_matches_formula():
     values = torch.randn(2, 3, 5, 4)
-    rgb = fv.decorrelated_to_rgb(values)
+    rgb = priors.decorrelated_to_rgb(values)
     matrix = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
     matrix = matrix / matrix.norm(dim=0).max()
     expected = (matrix @ values.permute(1, 0, 2, 3).reshape(3, -1)).reshape(3, 2, 5, 4).permute(1, 0, 2, 3)
     torch.testing.assert_close(rgb, expected)
-    torch.testing.assert_close(fv.rgb_to_decorrelated(rgb), values, atol=1e-4, rtol=1e-4)
-    assert fv.COLOUR_SQRT.norm(dim=0).max() == pytest.approx(1.0)
+    torch.testing.assert_close(priors.rgb_to_decorrelated(rgb), values, atol=1e-4, rtol=1e-4)
+    assert priors.COLOUR_SQRT.norm(dim=0).max() == pytest.approx(1.0)
 
 
 def test_fourier_image_and_transforms_keep_shapes():
     generator = torch.Generator().manual_seed(0)
-    image = fv.FourierImage(2, 32, generator=generator)()
+    image = priors.FourierImage(2, 32, generator=generator)()
     assert image.shape == (2, 3, 32, 32) and 0 < image.min() and image.max() < 1
     assert (image - 0.5).abs().max() < 0.1  # starts as faint clouds around mid-grey
-    view = fv.lucid_view(image, generator, pad=4)
+    view = priors.lucid_view(image, generator, pad=4)
     assert view.shape == (2, 3, 40, 40)
-    same = fv.random_affine(image, generator, scale=(1.0, 1.0), degrees=0.0, shift=0.0)
+    same = priors.random_affine(image, generator, scale=(1.0, 1.0), degrees=0.0, shift=0.0)
     torch.testing.assert_close(same, image, atol=1e-5, rtol=0)
-    assert fv.random_backgrounds(3, 16, generator).shape == (3, 3, 16, 16)
+    assert priors.random_backgrounds(3, 16, generator).shape == (3, 3, 16, 16)
 
 
 def test_short_optimization_raises_the_target(model):
     target = 945  # bell pepper
     with torch.no_grad():
-        before = model(fv.FourierImage(1, 96, generator=torch.Generator().manual_seed(0))())[0, target]
-    image, rgb, alpha = fv.class_images(model, [target], size=96, steps=12, progress=False)
+        before = model(priors.FourierImage(1, 96, generator=torch.Generator().manual_seed(0))())[0, target]
+    image, rgb, alpha = priors.class_images(model, [target], size=96, steps=12, progress=False)
     assert image.shape == rgb.shape == (1, 3, 96, 96) and (alpha == 1).all()
     with torch.no_grad():
         after = model(image)[0, target]
@@ -76,7 +76,7 @@ def test_short_optimization_raises_the_target(model):
 
 
 def test_transparent_image_is_a_composite(model):
-    image, rgb, alpha = fv.class_images(model, [945], size=32, steps=2, transparent=True, background=0.9,
+    image, rgb, alpha = priors.class_images(model, [945], size=32, steps=2, transparent=True, background=0.9,
                                         progress=False)
     assert alpha.shape == (1, 1, 32, 32) and 0 < alpha.min() and alpha.max() < 1
     torch.testing.assert_close(image, alpha * rgb + (1 - alpha) * 0.9)

@@ -1,13 +1,15 @@
-"""The grader's side of one sandboxed child (grader/child.py): start it, send requests, wait for replies
-under a CPU-time limit, capture what it prints, and end its whole process tree.
+"""The judging side of a child process that computes (checks/worker.py): start it, send requests, wait for
+replies under time limits, capture what it prints, and end its whole process tree. ``kit.py check`` and the
+grader both run checks through :class:`ChildChecks`; they differ only in how the process is started (a
+plain process group here, the grader's sandbox there) and in the limits they set.
 
 CPU time, not wall time, is what a limit counts: the parent adds up the CPU time of every process of the
-child's sandbox (``/proc/<pid>/stat``, the child's own threads and the children it waited for), so a busy
+child's tree (``/proc/<pid>/stat``, the child's own threads and the children it waited for), so a busy
 machine does not make a check time out. A wall-clock limit stays only as a backstop for code that waits
 without computing (a sleep), set far above what the CPU limit allows.
 
-Replies are checked before use (:func:`validate_case_reply`): only the expected keys, strings of bounded
-length, plain CPU tensors of bounded size. Loading them (``torch.load(weights_only=True)``) cannot run code.
+Replies are checked before use (:meth:`checks.core.CaseResult.from_message`). Loading them
+(``torch.load(weights_only=True)``) cannot run code.
 """
 from __future__ import annotations
 
@@ -17,23 +19,54 @@ import secrets
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Callable
 
-from grader import sandbox
-from grader.child import HEADER, decode, encode
+from checks.channel import HEADER, decode, encode
+from checks.core import CaseResult, Kind, one_line
 
 OUTPUT_CAP = 8_000  # characters of printed output kept per request
 MAX_REPLY_BYTES = 64 << 20  # far above any exercise's outputs
-MAX_PROBLEM_CHARS = 600
-KINDS = {"not_implemented", "exception", "side_effect", "form", "forbidden", "missing"}
 STARTUP_CPU_SECONDS = 120.0  # importing torch and loading the model: about 4 s
 STARTUP_WALL_SECONDS = 600.0
 TICK = 0.2  # seconds between looks at the child's CPU time
 _CLOCK = os.sysconf("SC_CLK_TCK")
+
+
+class ChildError(RuntimeError):
+    """The child process could not be started: a broken kit or sandbox, never a submission."""
+
+
+class LocalProcess:
+    """A plain child process in its own process group (``kit.py check`` on the student's own machine)."""
+
+    def __init__(self, argv: list[str], pass_fds, env: dict | None = None, cwd=None):
+        self.popen = subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
+        self.pid, self.stdout = self.popen.pid, self.popen.stdout
+
+    @property
+    def returncode(self):
+        return self.popen.returncode
+
+    def poll(self):
+        return self.popen.poll()
+
+    def wait(self, timeout=None):
+        return self.popen.wait(timeout)
+
+    def alive(self) -> set[int]:
+        return {self.pid} if self.popen.poll() is None else set()
+
+    def kill_tree(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.popen.wait()
+        self.popen.stdout.close()
 
 
 @dataclass
@@ -148,20 +181,16 @@ class Session:
     Create and use it from one thread that outlives the child (bubblewrap ends the sandbox when the thread
     that started it ends)."""
 
-    def __init__(self, folder: Path, scratch: Path, mechanism: sandbox.Mechanism, limits: sandbox.Limits):
+    def __init__(self, launch, command: list[str], options: list[str] = ()):
+        """``launch(argv, pass_fds)`` starts the process (a :class:`LocalProcess`, or the grader's sandbox)
+        with its stdout and stderr on one pipe; ``command`` starts the worker (checks/worker.py), which gets
+        its pipes, the marker and ``options`` after it."""
         self.marker = f"\n<<convlens-child-{secrets.token_hex(8)}>>\n".encode()
         request_r, self.requests = os.pipe()
         self.replies, reply_w = os.pipe()
-        env = {"CONVLENS_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg", "LANG": "C.UTF-8",
-               "MPLCONFIGDIR": str(scratch), "XDG_CACHE_HOME": str(scratch), "TORCH_HOME": str(scratch)}
-        # -I: no user site, no PYTHON* variables, no script folder on the path (child.py adds its own)
-        argv = [sys.executable, "-I", "-B", "-X", "utf8", str(folder / "child.py"), str(request_r), str(reply_w),
-                self.marker.decode()]
+        argv = [*command, str(request_r), str(reply_w), self.marker.decode(), *options]
         try:
-            self.child = sandbox.spawn(argv, scratch=scratch, readable=[folder], limits=limits, env=env,
-                                       mechanism=mechanism, pass_fds=(request_r, reply_w),
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.child = launch(argv, (request_r, reply_w))
         except BaseException:
             os.close(self.requests)
             os.close(self.replies)
@@ -265,7 +294,8 @@ class Session:
         """CPU time of the sandbox's processes so far. Never less than before: a process that has ended
         but not been waited for yet counts nowhere for a moment, and a dead tree counts nothing."""
         pids = descendants(self.child.pid)
-        pids = self.child.alive() if pids is None else pids | (self.child.cgroup.pids() if self.child.cgroup else set())
+        cgroup = getattr(self.child, "cgroup", None)
+        pids = self.child.alive() if pids is None else pids | (cgroup.pids() if cgroup else set())
         now = tree_cpu_seconds(pids)
         self._cpu = max(now, self._cpu)
         return self._cpu
@@ -298,38 +328,99 @@ class Session:
                 pass
 
 
-# ------------------------------------------------------------------------------------------------ replies
 
-def validate_case_reply(value, outputs: tuple) -> dict:
-    """The reply to a case as ``compute_case`` returns it, or ValueError saying what is wrong with it."""
-    import torch
+# ------------------------------------------------------------------------------------------------ checks
 
-    if not isinstance(value, dict) or set(value) != {"outputs", "problem", "kind"}:
-        raise ValueError("not a reply to a case")
-    parts, problem, kind = value["outputs"], value["problem"], value["kind"]
-    if not isinstance(parts, dict) or not set(parts) <= set(outputs):
-        raise ValueError("unexpected outputs")
-    for name, tensor in parts.items():
-        if type(tensor) is not torch.Tensor or tensor.layout != torch.strided or tensor.is_quantized \
-                or tensor.device.type != "cpu" or tensor.numel() > (64 << 20) // max(tensor.element_size(), 1):
-            raise ValueError(f"output {name!r} is not a plain tensor of a sensible size")
-    if problem is not None and not isinstance(problem, str):
-        raise ValueError("the problem is not text")
-    if kind is not None and kind not in KINDS:
-        raise ValueError("unknown kind of problem")
-    if (problem is None) != (kind is None):
-        raise ValueError("a problem without a kind")
-    if problem is not None:
-        problem = " ".join(problem.split())
-        problem = problem[:MAX_PROBLEM_CHARS] + ("..." if len(problem) > MAX_PROBLEM_CHARS else "")
-    return {"outputs": dict(parts), "problem": problem, "kind": kind}
+class ChildChecks:
+    """One child process that imports a student's files and computes cases; after a timeout or a crash the
+    next request starts a fresh one (and imports the files again). What the code printed is kept, per
+    request, in :attr:`output` until :meth:`take_output`."""
 
+    def __init__(self, start: Callable[[], Session]):
+        self.start, self.session, self.imported = start, None, set()
+        self.output: list[str] = []
+        self.dropped = 0
+        self.cpu = self.wall = 0.0  # seconds used by the requests so far
 
-def validate_import_reply(value) -> str | None:
-    """The import error (one line) or None; ValueError for anything else."""
-    if not isinstance(value, dict) or set(value) != {"error"}:
-        raise ValueError("not a reply to an import")
-    error = value["error"]
-    if error is not None and not isinstance(error, str):
-        raise ValueError("the error is not text")
-    return None if error is None else " ".join(error.split())[:MAX_PROBLEM_CHARS]
+    def _session(self) -> Session:
+        if self.session is None:
+            try:
+                session = self.start()
+            except OSError as err:
+                raise ChildError(f"the child process could not start: {err}") from None
+            reply = session.start()
+            if reply.outcome != "ok" or reply.value != {"ready": True}:
+                session.close()
+                last = [line for line in reply.output.splitlines() if line.strip()][-1:] or [reply.why or reply.outcome]
+                raise ChildError(f"the child process did not start ({reply.outcome}): {last[0].strip()[:300]}")
+            self.session = session
+        return self.session
+
+    def _request(self, message: dict, limits) -> Reply:
+        reply = self._session().request(message, limits)
+        self.cpu, self.wall = self.cpu + reply.cpu, self.wall + reply.wall
+        self.output.append(reply.output)
+        self.dropped += reply.dropped
+        if reply.outcome != "ok":
+            self.close()
+        return reply
+
+    def import_topic(self, topic: str, limits, describe_timeout: Callable[[Reply], str]) -> CaseResult | None:
+        """Import helpers/<topic>.py in the child: None, or the failure every check of the topic gets."""
+        reply = self._request({"op": "import", "topic": topic}, limits)
+        what = f"helpers/{topic}.py"
+        if reply.outcome == "ok":
+            value = reply.value
+            if not (isinstance(value, dict) and set(value) == {"error"}
+                    and (value["error"] is None or isinstance(value["error"], str))):
+                self.close()
+                return CaseResult.failure(Kind.MALFORMED, f"the process importing {what} sent a reply that cannot be "
+                                          "used (not a reply to an import)")
+            if value["error"] is None:
+                self.imported.add(topic)
+                return None
+            return CaseResult.failure(Kind.IMPORT_ERROR, f"{what} cannot be imported: {one_line(value['error'])}")
+        if reply.outcome == "timeout":
+            return CaseResult.failure(Kind.TIMEOUT, f"importing {what} " + describe_timeout(reply)
+                                      + " (a loop or a long computation at module level?)")
+        if reply.outcome == "died":
+            return CaseResult.failure(Kind.CRASHED, f"the process importing {what} died ({reply.why})")
+        return CaseResult.failure(Kind.MALFORMED, f"the process importing {what} sent a reply that cannot be used "
+                                  f"({reply.why})")
+
+    def compute(self, spec, limits, describe_timeout: Callable[[Reply], str]):
+        """A ``compute`` for :func:`checks.judge.run_check`: each case runs in the child. ``limits()``: the
+        (CPU, wall-clock) seconds a request may still take, asked again while it runs."""
+        def compute(case: dict) -> CaseResult:
+            if spec.topic not in self.imported:  # a fresh child after a timeout or a crash
+                failure = self.import_topic(spec.topic, limits, describe_timeout)
+                if failure is not None:
+                    return failure
+            reply = self._request({"op": "case", "check": spec.name, "case": case}, limits)
+            if reply.outcome == "ok":
+                try:
+                    return CaseResult.from_message(reply.value, spec.outputs)
+                except ValueError as err:
+                    self.close()
+                    return CaseResult.failure(Kind.MALFORMED, "the process running it sent a reply that cannot be "
+                                              f"used ({err})")
+            if reply.outcome == "timeout":
+                return CaseResult.failure(Kind.TIMEOUT, describe_timeout(reply))
+            if reply.outcome == "died":
+                return CaseResult.failure(Kind.CRASHED, f"the process running it died ({reply.why}): os._exit, a "
+                                          "crash, or memory exhausted")
+            return CaseResult.failure(Kind.MALFORMED, f"the process running it sent a reply that cannot be used "
+                                      f"({reply.why})")
+        return compute
+
+    def take_output(self) -> tuple[str, int]:
+        """(what was printed since the last call, characters dropped beyond the cap)."""
+        text, dropped = "".join(self.output), self.dropped
+        self.output, self.dropped = [], 0
+        return text, dropped
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.imported = set()  # a fresh child imports the files again

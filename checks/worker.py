@@ -1,0 +1,163 @@
+"""The child process that runs a student's functions and sends back only what they computed.
+
+Started by :class:`checks.session.ChildChecks`, for ``kit.py check`` as ``python -m checks.worker`` and for
+the grader as ``python -I checks/worker.py`` inside its sandbox (a folder that holds only the kit library,
+the computing half of checks/ and the submission's files). It never sees an expected output: a request
+carries a case's inputs, a reply the :class:`~checks.core.CaseResult` of
+:func:`checks.compute.compute_case`. Judging happens in the parent, so nothing done here to checks/,
+classes or code objects changes a verdict.
+
+    python -m checks.worker REQUEST_FD REPLY_FD MARKER [--device NAME] [--threads N] [--watch imported|all]
+
+Requests: ``{"op": "import", "topic"}``, ``{"op": "case", "check", "case"}``, ``{"op": "quit"}``. Replies:
+``{"ready": True}`` once at the start; ``{"error": str | None}`` for an import; ``CaseResult.to_message()``
+for a case (checks/channel.py frames them). What a function prints goes to fds 1 and 2, which the parent
+captures; after each request the worker writes ``MARKER`` there to close that request's piece.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: import the kit from the folder above
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from checks.channel import read_message, write_message  # noqa: E402
+
+
+def describe_import_error(err: BaseException, topic: str) -> str:
+    from checks.core import describe_exception
+
+    if isinstance(err, SystemExit):
+        return f"the module called sys.exit({err.code!r}) while being imported"
+    if isinstance(err, SyntaxError):
+        return f"SyntaxError: {err.msg} (helpers/{os.path.basename(err.filename or topic + '.py')} line {err.lineno})"
+    return describe_exception(err)
+
+
+class Worker:
+    """The state one child keeps between requests: the model's layout and the student's imported modules."""
+
+    def __init__(self, device: str, threads: int, watch: str):
+        import torch
+
+        from checks.compute import pretrained
+
+        self.torch, self.device, self.threads, self.watch = torch, torch.device(device), threads, watch
+        self.model = pretrained(str(self.device))
+        self.layout = self._layout()
+        self.modules = {}
+
+    def import_topic(self, topic: str) -> dict:
+        import importlib
+
+        try:
+            self.modules[topic] = importlib.import_module(f"helpers.{topic}")
+        except BaseException as err:  # a syntax or import error, sys.exit() or anything else at import time
+            return {"error": describe_import_error(err, topic)}
+        return {"error": None}
+
+    def run_case(self, check: str, case: dict) -> dict:
+        import dataclasses
+
+        from checks import fixtures, specs
+        from checks.compute import compute_case
+        from checks.core import CaseResult, Kind
+
+        spec = specs.SPECS[check]
+        if self.watch == "imported":
+            # Watch only forbidden names whose module is already imported: resolving the others would import
+            # Captum and torchvision into every child (3 s and 150 MB). Code cannot call what it has not
+            # imported; the grader reads the source for imports (grader/scan.py) and hides the libraries.
+            spec = dataclasses.replace(spec, forbidden=tuple(f for f in spec.forbidden
+                                                             if f.rsplit(".", 1)[0] in sys.modules))
+        self._reset()
+        try:
+            result = compute_case(spec, self.modules[spec.topic], case, self.device)
+        except SystemExit as err:
+            result = CaseResult.failure(Kind.EXCEPTION, f"called sys.exit({err.code!r}); return a value instead")
+        except BaseException as err:  # KeyboardInterrupt and the like, raised on purpose by the code
+            result = CaseResult.failure(Kind.EXCEPTION, f"raised {type(err).__name__}; return a value instead")
+        # compute_case notices (and undoes) changed weights; a model whose layers were replaced is noticed
+        # here and loaded afresh, so the next case gets the real one.
+        fixture = fixtures.MODELS.get(case.get("model"))
+        if fixture is not None and fixture.pretrained and not self._model_intact():
+            result = CaseResult.failure(Kind.SIDE_EFFECT, "the model's layers were replaced; never modify the model")
+        try:
+            result = dataclasses.replace(result, outputs={k: self._plain(v) for k, v in result.outputs.items()})
+        except Exception as err:  # an output that is a tensor only by its class
+            result = CaseResult.failure(Kind.FORM, f"returned something that is not a plain tensor ({err!s:.80})")
+        return result.to_message()
+
+    def _plain(self, value):
+        """A compact plain tensor: no subclass, no storage beyond its own elements."""
+        torch = self.torch
+        if type(value) is not torch.Tensor:
+            value = value.as_subclass(torch.Tensor)
+        return value.detach().cpu().contiguous().clone()
+
+    def _reset(self) -> None:
+        """Undo global switches an earlier call may have flipped; the references were built from seed 0."""
+        torch = self.torch
+        torch.set_grad_enabled(True)
+        torch.set_default_dtype(torch.float32)
+        torch.autograd.set_detect_anomaly(False)
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(0)
+
+    def _layout(self) -> dict:
+        return {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+
+    def _model_intact(self) -> bool:
+        try:
+            if self._layout() == self.layout:
+                return True
+        except Exception:  # the code broke the model beyond listing its weights
+            pass
+        from checks import compute
+
+        compute.pretrained.cache_clear()
+        self.model = compute.pretrained(str(self.device))
+        return False
+
+
+def _end_piece(marker: bytes) -> None:
+    """Flush what was printed, then write the marker that closes this request's output."""
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except Exception:  # the code may have replaced or closed sys.stdout
+            pass
+    os.write(2, marker)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="checks.worker")
+    parser.add_argument("requests", type=int)
+    parser.add_argument("replies", type=int)
+    parser.add_argument("marker")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--watch", choices=("imported", "all"), default="imported")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    worker = Worker(args.device, args.threads, args.watch)
+    marker = args.marker.encode()
+    write_message(args.replies, {"ready": True})
+    while True:
+        request = read_message(args.requests)
+        if request is None or request.get("op") == "quit":
+            return 0
+        if request["op"] == "import":
+            reply = worker.import_topic(request["topic"])
+        else:
+            reply = worker.run_case(request["check"], request["case"])
+        _end_piece(marker)
+        write_message(args.replies, reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

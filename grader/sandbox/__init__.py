@@ -1,0 +1,60 @@
+"""An operating-system sandbox for running a submission's code: the parent judges, an unprivileged child
+computes.
+
+    mech = sandbox.detect("auto")          # once; print mech.description
+    child = sandbox.spawn([sys.executable, "-I", "child_folder/checks/worker.py", ...], scratch=scratch,
+                          readable=[child_folder], limits=sandbox.Limits(), env=env, mechanism=mech,
+                          pass_fds=(request_r, reply_w))
+    try:
+        ...talk to it over the pipes...; child.wait(timeout)
+    finally:
+        child.kill_tree()                  # no process of the child is left, whatever it started
+
+What the child gets under bubblewrap: ``scratch`` (read-write; its working directory, HOME and TMPDIR),
+the ``readable`` paths (read-only), the system's /usr and shared libraries, and the calling interpreter's
+prefixes (the venv and its base Python) read-only, all at their real paths; a fresh /proc showing only its
+own processes, a minimal /dev, a small private /tmp, no network, and the resource limits in
+:class:`Limits`. Nothing else of the machine's file system exists for it: not the kit checkout, reference
+answers, other submissions or the grader's output folder. Guards written in Python inside the child would
+count for nothing (the student's code runs in the same interpreter), so every barrier here is the
+kernel's. The mechanisms, strongest first (:func:`detect` takes the first that works):
+
+* ``bubblewrap+user`` (the grader runs as root): bubblewrap builds new mount, pid, network, IPC and UTS
+  namespaces; inside them a small trampoline sets the rlimits and drops to a dedicated system user
+  (``convlens-grader``, created if missing) with no capabilities and no_new_privs. The user must be a real
+  uid, not a user namespace: bubblewrap run by root maps a namespace's uid to root outside, whose files the
+  child could then own and for which the kernel never enforces RLIMIT_NPROC.
+* ``bubblewrap`` (an ordinary user): the same view through an unprivileged user namespace; the child keeps
+  the caller's uid, has no capabilities, and may not create further user namespaces.
+* ``namespaces+user`` (root, no bubblewrap) and ``user-namespace`` (an ordinary user, no bubblewrap):
+  util-linux ``unshare`` gives new pid, network and IPC namespaces, but the file system is the machine's:
+  the dedicated user reads what others may read; in ``user-namespace`` the child is the caller's own uid
+  and can read and write all of the caller's files.
+* ``setuid-user`` (root without usable namespaces): only the dedicated user, the rlimits and a cgroup; it
+  also shares the network and sees every process. Offered only when a cgroup can be made, because that is
+  how its whole process tree is found and ended.
+* ``none``: a plain child process with the rlimits.
+
+Which platform needs which mechanism: ``bubblewrap+user`` is what CI and the Gradescope bundle use (root in
+a Debian or Ubuntu container with the bubblewrap package); ``bubblewrap`` an instructor's own Linux machine
+as an ordinary user; ``namespaces+user`` and ``user-namespace`` the same two without bubblewrap (util-linux
+is everywhere, bubblewrap is not); ``setuid-user`` a root container whose kernel refuses new namespaces (a
+hosted autograder may be one); ``none`` macOS and Windows, which have none of these.
+
+Ending the tree: a pid namespace dies with its first process (the kernel kills everything else in it), so
+:meth:`Child.kill_tree` kills that process; a ``setsid``/double-forked descendant is still inside the
+namespace, and it also dies when the child's main process exits. Where the cgroup hierarchy is writable
+(root), each sandbox also gets its own cgroup with a memory and a process limit, and every process listed
+there is killed too. ``none`` can only kill the child's session: a daemonized descendant survives it.
+
+The package, one concern a module: mechanism.py (what a mechanism and the limits are), detection.py (which
+one works here), bubblewrap.py (its command line), cgroups.py (memory and process limits of a whole tree),
+process.py (spawning and ending the tree) and trampoline.py (the first code run inside).
+"""
+from __future__ import annotations
+
+from grader.sandbox.detection import detect
+from grader.sandbox.mechanism import MODES, NONE, SANDBOX_USER, Limits, Mechanism, SandboxUnavailable
+from grader.sandbox.process import Child, spawn
+
+__all__ = ["Limits", "Mechanism", "Child", "SandboxUnavailable", "detect", "spawn", "SANDBOX_USER", "MODES", "NONE"]

@@ -1,0 +1,109 @@
+"""One path from a student's function to a verdict: the notebooks' ``check()`` (in-process), ``kit.py check``
+(a child process per topic) and the grader (a sandboxed child, judged in the parent) print the same line for
+the same submission. Compared on the stored mistakes (tools/mistakes.toml): since each check replaces the
+other exercises its function calls by stand-ins, one submission can carry one mistake of every function at
+once, so the 89 mistakes fit in a dozen submissions."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checks import check
+from checks.specs import SPECS, TOPICS
+from tools.references import MISTAKES_FILE, MistakeError, load_table, mutated_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rounds() -> list[tuple[set, dict[str, str]]]:
+    """Submissions as (checks with a mistake, {topic: source}), packing mistakes of different functions."""
+    rounds: list[tuple[set, dict]] = []  # (checks carrying a mistake, topic -> source)
+    for number, mistake in enumerate(load_table(MISTAKES_FILE, "mistake")):
+        topic = SPECS[mistake["check"]].topic
+        for taken, sources in rounds + [(set(), {})]:
+            if mistake["check"] in taken:
+                continue
+            try:
+                text = mutated_source(topic, mistake["edit"], f"mistake {number}", sources.get(topic))
+            except MistakeError:
+                continue
+            if not taken:
+                rounds.append((taken, sources))
+            taken.add(mistake["check"])
+            sources[topic] = text
+            break
+    return rounds
+
+
+ROUNDS = _rounds()
+
+
+def _submission(folder: Path, sources: dict[str, str]) -> Path:
+    (folder / "helpers").mkdir(parents=True)
+    for topic in TOPICS:
+        text = sources.get(topic) or (ROOT / "helpers" / f"{topic}.py").read_text()
+        (folder / "helpers" / f"{topic}.py").write_text(text)
+    return folder
+
+
+def _notebook_lines(sources: dict[str, str], folder: Path) -> dict[str, str]:
+    import importlib.util
+
+    lines = {}
+    for topic in TOPICS:
+        spec = importlib.util.spec_from_file_location(f"helpers.{topic}", folder / "helpers" / f"{topic}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name in SPECS:
+            if SPECS[name].topic == topic:
+                lines[name] = check(name, module=module, quiet=True).line
+    return lines
+
+
+def _cli_lines(folder: Path) -> dict[str, str]:
+    kit = folder / "kit"
+    for name in ("convlens", "checks"):
+        shutil.copytree(ROOT / name, kit / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(folder / "helpers", kit / "helpers")
+    shutil.copy2(ROOT / "helpers" / "__init__.py", kit / "helpers" / "__init__.py")
+    env = {**os.environ, "CONVLENS_DEVICE": "cpu", "PYTHONPATH": str(kit)}
+    out = subprocess.run([sys.executable, "-m", "checks.cli"], cwd=kit, env=env, capture_output=True, text=True,
+                         timeout=1200).stdout
+    return {line.split()[1].rstrip(":"): line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))}
+
+
+def _compare(rounds: list[tuple[set, dict[str, str]]], tmp_path: Path) -> None:
+    from grader.grade import grade
+
+    folders = [_submission(tmp_path / f"round{i}", sources) for i, (_, sources) in enumerate(rounds)]
+    graded = grade(folders, public_cases=True, jobs=2, log=lambda *a: None, cpu_scale=1000, cpu_floor=120)
+    for folder, (taken, sources), result in zip(folders, rounds, graded):
+        notebook = _notebook_lines(sources, folder)
+        cli = _cli_lines(folder)
+        grader = {r.check: r.line for r in result.results}
+        assert set(notebook) == set(cli) == set(grader) == set(SPECS)
+        differ = {name: (notebook[name], cli[name], grader[name]) for name in SPECS
+                  if not notebook[name] == cli[name] == grader[name]}
+        assert not differ, f"{folder.name}: notebook / kit.py check / grader lines differ: {differ}"
+        failed = {name for name, line in notebook.items() if line.startswith("FAIL")}
+        assert failed == taken, f"{folder.name}: the functions with a mistake fail, the others pass"
+
+
+def test_the_rounds_carry_every_stored_mistake():
+    assert sum(len(taken) for taken, _ in ROUNDS) == len(load_table(MISTAKES_FILE, "mistake"))
+    assert len(ROUNDS) <= 15
+
+
+@pytest.mark.slow
+def test_first_round_same_line_on_every_path(tmp_path):
+    _compare(ROUNDS[:1], tmp_path)
+
+
+@pytest.mark.slow
+def test_every_stored_mistake_same_line_on_every_path(tmp_path):
+    _compare(ROUNDS[1:], tmp_path)

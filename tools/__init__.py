@@ -1,0 +1,1 @@
+"""Maintainer tools: the reference builder, the release build, the notebook runner and others."""
