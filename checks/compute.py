@@ -151,38 +151,35 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                     m.training = mode
     except RecursionError as err:
         return CaseResult.failure(Kind.EXCEPTION, f"raised {describe_exception(err)}")
-    if called:
-        return CaseResult.failure(Kind.FORBIDDEN, f"calls {called[0]}: the exercise is to write it yourself")
-    if left:
-        when = " when the forward pass raises" if raises else ""
-        return CaseResult.failure(Kind.SIDE_EFFECT, f"hooks stay registered on the model{when}; remove every "
-                                  "handle you registered (handle.remove()) whatever happens: try: ... finally:")
     weights_changed = fixture is not None and fixture.pretrained and _weights_changed(net, device)  # undone
-    if changed_modes:
-        return CaseResult.failure(Kind.SIDE_EFFECT, "the model was left in another mode (model.train() or "
-                                  ".eval() on it or a layer; in training mode BatchNorm also changes its running "
-                                  "statistics); leave the model as it was given")
-    if weights_changed:
-        return CaseResult.failure(Kind.SIDE_EFFECT, "the model's weights were changed in place; never modify "
-                                  "the model")
-    if found.get("inplace"):
-        return CaseResult.failure(Kind.SIDE_EFFECT, f"the model's {found['inplace']} flag was changed and not "
-                                  "restored; put back every setting you change on the model (try: ... finally:)")
-    if raises:
-        if error is not None and not isinstance(error, fixtures.Interrupted):
-            return CaseResult.failure(Kind.EXCEPTION, f"raised {describe_exception(error)}{_explain(error)}")
-        return CaseResult()  # only the clean-up is checked here
-    if error is not None:
-        return CaseResult.failure(Kind.EXCEPTION, f"raised {describe_exception(error)}{_explain(error)}")
-    if changed_flags:
-        return CaseResult.failure(Kind.SIDE_EFFECT, "the model's requires_grad flags were changed and not restored")
-    if rng_changed:
-        return CaseResult.failure(Kind.SIDE_EFFECT, "torch's global random state was changed (torch.manual_seed, or "
-                                  "random numbers drawn without a generator); leave it as it was: draw from a "
-                                  "torch.Generator made from `seed`")
-    if grads:
-        return CaseResult.failure(Kind.SIDE_EFFECT, "gradients leaked into the model's parameters (.grad is set); "
-                                  "differentiate with respect to the input only")
+    when = " when the forward pass raises" if raises else ""
+    # What the call left behind, in the order a student should hear of it: before its own exception (a
+    # clean-up that fails on a raising forward pass is the point of that case), then after it.
+    first = _first([
+        (called, Kind.FORBIDDEN, f"calls {called[0] if called else ''}: the exercise is to write it yourself"),
+        (left, Kind.SIDE_EFFECT, f"hooks stay registered on the model{when}; remove every handle you registered "
+                                 "(handle.remove()) whatever happens: try: ... finally:"),
+        (changed_modes, Kind.SIDE_EFFECT, "the model was left in another mode (model.train() or .eval() on it or a "
+                                          "layer; in training mode BatchNorm also changes its running statistics); "
+                                          "leave the model as it was given"),
+        (weights_changed, Kind.SIDE_EFFECT, "the model's weights were changed in place; never modify the model"),
+        (found.get("inplace"), Kind.SIDE_EFFECT, "the model's inplace flag was changed and not restored; put back "
+                                                 "every setting you change on the model (try: ... finally:)"),
+        (error is not None and not (raises and isinstance(error, fixtures.Interrupted)), Kind.EXCEPTION,
+         f"raised {describe_exception(error)}{_explain(error)}" if error is not None else ""),
+    ])
+    if first is not None or raises:
+        return first or CaseResult()  # a raising forward pass: only the clean-up is checked
+    first = _first([
+        (changed_flags, Kind.SIDE_EFFECT, "the model's requires_grad flags were changed and not restored"),
+        (rng_changed, Kind.SIDE_EFFECT, "torch's global random state was changed (torch.manual_seed, or random "
+                                        "numbers drawn without a generator); leave it as it was: draw from a "
+                                        "torch.Generator made from `seed`"),
+        (grads, Kind.SIDE_EFFECT, "gradients leaked into the model's parameters (.grad is set); differentiate "
+                                  "with respect to the input only"),
+    ])
+    if first is not None:
+        return first
     for (label, arg), (value, requires_grad) in zip(watched, before):
         if arg.shape != value.shape or not torch.equal(arg.detach(), value):
             return CaseResult.failure(Kind.SIDE_EFFECT, f"{label} was modified in place; work on a copy (x.clone())")
@@ -221,6 +218,11 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                                       "random numbers from the generator made from `seed` "
                                       "(torch.rand(..., generator=generator))")
     return CaseResult(outputs)
+
+
+def _first(findings: list) -> CaseResult | None:
+    """The failure of the first (condition, kind, message) whose condition holds, or None."""
+    return next((CaseResult.failure(kind, message) for holds, kind, message in findings if holds), None)
 
 
 # Messages of errors with a typical cause in these exercises: (part of the message, the cause).

@@ -196,3 +196,18 @@ def test_run_all_on_the_student_build_names_what_is_missing_and_goes_on(student,
             assert f"FAIL {name}: not implemented yet" in text
     needs = [line for line in text.splitlines() if line.startswith(("needs ", "skipped: "))]
     assert needs and all("(not written yet)" in line for line in needs)
+
+
+@pytest.mark.parametrize("hints, kept", [("none", []), ("idea", [1]), ("calls", [1, 2]), ("all", [1, 2, 3])])
+def test_the_instructor_chooses_the_hint_tiers(hints, kept):
+    from tools.release import student_notebook
+
+    nb = nbformat.read(ROOT / "notebooks" / "2_gradcam.ipynb", as_version=4)
+    built = student_notebook(nb, hints)
+    text = "".join(c.source for c in built.cells)
+    for tier in (1, 2, 3):
+        assert (f"<b>Hint {tier}:" in text) == (tier in kept), (hints, tier)
+    hint_cells = [c for c in built.cells if "hints" in c.metadata.get("tags", [])]
+    assert (len(hint_cells) == 0) == (not kept)
+    assert len(built.cells) == len(nb.cells) - (0 if kept else sum("hints" in c.metadata.get("tags", [])
+                                                                   for c in nb.cells))

@@ -1,13 +1,18 @@
-"""Blind readability test of class visualizations: ``python tools/blind_test.py [--out out/blind]``.
+"""Blind readability test of class visualizations on classes nobody picked:
+``python tools/blind_test.py --seed N [--out out/blind]``.
 
-Makes one image per class with each method (the pixel-space ascent of notebook 3's exercise, and the better
-priors of convlens.priors), then writes, per method, a shuffled contact sheet with numbered, untitled
-tiles (sheet_A.png, sheet_B.png: the letters do not say which method is which) and, separately, the answer
-key (answer_key.json, for the person who scores, never for the viewer). The viewer gets INSTRUCTIONS.txt and
-the sheets, and names.txt only after the free naming.
+The protocol, in order: (1) eight classes are drawn with the seed from POOL (everyday ImageNet classes, none of
+them used in the notebooks' examples) and eight more as distractors, and the draw is written to draw.json
+before any image is made; (2) one image per class with each method (the pixel-space ascent of notebook 3's
+exercise, and the better priors of convlens.priors), at the notebook's settings; (3) per method, a shuffled
+contact sheet of numbered, untitled tiles at the resolution each image was optimized at (sheet_A.png,
+sheet_B.png: the letters do not say which method is which), the forced-choice list of 16 names (the 8 drawn
+and the 8 distractors, shuffled) and, for the scorer only, the answer key with the network's probability for
+each image at the size it was optimized and shown at. The viewer gets INSTRUCTIONS.txt and the sheets, and
+names.txt only after the free naming. Use a fresh viewer per method, one who has not seen the images.
 
-Scoring: free naming counts a tile when the answer names the class or its obvious kind (the key lists
-examples: "dog" for a golden retriever); forced choice counts exact matches to the eight names.
+Scoring: free naming counts a tile when the answer names the class or its obvious kind (the key lists the
+answers that count); forced choice counts exact matches among the 16 names.
 """
 from __future__ import annotations
 
@@ -19,30 +24,44 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# Everyday classes, chosen after looking at both methods' images (see the report of issue 14). Each entry:
-# ImageNet index, the name the viewer sees in the forced choice, answers that count in free naming.
-CLASSES = [
-    (340, "zebra", ["zebra"]),
-    (301, "ladybug", ["ladybug", "ladybird", "beetle"]),
-    (953, "pineapple", ["pineapple"]),
-    (937, "broccoli", ["broccoli"]),
-    (309, "bee", ["bee", "bumblebee", "honeybee", "wasp"]),
-    (998, "corn cob", ["corn", "ear of corn", "maize", "corn cob"]),
-    (985, "daisy", ["daisy", "flower", "chamomile"]),
-    (949, "strawberry", ["strawberry"]),
+# Everyday classes, fixed before any image was looked at; none is an example in the notebooks (flamingo,
+# bell pepper, volcano, stingray, tabby, espresso, ...). Each entry: ImageNet index, the name the viewer sees
+# in the forced choice, answers that count in free naming.
+POOL = [
+    (340, "zebra", ["zebra"]), (301, "ladybug", ["ladybug", "ladybird", "beetle"]),
+    (953, "pineapple", ["pineapple"]), (937, "broccoli", ["broccoli"]),
+    (309, "bee", ["bee", "bumblebee", "honeybee", "wasp"]), (985, "daisy", ["daisy", "flower", "chamomile"]),
+    (949, "strawberry", ["strawberry"]), (1, "goldfish", ["goldfish", "fish"]),
+    (145, "king penguin", ["penguin"]), (327, "starfish", ["starfish", "sea star"]),
+    (31, "tree frog", ["frog", "tree frog", "toad"]), (954, "banana", ["banana"]), (951, "lemon", ["lemon"]),
+    (950, "orange", ["orange"]), (963, "pizza", ["pizza"]), (933, "cheeseburger", ["burger", "hamburger"]),
+    (574, "golf ball", ["golf ball", "ball"]), (805, "soccer ball", ["soccer ball", "football", "ball"]),
+    (850, "teddy bear", ["teddy", "teddy bear", "bear"]), (879, "umbrella", ["umbrella", "parasol"]),
+    (932, "pretzel", ["pretzel"]), (947, "mushroom", ["mushroom", "toadstool"]),
+    (94, "hummingbird", ["hummingbird", "bird"]), (107, "jellyfish", ["jellyfish"]), (113, "snail", ["snail"]),
+    (9, "ostrich", ["ostrich", "bird"]), (105, "koala", ["koala", "bear"]), (291, "lion", ["lion", "cat"]),
+    (84, "peacock", ["peacock", "bird"]), (779, "school bus", ["bus", "school bus"]),
+    (555, "fire engine", ["fire engine", "fire truck", "truck"]), (402, "acoustic guitar", ["guitar"]),
+    (957, "pomegranate", ["pomegranate", "fruit"]), (938, "cauliflower", ["cauliflower"]),
+    (948, "green apple", ["apple"]), (928, "ice cream", ["ice cream"]),
 ]
-TILE = 224
+DRAWN, DISTRACTORS = 8, 8
+
+
+def draw_classes(seed: int) -> tuple[list[tuple], list[tuple]]:
+    """(the drawn classes, the distractors): disjoint random samples of POOL."""
+    picked = random.Random(seed).sample(POOL, DRAWN + DISTRACTORS)
+    return picked[:DRAWN], picked[DRAWN:]
 
 
 def make_images(classes, seed: int) -> dict:
-    """{method name: (N, 3, TILE, TILE) images} for the class indices, on CPU."""
+    """{method name: (N, 3, size, size) images, at the size each method optimizes} for the classes, on CPU."""
     from convlens.priors import class_images
     from convlens.model import fast_copy, load_model
     from convlens.visualize import create_class_visualization
@@ -52,21 +71,32 @@ def make_images(classes, seed: int) -> dict:
     # The pixel-space settings are notebook 3's exercise at its clearest (224 px, 150 steps).
     pixel = create_class_visualization(model, fooling.class_visualization_step, classes, size=224, num_steps=150,
                                        l2_reg=3e-3, blur_every=5, blur_sigma=1.0, seed=seed, progress=False)
-    priors = class_images(model, classes, size=128, steps=128, transparent=True, seed=seed, progress=False)[0]
-    priors = F.interpolate(priors, size=TILE, mode="bicubic", align_corners=False).clamp(0, 1)
+    # The better priors at notebook 3's settings (128 px, 96 steps, transparent), shown at the size they were
+    # optimized at: upsampled, they no longer convince the network.
+    priors = class_images(model, classes, size=128, steps=96, transparent=True, seed=seed, progress=False)[0]
     return {"pixel space (notebook 3 exercise)": pixel, "better priors (convlens.priors)": priors}
 
 
+def probabilities(images: torch.Tensor, classes: list[int]) -> list[float]:
+    """The network's probability of each image's class, at the image's own size."""
+    from convlens.model import load_model
+
+    with torch.no_grad():
+        probs = load_model("cpu")(images).softmax(dim=1)
+    return [round(probs[i, c].item(), 4) for i, c in enumerate(classes)]
+
+
 def contact_sheet(images: torch.Tensor, order: list[int], path: Path, cols: int = 4) -> None:
-    """Tiles ``images[order[k]]`` labelled k + 1 only, on white, 4 per row."""
+    """Tiles ``images[order[k]]`` at their own size, labelled k + 1 only, on white, 4 per row."""
     from convlens.images import to_pil
 
+    tile = images.shape[-1]
     rows = -(-len(order) // cols)
     gap, label = 12, 28
-    sheet = Image.new("RGB", (cols * (TILE + gap) + gap, rows * (TILE + label + gap) + gap), "white")
+    sheet = Image.new("RGB", (cols * (tile + gap) + gap, rows * (tile + label + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
     for k, index in enumerate(order):
-        x, y = gap + (k % cols) * (TILE + gap), gap + (k // cols) * (TILE + label + gap)
+        x, y = gap + (k % cols) * (tile + gap), gap + (k // cols) * (tile + label + gap)
         draw.text((x, y + 4), str(k + 1), fill="black", font_size=20)
         sheet.paste(to_pil(images[index]), (x, y + label))
     sheet.save(path)
@@ -79,8 +109,9 @@ There are two sheets, sheet_A.png and sheet_B.png, each with 8 numbered pictures
 Part 1 (free naming). Do this for BOTH sheets before Part 2. For each numbered picture, write down what you
 think it shows, in a word or two. Guess if unsure; write "?" if you have no idea. Do not look anything up.
 
-Part 2 (forced choice). Only now open names.txt. It lists the 8 things the pictures on each sheet show, each
-exactly once per sheet. Match every number on sheet A to one name, then do the same for sheet B.
+Part 2 (forced choice). Only now open names.txt. It lists 16 names: the 8 things the pictures on each sheet
+show, each exactly once per sheet, and 8 that no picture shows. Match every number on sheet A to one name,
+then do the same for sheet B.
 
 Write your answers as: sheet, number, Part 1 answer, Part 2 answer.
 """
@@ -89,32 +120,40 @@ Write your answers as: sheet, number, Part 1 answer, Part 2 answer.
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "blind")
-    # Seed 1 made the sheets of issue 14's report; with seed 0 the better-priors ladybug came out blue.
-    parser.add_argument("--seed", type=int, default=1, help="seeds the images and the shuffles")
+    parser.add_argument("--seed", type=int, required=True, help="draws the classes; seeds the images and shuffles")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    drawn, distractors = draw_classes(args.seed)
+    (args.out / "draw.json").write_text(json.dumps({  # recorded before any image is made
+        "seed": args.seed, "pool": len(POOL), "drawn": [name for _, name, _ in drawn],
+        "distractors": [name for _, name, _ in distractors]}, indent=2) + "\n")
     start = time.perf_counter()
-    indices = [index for index, _, _ in CLASSES]
+    indices = [index for index, _, _ in drawn]
     images = make_images(indices, args.seed)
     rng = random.Random(args.seed)
     methods = list(images)
     rng.shuffle(methods)  # which method is sheet A is itself random
-    key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "sheets": {}}
+    key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "draw": "draw.json", "sheets": {}}
     for letter, method in zip("AB", methods):
-        order = list(range(len(CLASSES)))
+        order = list(range(len(drawn)))
         rng.shuffle(order)
         contact_sheet(images[method], order, args.out / f"sheet_{letter}.png")
+        probs = probabilities(images[method], indices)
         key["sheets"][f"sheet_{letter}.png"] = {
-            "method": method,
-            "tiles": {str(k + 1): {"class": CLASSES[i][1], "imagenet_index": CLASSES[i][0],
-                                   "free_naming_counts": CLASSES[i][2]} for k, i in enumerate(order)},
+            "method": method, "size": images[method].shape[-1],
+            "tiles": {str(k + 1): {"class": drawn[i][1], "imagenet_index": drawn[i][0],
+                                   "free_naming_counts": drawn[i][2], "p_class_at_size_shown": probs[i]}
+                      for k, i in enumerate(order)},
         }
+    names = [name for _, name, _ in drawn + distractors]
+    rng.shuffle(names)
     (args.out / "answer_key.json").write_text(json.dumps(key, indent=2) + "\n")
     (args.out / "INSTRUCTIONS.txt").write_text(INSTRUCTIONS)
-    (args.out / "names.txt").write_text("\n".join(sorted(name for _, name, _ in CLASSES)) + "\n")
-    print(f"wrote {args.out}/sheet_A.png, sheet_B.png, INSTRUCTIONS.txt, names.txt (viewer) and answer_key.json "
-          f"(scorer only) in {time.perf_counter() - start:.0f} s")
+    (args.out / "names.txt").write_text("\n".join(names) + "\n")
+    print(f"drew {', '.join(n for _, n, _ in drawn)} (seed {args.seed}); wrote {args.out}/draw.json, sheet_A.png, "
+          f"sheet_B.png, INSTRUCTIONS.txt, names.txt (viewer) and answer_key.json (scorer only) in "
+          f"{time.perf_counter() - start:.0f} s")
     return 0
 
 

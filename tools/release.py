@@ -92,9 +92,32 @@ def stub_source(text: str, filename: str = "<source>") -> str:
     return "".join(out)
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Clear outputs and execution counts; empty the cells tagged ``solution``."""
+# How many hint tiers the student build keeps (cells tagged ``hints`` hold one <details> block per tier:
+# 1 the idea, 2 which torch calls, 3 questions or pseudocode). Self-study keeps all: it uses this folder.
+HINT_LEVELS = {"none": 0, "idea": 1, "calls": 2, "all": 3}
+DEFAULT_HINTS = "calls"
+HINT_BLOCK = re.compile(r"<details><summary><b>Hint (\d+):.*?</details>\s*", re.S)
+
+
+def keep_hints(text: str, level: int) -> str:
+    """A hints cell's text with only the tiers up to ``level``."""
+    return HINT_BLOCK.sub(lambda m: m.group(0) if int(m.group(1)) <= level else "", text).rstrip() + "\n"
+
+
+def student_notebook(nb: nbformat.NotebookNode, hints: str = DEFAULT_HINTS) -> nbformat.NotebookNode:
+    """Clear outputs and execution counts; empty the cells tagged ``solution``; keep the hint tiers up to
+    ``hints`` (none, idea, calls or all), dropping a hints cell left empty."""
     nb = nbformat.from_dict(nb)
+    level = HINT_LEVELS[hints]
+    kept = []
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "hints" in tags:
+            cell.source = keep_hints(cell.source, level)
+            if not cell.source.strip():
+                continue
+        kept.append(cell)
+    nb.cells = kept
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
         if "solution" in tags:
@@ -129,8 +152,9 @@ def student_readme(text: str) -> str:
     return "".join(out)
 
 
-def build(out: Path, root: Path = ROOT) -> list[Path]:
-    """Write the student kit to ``out`` (replaced if it exists). Returns the files written."""
+def build(out: Path, root: Path = ROOT, hints: str = DEFAULT_HINTS) -> list[Path]:
+    """Write the student kit to ``out`` (replaced if it exists), keeping the hint tiers up to ``hints``.
+    Returns the files written."""
     if out.exists():
         shutil.rmtree(out)
     for name in SHIPPED:
@@ -146,17 +170,19 @@ def build(out: Path, root: Path = ROOT) -> list[Path]:
         rel = path.relative_to(out).as_posix()
         path.write_text(stub_source(path.read_text(encoding="utf-8"), rel), encoding="utf-8")
     for path in (out / "notebooks").glob("*.ipynb"):
-        nbformat.write(student_notebook(nbformat.read(path, as_version=4)), path)
+        nbformat.write(student_notebook(nbformat.read(path, as_version=4), hints), path)
     return sorted(p for p in out.rglob("*") if p.is_file())
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Build the student kit (stubs, cleared notebooks).")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "student")
+    parser.add_argument("--hints", choices=list(HINT_LEVELS), default=DEFAULT_HINTS,
+                        help="hint tiers the students get: none, idea (1), calls (1-2, the default) or all (1-3)")
     args = parser.parse_args(argv)
-    files = build(args.out.resolve())
+    files = build(args.out.resolve(), hints=args.hints)
     n_blocks = sum(len(find_blocks(p.read_text(encoding="utf-8"))) for p in (ROOT / "helpers").glob("*.py"))
-    print(f"student kit: {len(files)} files, {n_blocks} exercises stubbed -> {args.out}")
+    print(f"student kit: {len(files)} files, {n_blocks} exercises stubbed, hints: {args.hints} -> {args.out}")
     return 0
 
 
