@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import venv
+from pathlib import Path
 
 from _common import ROOT, peak_rss_bytes
 
@@ -30,17 +31,20 @@ def time_setup() -> float:
         return time.perf_counter() - start
 
 
-def time_tier(tier: str) -> tuple[float, float, float, int]:
+def time_tier(tier: str, log: Path | None = None) -> tuple[float, float, float, int]:
     """(wall s, CPU s, peak MiB, exit code) of ``kit.py test`` (fast) or ``kit.py test --all``, in this
-    Python's environment."""
+    Python's environment; pytest's output goes to ``log`` when given."""
     env = {**os.environ, "CONVLENS_PYTHON": sys.executable}
     start = time.perf_counter()
+    sink = open(log, "w") if log else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "kit.py", "test", "-q", *(["--all"] if tier == "all" else [])], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=sink, stderr=subprocess.STDOUT)
     # wait4: the usage of the run and the children it waited for, not of this process's earlier children (pip).
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    if log:
+        sink.close()
     return seconds, usage.ru_utime + usage.ru_stime, peak_rss_bytes(usage) / 2**20, proc.returncode
 
 
@@ -48,12 +52,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-setup", action="store_true")
     parser.add_argument("--tier", choices=("fast", "all", "both"), default="both")
+    parser.add_argument("--log", type=Path, help="a folder for each tier's pytest output (test-fast.log, test-all.log)")
     args = parser.parse_args()
     if not args.skip_setup:
         print(f"set-up from nothing (venv + pip install): {time_setup():.0f} s", flush=True)
     for tier in (("fast", "all") if args.tier == "both" else (args.tier,)):
         before = os.getloadavg()[0]
-        seconds, cpu, peak_mib, code = time_tier(tier)
+        if args.log:
+            args.log.mkdir(parents=True, exist_ok=True)
+        seconds, cpu, peak_mib, code = time_tier(tier, args.log / f"test-{tier}.log" if args.log else None)
         command = "kit.py test" + (" --all" if tier == "all" else "")
         print(f"{command}: {seconds:.0f} s wall ({seconds / 60:.1f} min), {cpu:.0f} s CPU, peak {peak_mib:.0f} MiB, "
               f"exit code {code}; load average {before:.1f} before, {os.getloadavg()[0]:.1f} after", flush=True)
