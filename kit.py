@@ -160,7 +160,7 @@ COMMANDS = {
               lambda py, rest: _in(py, "-m", "checks.cli", *rest)),
     "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",
             lambda py, rest: _in(py, str(ROOT / "tools" / "run_notebooks.py"), *rest)),
-    "test": ("tests", "run the fast tests (a few minutes); test --all runs every test (about half an hour)",
+    "test": ("tests", "run the fast tests (about 5 minutes); test --all runs every test (about half an hour)",
              lambda py, rest: _test(py, list(rest))),
     "release": ("tools/release.py", "build the student kit -> build/student/",
                 lambda py, rest: _in(py, str(ROOT / "tools" / "release.py"), *rest)),

@@ -46,7 +46,7 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
     """Run one topic's checks in a child process, printing what the code printed and one line per check."""
     from checks import references
     from checks.compute import check_device
-    from checks.core import Verdict
+    from checks.core import Verdict, printable
     from checks.judge import run_check
     from checks.session import ChildChecks, ChildError, LocalProcess, Session
     from convlens.runtime import choose_threads
@@ -62,6 +62,7 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
 
     def show(verdict: Verdict) -> bool:
         text, dropped = child.take_output()
+        text = printable(text)
         if text.strip():
             print(text.rstrip("\n"), flush=True)
         if dropped:

@@ -97,6 +97,12 @@ def one_line(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+def printable(text: str) -> str:
+    """What a student's code printed, safe to show: control characters other than newlines and tabs (terminal
+    escape codes, carriage returns that overwrite a line) are dropped."""
+    return "".join(c for c in str(text) if c.isprintable() or c in "\n\t")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of one check. ``str(verdict)`` is the one line the notebook prints; ``kind`` is why it

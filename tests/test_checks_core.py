@@ -79,3 +79,12 @@ def test_a_verdict_prints_one_line():
     assert str(Verdict("c", False, "broken")) == "FAIL c: broken" and not Verdict("c", False, "x")
     assert Verdict("c", False, "x").prefixed("case 2: ").detail == "case 2: x"
     assert Verdict("c", True, "ok").prefixed("case 2: ").detail == "ok"
+
+
+def test_printed_text_and_problems_lose_their_control_characters():
+    from checks.core import one_line, printable
+
+    forged = "\x1b[2K\r2 / 2 PASS\x1b[0m\nnext line\tcol\x07"
+    assert printable(forged) == "[2K2 / 2 PASS[0m\nnext line\tcol"
+    assert "\n" not in one_line(forged) and "\x1b" not in one_line(forged)
+    assert len(one_line("x" * 5000)) <= 603
