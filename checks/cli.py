@@ -46,7 +46,7 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
     """Run one topic's checks in a child process, printing what the code printed and one line per check."""
     from checks import references
     from checks.compute import check_device
-    from checks.core import Verdict, printable
+    from checks.core import Kind, Verdict, printable
     from checks.judge import run_check
     from checks.session import ChildChecks, ChildError, LocalProcess, Session
     from convlens.runtime import choose_threads
@@ -70,29 +70,29 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
         print(verdict.line, flush=True)
         return verdict.passed
 
+    used_before = {"cpu": 0.0, "wall": 0.0}  # the child's totals when the current check started
+
+    def limits():
+        return (timeout - (child.cpu - used_before["cpu"]),
+                2 * timeout + 20 - (child.wall - used_before["wall"]))
+
     passed = []
     try:
-        start_cpu = [0.0, 0.0]
-
-        def limits():
-            return timeout - (child.cpu - start_cpu[0]), 2 * timeout + 20 - (child.wall - start_cpu[1])
-
         try:
             failure = child.import_topic(topic, limits, describe_timeout)
         except ChildError as err:
-            failure = None
-            passed = [show(Verdict(name, False, f"the kit could not run this check: {err}")) for name in checks]
-            return passed
+            return [show(Verdict(name, False, f"the kit could not run this check: {err}", Kind.KIT_ERROR))
+                    for name in checks]
         for name in checks:
+            used_before.update(cpu=child.cpu, wall=child.wall)
             if failure is not None:
-                passed.append(show(Verdict(name, False, failure.problem, failure.kind)))
-                continue
-            start_cpu[:] = [child.cpu, child.wall]
-            try:
-                verdict = run_check(SPECS[name], references.public_cases(name, topic),
-                                    child.compute(SPECS[name], limits, describe_timeout))
-            except ChildError as err:
-                verdict = Verdict(name, False, f"the kit could not run this check: {err}")
+                verdict = Verdict(name, False, failure.problem, failure.kind)
+            else:
+                try:
+                    verdict = run_check(SPECS[name], references.public_cases(name, topic),
+                                        child.compute(SPECS[name], limits, describe_timeout))
+                except ChildError as err:
+                    verdict = Verdict(name, False, f"the kit could not run this check: {err}", Kind.KIT_ERROR)
             passed.append(show(verdict))
     finally:
         child.close()
