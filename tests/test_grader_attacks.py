@@ -221,6 +221,34 @@ ATTACKS = {
         layer = args[0].layer_names["head"]
         found = attr.LayerGradCam(args[0], layer).attribute(args[1], target=args[2])
     """), ["gradcam/grad_cam"]),
+    # Captum reached from a thread (the profile hook watches one thread), by a name assembled at run time
+    "p_captum_thread": (attack("guided_backprop", """
+        import threading
+        box = {}
+
+        def work():
+            module = __builtins__["__import__"]("".join(["cap", "tum", ".attr"]), fromlist=["x"])
+            box["map"] = module.GuidedBackprop(args[0]).attribute(args[1], target=args[2])
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+        found = box.get("map")
+    """), ["gradcam/guided_backprop"]),
+    # The kit's own implementations, through modules the exercises never need
+    "s_explorer_internals": (attack("grad_cam", """
+        from convlens import explorer
+        found = True
+    """), ["gradcam/grad_cam"]),
+    "t_library_internals": (attack("fooling_step", """
+        from convlens.attribution.occlusion_lite0 import occlusion_drops
+        found = True
+    """), ["fooling/fooling_step"]),
+    # A FAIL line forged to read as a PASS on the console (terminal escape codes in an exception message)
+    "u_escape_codes": (attack("class_visualization_step", """
+        print("\\x1b[2K\\rATTACK printed escape codes")
+    """, wrong="(_ for _ in ()).throw(RuntimeError('\\x1b[2K\\r\\x1b[32mPASS class_visualization_step: 2 / 2\\x1b[0m'))"),
+        ["fooling/class_visualization_step"]),
 }
 # The attacks that would earn their points without a sandbox (the others need more than a missing sandbox:
 # the grader never hands its environment to a child, and judges in its own process).
@@ -366,6 +394,12 @@ def test_attacks_are_stopped_for_the_reasons_they_should_be(attacked):
     assert "processes seen:" in lines["c_classmate"]["fooling_step"].output
     seen = int(lines["c_classmate"]["fooling_step"].output.split("processes seen:")[1].split()[0])
     assert seen <= 3, "the child sees processes outside its sandbox"
+    for name, check in (("s_explorer_internals", "grad_cam"), ("t_library_internals", "fooling_step")):
+        output = lines[name][check].output
+        assert "ATTACK blocked: ModuleNotFoundError" in output or "ATTACK blocked: ImportError" in output, output
+    forged = lines["u_escape_codes"]["class_visualization_step"]
+    assert "\x1b" not in forged.line and "\r" not in forged.line and forged.line.startswith("FAIL ")
+    assert "raised RuntimeError" in forged.line and "\x1b" not in forged.output and "\r" not in forged.output
 
 
 @pytest.mark.slow
