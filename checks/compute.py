@@ -122,13 +122,15 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
     before = [(t.detach().clone(), t.requires_grad) for _, t in watched]
     rng = torch.get_rng_state()
     net = model
+    budget = case.get("budget") if net is not None else None
+    meter = fixtures.metered(net, budget) if budget else contextlib.nullcontext([0, 0.0, 0.0])
     flags = [p.requires_grad for p in net.parameters()] if net is not None else []
     modes = [m.training for m in net.modules()] if net is not None else []
     hooks = hook_count(net) if net is not None else 0
     raises = fixture is not None and fixture.raises
     called: list[str] = []
     try:
-        with _restored(net) as found, _inplace(net, fixture is not None and fixture.inplace), \
+        with meter as seen, _restored(net) as found, _inplace(net, fixture is not None and fixture.inplace), \
                 (fixtures.raising_forward(net) if raises else contextlib.nullcontext()), \
                 _swapped(module, stand_ins), _watching(spec.forbidden, called), _deterministic():
             try:
@@ -142,7 +144,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
             rng_changed = not torch.equal(torch.get_rng_state(), rng)
             torch.set_rng_state(rng)
             # Measured before the blocks above undo what the call left behind (for the next case).
-            left = net is not None and hook_count(net) != hooks + raises
+            left = net is not None and hook_count(net) != hooks + raises + bool(budget)
             grads = net is not None and any(p.grad is not None for p in net.parameters())
             changed_flags = net is not None and [p.requires_grad for p in net.parameters()] != flags
             changed_modes = net is not None and [m.training for m in net.modules()] != modes
@@ -165,6 +167,9 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
         (weights_changed, Kind.SIDE_EFFECT, "the model's weights were changed in place; never modify the model"),
         (found.get("inplace"), Kind.SIDE_EFFECT, "the model's inplace flag was changed and not restored; put back "
                                                  "every setting you change on the model (try: ... finally:)"),
+        (isinstance(error, fixtures.OverBudget), Kind.EXCEPTION,
+         f"the loop did not stop: it went on past {budget} forward passes of the model, more than "
+         f"{case.get('budget_argument', 'its step budget')} allows; count the steps and stop at the budget"),
         (error is not None and not (raises and isinstance(error, fixtures.Interrupted)), Kind.EXCEPTION,
          f"raised {describe_exception(error)}{_explain(error)}" if error is not None else ""),
     ])
@@ -192,6 +197,8 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
         parts = spec.collect(result)
     except specs.FormError as err:
         return CaseResult.failure(Kind.FORM, str(err))
+    if "evaluated" in spec.outputs:  # what the model saw: (forward passes, lowest pixel, highest pixel)
+        parts["evaluated"] = torch.tensor(seen, dtype=torch.float64)
     outputs = {}
     for name, value in parts.items():
         if value is None:

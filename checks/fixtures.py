@@ -124,6 +124,32 @@ def feature_network(weights: dict) -> nn.Module:
     return _frozen(FeatureNetwork(), weights)
 
 
+class OverBudget(RuntimeError):
+    """Raised by a metered model's forward pass once a loop has used up its case's budget of passes."""
+
+
+@contextlib.contextmanager
+def metered(model: nn.Module, budget: int):
+    """For the duration, count ``model``'s forward passes and the range of the images it is given. Yields
+    a list ``[passes, lowest pixel, highest pixel]``; the pass after ``budget`` raises :class:`OverBudget`,
+    so a loop that ignores its step budget stops within seconds, with that cause."""
+    seen = [0, float("inf"), float("-inf")]
+
+    def count(module, args):
+        seen[0] += 1
+        if seen[0] > budget:
+            raise OverBudget(f"more than {budget} forward passes")
+        if args and isinstance(args[0], torch.Tensor) and args[0].numel():
+            images = args[0].detach()
+            seen[1], seen[2] = min(seen[1], float(images.min())), max(seen[2], float(images.max()))
+
+    handle = model.register_forward_pre_hook(count)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
 class Interrupted(RuntimeError):
     """Raised by the ``raising`` model's forward pass, on purpose."""
 

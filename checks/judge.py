@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-from checks import relations, specs
+from checks import outcomes, relations, specs
 from checks.core import DEFAULT_TOL, CaseResult, Kind, Verdict, fmt_index, fmt_shape, relative_error
 from checks.references import without_answers
 
@@ -43,6 +43,8 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         return Verdict(name, True, spec.what)
     outputs = result.outputs
     expected = case["output"]
+    if spec.measure is not None:
+        return _judge_outcomes(spec, case, outputs)
     for part in spec.outputs:
         actual = outputs.get(part)
         problem = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
@@ -59,9 +61,39 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     part, error, tol = worst
     cause = _cause(spec, case, outputs)
     if not cause and torch.is_floating_point(expected[part]):
-        cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol)
+        cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol, case.get("terms", ()))
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
                                             part if len(spec.outputs) > 1 else "") + cause)
+
+
+def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
+    """A loop's verdict from its outcomes: each of ``spec.outcomes`` in turn, the student's run against the
+    reference run; the first that fails gives the line, with the stored mistake whose outcomes these are."""
+    first = spec.outputs[0]
+    problem = _structure(outputs.get(first), case["output"][first], first)
+    if problem:
+        return Verdict(spec.name, False, problem + _cause(spec, case, outputs, shape_only=True))
+    inputs = case.get("inputs", {})
+    mine, reference = spec.measure(inputs, outputs), spec.measure(inputs, case["output"])
+    for outcome in spec.outcomes:
+        gap = outcomes.gap(outcome, mine, reference)
+        if gap > outcome.tol:
+            line = outcomes.describe(outcome, mine, reference)
+            cause = _outcome_cause(spec, case, mine)
+            return Verdict(spec.name, False, line + cause)
+    return Verdict(spec.name, True, spec.what)
+
+
+def _outcome_cause(spec: specs.Spec, case: dict, mine: dict) -> str:
+    """'; likely cause: ...' for the stored mistake whose run's outcomes are nearest to the student's."""
+    inputs = case.get("inputs", {})
+    reference = spec.measure(inputs, case["output"])
+    best, best_distance = None, spec.variant_tol
+    for variant in case.get("variants", []):
+        distance = outcomes.distance(spec.outcomes, mine, spec.measure(inputs, variant["output"]), reference)
+        if distance <= best_distance:
+            best, best_distance = variant, distance
+    return f"; likely cause: {best['cause']}" if best is not None else ""
 
 
 def _structure(actual, expected: torch.Tensor, part: str) -> str:

@@ -12,8 +12,11 @@ A file holds ``{"meta": {...}, "cases": [case, ...]}``. A case is a dict::
     inputs     the tensors (and small networks' weights) the arguments refer to
     output     {part: tensor}: the reference solution's outputs
     variants   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
+    terms      [{"label": text, "output": tensor}]: for a sum over parallel lists, the reference's value of
+               each element alone (checks/relations.py names the elements a wrong sum left out)
 
-Only ``inputs`` and the call reach the student's code; ``output`` and ``variants`` stay with the judge.
+Only ``inputs`` and the call reach the student's code; ``output``, ``variants`` and ``terms`` stay with the
+judge.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 import torch
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
-ANSWER_KEYS = ("output", "variants")
+ANSWER_KEYS = ("output", "variants", "terms")
 
 
 def library_versions() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """What a wrong output has to do with the reference, when no stored mistake matches it.
 
 :func:`describe` tries a short list of relations that common bugs leave behind and names the first that
-holds: a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
+holds: a sum that leaves out some of its terms, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
 instead of per image, or the reverse), one image's output given to all, right for the first image only.
 It reads only the output, the reference and the sizes of the case's inputs: no formula of an exercise.
@@ -15,8 +15,9 @@ import torch
 FIT = 1e-3  # a relation holds when it explains the output to this fraction of the reference's scale
 
 
-def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float) -> str:
-    """'; <what relation holds>' or ''. ``actual`` and ``expected``: float tensors of one shape."""
+def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=()) -> str:
+    """'; <what relation holds>' or ''. ``actual`` and ``expected``: float tensors of one shape; ``terms``: the
+    reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them."""
     a, e = actual.detach().to(torch.float64), expected.detach().to(torch.float64)
     if a.shape != e.shape or not (torch.isfinite(a).all() and torch.isfinite(e).all()):
         return ""
@@ -28,10 +29,28 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     def near(x: torch.Tensor, y: torch.Tensor) -> bool:
         return (x - y).abs().max().item() <= fit * scale
 
+    found = _subset_of_terms(a, terms, near)
+    if found:
+        return "; " + found
+
     for check in (_factor, _sign, _axes, _shift, _per_image):
         found = check(a, e, near, inputs)
         if found:
             return "; " + found
+    return ""
+
+
+def _subset_of_terms(a, terms, near) -> str:
+    """The output is the sum over some elements only (a return inside the loop, an overwrite instead of +=,
+    a range that starts at 1)."""
+    values = [t["output"].to(torch.float64) for t in terms]
+    for size in range(1, len(values)):
+        for chosen in itertools.combinations(range(len(values)), size):
+            if near(a, sum(values[k] for k in chosen)):
+                kept = ", ".join(terms[k]["label"] for k in chosen)
+                left = ", ".join(t["label"] for k, t in enumerate(terms) if k not in chosen)
+                return (f"the output is the sum over {kept} only; {left} left out (a return inside the loop, "
+                        "a total overwritten instead of added to, or a loop that skips an element?)")
     return ""
 
 

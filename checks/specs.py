@@ -15,6 +15,8 @@ computes an answer. What a spec says:
   back to them (a case may say ``grad = false`` where nothing depends on the inputs);
 * ``forbidden``: library implementations of the same method; calling one fails the check (the exercise is
   to write it). Everything else (torch, ``F.interpolate``, ...) stays allowed;
+* ``measure`` and ``outcomes``: for a loop whose method leaves choices, what is measured of a run and how
+  each measure is judged (checks/outcomes.py);
 * ``inputs``: which builder of tools/references.py makes its cases' inputs from tools/cases.toml;
 * ``what``: the PASS line's text.
 
@@ -27,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from checks import fixtures
+from checks import fixtures, outcomes
 
 # topic -> (the student's file under helpers/, the notebook that uses it). A topic is named for what the
 # notebook is about, never for one of its functions, so a name on the command line means one thing.
@@ -89,6 +91,13 @@ class Spec:
     forbidden: tuple = ()
     attached_ok: bool = False  # losses may stay attached to the graph (the optimizer needs that)
     differentiable: bool = False  # the output must carry a gradient back to its tensor inputs (a loss)
+    # A loop whose method leaves choices: measure(inputs, outputs) -> {outcome: tensor}, judged by the rules in
+    # ``outcomes`` (checks/outcomes.py) against the reference run's outcomes, instead of output by output.
+    measure: Callable | None = None
+    outcomes: tuple = ()
+    # A sum over parallel lists (layers, targets, weights): the positions of those arguments. The build stores
+    # the reference's value for each element alone, so a FAIL line can say which elements a sum left out.
+    terms: tuple = ()
 
     def stand_ins_for(self, inputs: dict) -> dict:
         """{callee name: stand-in function} for one case."""
@@ -143,12 +152,15 @@ SPECS = {spec.name: spec for spec in [
     Spec("gram_matrix", "style", "Gram matrices match the reference, normalized and not", inputs="features",
          attached_ok=True, differentiable=True, forbidden=_STYLE),
     Spec("style_loss", "style", "scalar matches the reference", inputs="feature_dict", attached_ok=True,
-         differentiable=True, stand_ins={"gram_matrix": _LOSSES["gram_matrix"]}, forbidden=_STYLE),
+         differentiable=True, stand_ins={"gram_matrix": _LOSSES["gram_matrix"]}, forbidden=_STYLE, terms=(1, 2, 3)),
     Spec("tv_loss", "style", "scalar matches the reference", inputs="image_weight", attached_ok=True,
          differentiable=True, forbidden=_STYLE),
-    Spec("style_transfer", "style", "L-BFGS and Adam runs match the reference, from every start",
-         inputs="style_loop", outputs=("image", "history"), collect=image_and_history,
-         tol={"image": 1e-3, "history": 1e-3}, stand_ins=_LOSSES, forbidden=_STYLE),
+    # The loop leaves choices (the optimizer's memory, where the clamp goes, how the rate decays): judged by
+    # its outcomes (checks/outcomes.py), not step by step.
+    Spec("style_transfer", "style", "L-BFGS and Adam runs start right, stay in [0, 1], record every "
+         "evaluation and reach the reference's loss", inputs="style_loop", outputs=("image", "history", "evaluated"),
+         collect=image_and_history, measure=outcomes.style_run, outcomes=outcomes.STYLE_RUN, stand_ins=_LOSSES,
+         forbidden=_STYLE),
 ]}
 
 

@@ -17,6 +17,7 @@ from tools.release import stub_source
 
 ROOT = Path(__file__).resolve().parents[1]
 MISTAKES = load_table(MISTAKES_FILE, "mistake")
+VARIANTS = load_table(ROOT / "tools" / "variants.toml", "variant")
 
 
 def module_from(topic: str, text: str) -> types.ModuleType:
@@ -74,6 +75,23 @@ def test_every_known_mistake_fails_and_names_its_cause(mistake):
     verdict = check(spec.name, module=mutated_module(spec.topic, mistake["edit"], spec.name), quiet=True)
     assert not verdict.passed, f"{mistake['cause']!r} passes"
     assert mistake.get("expect", mistake["cause"]) in verdict.line, verdict.line
+
+
+def test_every_loop_stores_three_correct_variants():
+    per_check = Counter(v["check"] for v in VARIANTS)
+    loops = [name for name, spec in specs.SPECS.items() if spec.inputs in ("small_loop", "style_loop")]
+    assert loops and all(per_check[name] >= 3 for name in loops), per_check
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[f"{v['check']}-{i}" for i, v in enumerate(VARIANTS)])
+def test_every_stored_correct_variant_passes_every_case(variant):
+    """Written differently (another memory, the clamp elsewhere, another loop), still correct: the check
+    judges what the run achieved, so every variant passes its public and hidden cases."""
+    spec = specs.SPECS[variant["check"]]
+    module = mutated_module(spec.topic, variant["edit"], variant["name"])
+    cases = references.public_cases(spec.name, spec.topic) + references.public_cases(spec.name, spec.topic, HIDDEN_DIR)
+    verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
+    assert verdict.passed, f"{variant['name']}: {verdict.line}"
 
 
 def _mistake(check_name: str) -> dict:
@@ -316,3 +334,25 @@ def test_a_correct_solution_written_differently_passes(name):
     topic, code = CORRECT_VARIANTS[name]
     verdict = check(name, module=with_function(topic, "import torch\n" + code), quiet=True)
     assert verdict.passed, verdict.line
+
+
+# First tries of a student that are not stored mistakes (or were not when they were reported): each line
+# must still say what is wrong, not only "got X, expected Y".
+FIRST_TRIES = [
+    ("gradcam", "grad_cam", "images = images.detach().clone().requires_grad_(True)\n    saved",
+     "images = images.detach().clone()\n    saved", "needs requires_grad_(True)"),
+    ("gradcam", "grad_cam", "peak = cam.amax(dim=(1, 2), keepdim=True)", "peak = cam.max()",
+     "a normalization over the whole batch"),
+    ("style", "style_loss", "        total = term if total is None else total + term\n",
+     "        total = term if total is None else total + term\n        return total\n", "left out"),
+    ("style", "style_loss", "        total = term if total is None else total + term\n", "        total = term\n",
+     "only the last layer"),
+    ("style", "style_transfer", "                    opt.step(closure)\n                    decay.step()",
+     "                    decay.step()\n                    opt.step(closure)", "the run went"),
+]
+
+
+@pytest.mark.parametrize("topic, name, old, new, words", FIRST_TRIES)
+def test_first_tries_get_a_cause(topic, name, old, new, words):
+    verdict = check(name, module=mutated_module(topic, [{"replace": old, "with": new}], name), quiet=True)
+    assert not verdict.passed and words in verdict.line, verdict.line

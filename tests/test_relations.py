@@ -34,3 +34,24 @@ def test_unrelated_outputs_get_no_relation():
     other = torch.Generator().manual_seed(7)
     assert describe(torch.randn(3, 3, 8, 10, generator=other), E, INPUTS, 1e-3) == ""
     assert describe(E + 0.05 * torch.randn(E.shape, generator=other), E, INPUTS, 1e-3) == ""
+
+
+@pytest.mark.parametrize("kept, left", [([0], "b, c left out"), ([2], "a, b left out"), ([1, 2], "a left out")])
+def test_a_sum_that_leaves_out_terms_is_named(kept, left):
+    values = [torch.tensor(3.0), torch.tensor(5.0), torch.tensor(11.0)]
+    terms = [{"label": name, "output": v} for name, v in zip("abc", values)]
+    total = sum(values)
+    assert left in describe(sum(values[k] for k in kept), total, {}, 1e-3, terms)
+    assert "left out" not in describe(total * 1.5, total, {}, 1e-3, terms)
+
+
+def test_stored_terms_add_up_to_the_output():
+    """The build's terms are the solution on each layer alone; the loss is a sum over layers, so they add up."""
+    from checks import references, specs
+
+    spec = specs.SPECS["style_loss"]
+    cases = [c for c in references.public_cases("style_loss", "style") if c["terms"]]
+    assert cases
+    for case in cases:
+        total = sum(t["output"].double() for t in case["terms"])
+        assert torch.allclose(total, case["output"]["output"].double(), rtol=1e-5), spec.name

@@ -30,7 +30,8 @@ if str(ROOT) not in sys.path:
 
 from checks import fixtures, references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402
-from checks.core import DEFAULT_TOL, relative_error  # noqa: E402
+from checks.core import DEFAULT_TOL, CaseResult, relative_error  # noqa: E402
+from checks.judge import judge_case  # noqa: E402
 
 CASES_FILE = ROOT / "tools" / "cases.toml"
 MISTAKES_FILE = ROOT / "tools" / "mistakes.toml"
@@ -127,8 +128,11 @@ def _fooling_loop_inputs(params: dict) -> dict:
         args = ["@model", "@images", int(targets[0])]
         del inputs["targets"]
     kwargs = {k: params[k] for k in ("step_size", "max_steps", "extra_steps")}
+    # Room for any correct loop (one pass per image per step, checks included), not for an endless one.
+    budget = 2 * params["count"] * (params["max_steps"] + params["extra_steps"] + 2) + 10
     return {"model": "wavy" if wavering else "smooth", "args": args, "kwargs": kwargs, "arg_names": ["images", "targets"],
-            "label": params.get("label", ""), "inputs": inputs}
+            "label": params.get("label", ""), "inputs": inputs, "budget": budget,
+            "budget_argument": "max_steps + extra_steps"}
 
 
 def _wavering_direction(net, image, target: int, params: dict, directions: torch.Tensor) -> torch.Tensor:
@@ -211,7 +215,7 @@ def _loop_inputs(params: dict) -> dict:
     style = load_style(params["style"], size)[None]
     settings = {"content_layer": "c3", "content_weight": params["content_weight"], "style_layers": ("c1", "c2"),
                 "style_weights": tuple(params["style_weights"]), "tv_weight": params["tv_weight"]}
-    inputs = {"content": content, "style": style, "network": weights}
+    inputs = {"content": content, "style": style, "network": weights, "settings": settings}
     init = params.get("init", "content")
     if init == "tensor":
         generator = torch.Generator().manual_seed(params["seed"] + 7)
@@ -223,7 +227,8 @@ def _loop_inputs(params: dict) -> dict:
         if key in params:
             kwargs[key] = params[key]
     return {"model": "features", "args": ["@model", "@content", "@style", {"@settings": settings}], "kwargs": kwargs,
-            "arg_names": ["content", "style"], "label": params.get("label", ""), "inputs": inputs, "rerun": rerun}
+            "arg_names": ["content", "style"], "label": params.get("label", ""), "inputs": inputs, "rerun": rerun,
+            "budget": 2 * params["steps"] + 10, "budget_argument": f"steps={params['steps']}"}
 
 
 # A spec's ``inputs`` names its builder: what the function takes, not which exercise it is.
@@ -282,19 +287,38 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
         if not result.ok:
             raise RuntimeError(f"the solution fails its own case {spec.name} {params}: {result.problem}")
         case["output"] = result.outputs
+        if spec.terms:
+            case["terms"] = _terms(spec, solution, case, device)
         case["variants"] = []
         for number, mistake in enumerate(m for m in mistakes if m["check"] == spec.name):
             module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}")
             torch.manual_seed(SEED)
             variant = compute_case(spec, module, case, device)
-            if not variant.ok or _same(spec, variant.outputs, case["output"]):
+            if not variant.ok or _same(spec, variant.outputs, case["output"], case):
                 continue
             case["variants"].append({"cause": mistake["cause"], "output": variant.outputs})
         (hidden if params.get("hidden") else public).append(case)
     return public, hidden
 
 
-def _same(spec: specs.Spec, outputs: dict, reference: dict) -> bool:
+def _terms(spec: specs.Spec, solution, case: dict, device) -> list[dict]:
+    """The solution's output for each element of the parallel list arguments alone (a sum's terms)."""
+    def resolved(value):
+        return case["inputs"][value[1:]] if isinstance(value, str) and value.startswith("@") else value
+
+    lists = {i: list(resolved(case["args"][i])) for i in spec.terms}
+    terms = []
+    for k in range(len(next(iter(lists.values())))):
+        args = [[lists[i][k]] if i in lists else a for i, a in enumerate(case["args"])]
+        torch.manual_seed(SEED)
+        result = compute_case(spec, solution, {**case, "args": args}, device)
+        terms.append({"label": str(lists[spec.terms[0]][k]), "output": result.outputs["output"]})
+    return terms
+
+
+def _same(spec: specs.Spec, outputs: dict, reference: dict, case: dict | None = None) -> bool:
+    if spec.measure is not None:  # a loop judged by its outcomes: the same when the judge passes it
+        return judge_case(spec, {**case, "variants": []}, CaseResult(outputs)).passed
     return all(part in outputs and tuple(outputs[part].shape) == tuple(reference[part].shape)
                and relative_error(outputs[part], reference[part]) <= spec.tol.get(part, DEFAULT_TOL)
                for part in spec.outputs)

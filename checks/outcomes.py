@@ -1,0 +1,134 @@
+"""Outcomes of a loop, measured by the judge: where a method leaves choices (the optimizer's memory, where
+the clamp goes, how the learning rate decays), a loop's check compares what the run achieved, not the
+path it took.
+
+An outcome is a number (or a few) computed from a case's inputs and a run's outputs, the same way for the
+student's run, the reference run and the stored mistakes' runs. :func:`style_run` measures a
+style-transfer run on the case's small feature network with the stand-in losses the run used
+(checks/fixtures.py): nothing here is an exercise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from checks import fixtures
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one outcome is judged. ``rule``: "equal" (the same numbers), "within" (|got - expected| <= tol,
+    after dividing by the reference's ``scale`` outcome when one is named) or "at_most" (got <= tol, a
+    property the contract promises, whatever the reference did)."""
+
+    name: str
+    rule: str
+    tol: float = 0.0
+    scale: str = ""  # another outcome whose value (of the reference run) sets this one's unit
+    says: str = ""  # what the outcome is, in the FAIL line
+    hint: str = ""  # what to do when a property ("at_most") fails and no stored mistake explains it
+
+
+def _loss_of(inputs: dict, images: torch.Tensor) -> torch.Tensor:
+    """The case's total loss (stand-in losses) of ``images``, as the run defined it."""
+    from convlens.style import StyleSettings, compute_style_targets, content_and_style_features
+    from convlens.model import extract_features
+
+    settings = StyleSettings(**inputs["settings"])
+    net = fixtures.feature_network(inputs["network"])
+    with torch.no_grad():
+        content_target = extract_features(net, inputs["content"], [settings.content_layer])[settings.content_layer]
+        targets = compute_style_targets(net, inputs["style"], settings, fixtures.stand_in_gram_matrix)
+        current, style_feats = content_and_style_features(net, images.to(torch.float32), settings)
+        return (fixtures.stand_in_content_loss(settings.content_weight, current, content_target)
+                + fixtures.stand_in_style_loss(style_feats, settings.style_layers, targets, settings.style_weights)
+                + fixtures.stand_in_tv_loss(images.to(torch.float32), settings.tv_weight)).to(torch.float64)
+
+
+STYLE_RUN = (
+    Outcome("evaluations", "equal", says="loss evaluations recorded in the history (one per evaluation, `steps` "
+                                         "in all)"),
+    Outcome("evaluated_outside", "at_most", 1e-6, says="the loss was evaluated at an image outside [0, 1]",
+            hint="keep the image in [0, 1] at every evaluation"),
+    Outcome("returned_outside", "at_most", 1e-6, says="the returned image leaves [0, 1]"),
+    Outcome("unsummed", "at_most", 1e-4, says="a recorded total is not content + style + tv",
+            hint="record the four losses of the same evaluation"),
+    Outcome("start", "within", 1e-3, scale="start_scale", says="the first evaluation's losses (total, content, "
+                                                                "style, tv)"),
+    Outcome("reached", "within", 0.15, scale="progress", says="the returned image's loss"),
+)
+
+
+def style_run(inputs: dict, outputs: dict) -> dict:
+    """Outcomes of one style-transfer run: its number of evaluations, how far it left [0, 1], whether its
+    history adds up, its first evaluation, and the loss of the image it returned."""
+    history, image = outputs["history"].to(torch.float64), outputs["image"]
+    evaluated = outputs["evaluated"].to(torch.float64)  # (forward passes, lowest pixel, highest pixel)
+    def beyond(lowest: float, highest: float) -> torch.Tensor:
+        return torch.tensor(max(0.0, -lowest, highest - 1.0), dtype=torch.float64)
+
+    totals, parts = history[:, 0], history[:, 1:].sum(dim=1)
+    start = history[0] if len(history) else torch.full((4,), float("nan"), dtype=torch.float64)
+    reached = _loss_of(inputs, image.clamp(0, 1) if image.is_floating_point() else image.float())
+    first_total = start[0]
+    return {
+        "evaluations": torch.tensor(float(len(history)), dtype=torch.float64),
+        "evaluated_outside": beyond(float(evaluated[1]), float(evaluated[2])),
+        "returned_outside": beyond(float(image.min()), float(image.max())),
+        "unsummed": ((totals - parts).abs() / totals.abs().clamp_min(1e-12)).max() if len(history)
+        else torch.tensor(0.0, dtype=torch.float64),
+        "start": start,
+        "start_scale": start.abs().max(),
+        "reached": reached,
+        "progress": (first_total - reached).abs(),
+    }
+
+
+def gap(outcome: Outcome, mine: dict, reference: dict) -> float:
+    """How far the student's outcome is from passing ``outcome``'s rule (0 when equal; compare with tol)."""
+    got, expected = mine[outcome.name].to(torch.float64), reference[outcome.name].to(torch.float64)
+    if outcome.rule == "at_most":
+        return float(got.max())
+    if got.shape != expected.shape or not bool(torch.isfinite(got).all()):
+        return float("inf")
+    difference = float((got - expected).abs().max())
+    if outcome.rule == "equal":
+        return 0.0 if difference == 0 else float("inf")
+    scale = float(reference[outcome.scale]) if outcome.scale else 1.0
+    return difference / max(scale, 1e-12)
+
+
+def distance(rules: tuple, mine: dict, theirs: dict, reference: dict) -> float:
+    """How far two runs' outcomes are apart: the largest gap over ``rules``, each in its own unit."""
+    worst = 0.0
+    for outcome in rules:
+        got, other = mine[outcome.name].to(torch.float64), theirs[outcome.name].to(torch.float64)
+        if got.shape != other.shape:
+            return float("inf")
+        scale = float(reference[outcome.scale]) if outcome.scale else max(float(other.abs().max()), 1e-6)
+        worst = max(worst, float((got - other).abs().max()) / max(scale, 1e-12))
+    return worst
+
+
+def _numbers(value: torch.Tensor) -> str:
+    return ", ".join(f"{v:.4g}" for v in value.flatten().tolist()) if value.dim() else f"{float(value):.4g}"
+
+
+def describe(outcome: Outcome, mine: dict, reference: dict) -> str:
+    """The FAIL line's account of one outcome: what it measures, the student's value and the reference's."""
+    got, expected = mine[outcome.name], reference[outcome.name]
+    if outcome.rule == "at_most":
+        return f"{outcome.says} (off by {_numbers(got)}; allowed {outcome.tol:.0e})" + (
+            f": {outcome.hint}" if outcome.hint else "")
+    if outcome.rule == "equal":
+        relation = ("" if got.dim() or expected.dim() else
+                    ": the run stopped early" if float(got) < float(expected) else ": more than the budget")
+        return f"{outcome.says}: got {_numbers(got)}, expected {_numbers(expected)}{relation}"
+    text = f"{outcome.says}: got {_numbers(got)}, expected {_numbers(expected)}"
+    if outcome.scale == "progress":
+        start = float(mine["start"][0]) if mine["start"].numel() else float("nan")
+        share = (start - float(got)) / max(float(reference["progress"]), 1e-12)
+        return (f"{text}: from the start's loss {start:.4g} the run went {share:.0%} of the way the reference run "
+                f"went (allowed {1 - outcome.tol:.0%} to {1 + outcome.tol:.0%})")
+    return f"{text} (allowed {outcome.tol:.0e} of the reference's scale)"
