@@ -23,9 +23,9 @@ def fooling_step(model, images: torch.Tensor, targets: torch.Tensor, step_size: 
         targets: (N,) int64 class indices, one per image.
         step_size: L2 length of each image's step, in [0, 1] pixel units (e.g. 1.0).
     Returns:
-        (N, 3, H, W) new images, detached, clamped to [0, 1]: ``clamp(x + step_size * g / ||g||_2)`` where
-        ``g`` is the gradient of that image's raw target score (before softmax) with respect to its pixels
-        and ``||g||_2`` is the L2 norm of that one image's gradient.
+        (N, 3, H, W) new images, detached, in [0, 1]: each image moved by a step of L2 length ``step_size``
+        in the direction in which its raw target score (before softmax) rises fastest, then clipped to
+        [0, 1]. Each image's step depends on that image and its own target only.
     """
     # TODO START fooling_step
     # One step, for every image at once; each image's step has L2 length step_size.
@@ -92,8 +92,10 @@ def class_visualization_step(model, images: torch.Tensor, targets: torch.Tensor,
                              learning_rate: float, jitter: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """One step of class visualization (Simonyan et al. 2014) with jitter (Yosinski et al. 2015).
 
-    Shift the images by ``jitter`` (``torch.roll``, wrapping around), take a normalized gradient-ascent
-    step on ``score_target(I) - l2_reg * ||I||_2^2`` at the shifted images, shift back, clamp to [0, 1].
+    The objective of image I is its raw target score minus ``l2_reg`` times its squared L2 norm. The step
+    (of L2 length ``learning_rate`` per image, where the objective rises fastest) is taken at the image
+    shifted by ``jitter`` (wrapping around, as ``torch.roll`` does); the result is aligned with the input
+    again and clipped to [0, 1].
 
     Args:
         model: classifier on [0, 1] images.

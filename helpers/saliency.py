@@ -50,11 +50,11 @@ def occlusion_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
                   stride: int = 8, fill: float = 0.5) -> torch.Tensor:
     """Occlusion sensitivity: the drop in the class probability when a grey square hides each region.
 
-    A ``window`` x ``window`` patch of value ``fill`` slides over the image in steps of ``stride``. Window
-    positions are 0, stride, 2 * stride, ... while the window still starts inside the last ``window``
-    pixels' reach: ``range(0, H - window + stride, stride)``; the last window may hang over the edge and is
-    then cut at the border (as in Captum's ``Occlusion``). Every pixel gets the average drop over the
-    windows that cover it.
+    A ``window`` x ``window`` patch of value ``fill`` slides over the image in steps of ``stride``, along the
+    rows and the columns. Its top-left corner takes the positions 0, stride, 2 * stride, ... up to the first
+    one whose window reaches the image's last row (or column); that last window may hang over the edge and
+    is then cut at the border (as in Captum's ``Occlusion``), so every pixel is covered. Every pixel gets the
+    average drop over the windows that cover it.
 
     Args:
         model: classifier taking (N, 3, H, W) images in [0, 1] and returning (N, 1000) logits.

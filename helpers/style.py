@@ -19,7 +19,8 @@ from convlens.style import DEFAULT_SETTINGS, LossHistory, StyleSettings, compute
 
 
 def content_loss(content_weight: float, current: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Content loss: ``content_weight * sum((current - target) ** 2)`` over every element.
+    """Content loss: how far the current features are from the content image's, as the weighted sum of
+    squared differences over every element, L_c = w_c * sum_(n,c,h,w) (F - P)^2.
 
     Args:
         content_weight: scalar weight w_c >= 0.
@@ -57,7 +58,9 @@ def gram_matrix(features: torch.Tensor, normalize: bool = True) -> torch.Tensor:
 
 def style_loss(feats: dict, style_layers: Sequence[str], style_targets: Sequence[torch.Tensor],
                style_weights: Sequence[float]) -> torch.Tensor:
-    """Style loss: ``sum over l of style_weights[l] * sum((gram_matrix(feats[layer_l]) - target_l) ** 2)``.
+    """Style loss: over the style layers l, the weighted squared distance between the Gram matrix of the current
+    features (your :func:`gram_matrix`, normalized) and the style image's, L_s = sum_l w_l * ||G_l - A_l||^2
+    (the squared Frobenius norm, summed over images too). With no style layers the loss is a 0-dim zero.
 
     Args:
         feats: {layer name: (N, C_l, H_l, W_l) features of the image being optimized}.
@@ -80,8 +83,8 @@ def style_loss(feats: dict, style_layers: Sequence[str], style_targets: Sequence
 
 
 def tv_loss(img: torch.Tensor, tv_weight: float) -> torch.Tensor:
-    """Total-variation loss: ``tv_weight * (sum of squared differences between vertical neighbours + sum
-    of squared differences between horizontal neighbours)``, over every channel and image.
+    """Total-variation loss: how rough the image is, as the weighted sum of squared differences between every
+    pair of neighbouring pixels (one above the other, or side by side), over every channel and image.
 
     Args:
         img: (N, 3, H, W) image.
@@ -108,22 +111,23 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         style: a (1, 3, H', W') style image in [0, 1], or a list of Gram targets from
             :func:`compute_style_targets` (one per style layer).
         settings: layers and weights.
-        steps: number of loss evaluations (function evaluations for L-BFGS, steps for Adam).
-        init: "content" (start from a copy of ``content``), "noise" (uniform noise in [0, 1] from
-            ``torch.rand`` with ``generator``, made from ``seed``), or an (N, 3, H, W) tensor to start from.
-        optimizer: "lbfgs" or "adam"; ``lr`` and ``lr_decay`` (per step, exponential) are for Adam.
+        steps: the number of loss evaluations, exactly (L-BFGS may evaluate several times per step; it must
+            neither stop early nor go past this number).
+        init: "content" (start from ``content``), "noise" (uniform noise in [0, 1] drawn from ``generator``,
+            made from ``seed``), or an (N, 3, H, W) tensor in [0, 1] to start from.
+        optimizer: "lbfgs" (``torch.optim.LBFGS``, its default step size) or "adam" (``torch.optim.Adam`` with
+            learning rate ``lr``, multiplied by ``lr_decay`` after each step).
     Returns:
-        (image, history): the result (N, 3, H, W) in [0, 1], detached, and a :class:`LossHistory` with one
-        entry per loss evaluation.
+        (image, history): the result (N, 3, H, W) in [0, 1], detached, and ``history``, holding the
+        (total, content, style, tv) losses of every evaluation in order.
 
-    Every loss evaluation (the optimizer's closure): clamp the image to [0, 1] in place, zero its gradient,
-    one forward pass (``features``), the content loss against ``content_target`` with
-    ``settings.content_weight``, the style loss against ``targets`` with ``settings.style_layers`` and
-    ``settings.style_weights``, the TV loss with ``settings.tv_weight``; backpropagate their sum and record
-    (total, content, style, tv) with ``history.record``. L-BFGS: ``torch.optim.LBFGS([image], lr=1,
-    max_iter=steps, max_eval=steps, history_size=20, tolerance_grad=0.0, tolerance_change=0.0)`` and one
-    ``.step(closure)``. Adam: ``torch.optim.Adam([image], lr=lr)``, ``steps`` steps, each followed by one step
-    of ``torch.optim.lr_scheduler.ExponentialLR(gamma=lr_decay)``.
+    The loss is content_loss (``settings.content_weight``, against ``content_target``) + style_loss
+    (``settings.style_layers`` and ``settings.style_weights``, against ``targets``) + tv_loss
+    (``settings.tv_weight``) of the image. What is checked is what the run achieves, however you write it:
+    every evaluated image lies in [0, 1]; each evaluation's gradient is that evaluation's alone; the history
+    has one entry per evaluation, ``steps`` in all; the first entry is the start's loss; the returned image
+    gets about as far as a correct run of the same optimizer; the same ``seed`` gives the same run, whatever
+    torch's global random state; ``content``, ``style`` and ``init`` are left untouched.
     """
     with torch.inference_mode():
         content_target = extract_features(model, content, [settings.content_layer])[settings.content_layer]
@@ -138,9 +142,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         return content_and_style_features(model, images, settings)
 
     # TODO START style_transfer
-    # Everything the docstring promises is checked: the start, the clamp and the zeroed gradient in
-    # every evaluation, the history, the number of evaluations, Adam's decay. `features`,
-    # `content_target`, `targets`, `generator` and `history` are ready above. Hints: Exercise 5.
+    # Start from the image the optimizer will change, then write the function the optimizer calls for
+    # each evaluation. `features`, `content_target`, `targets`, `generator` and `history` are ready above.
+    # Hints: under Exercise 5 in notebook 4.
     if isinstance(init, torch.Tensor):
         start = init.detach().to(content.device, content.dtype)
     elif init == "noise":

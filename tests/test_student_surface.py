@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -122,6 +123,69 @@ def leaks(root: Path) -> list[tuple[str, str, str]]:
 
 def test_no_solution_logic_anywhere_in_the_student_build(student):
     assert leaks(student) == []
+
+
+def guidance_texts(root: Path) -> dict[str, str]:
+    """What a student reads about an exercise: the exercise files as shipped (docstrings and TODO comments
+    around the stubs) and every notebook's markdown (the hints the build kept)."""
+    texts = {str(p.relative_to(root)): p.read_text(encoding="utf-8") for p in (root / "helpers").glob("*.py")}
+    for path in root.rglob("*.ipynb"):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        texts[str(path.relative_to(root))] = "\n\n".join("".join(c["source"]) for c in cells
+                                                        if c["cell_type"] == "markdown")
+    return texts
+
+
+def code_fragments(text: str) -> list[str]:
+    """Code quoted in prose: `inline`, ``docstring`` spans and the lines of fenced blocks."""
+    fragments = re.findall(r"``([^`]+)``", text) + re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
+    for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+        fragments += block.splitlines()
+    return [f.strip() for f in fragments if f.strip()]
+
+
+def _docstrings_and_comments(source: str) -> str:
+    tree = ast.parse(source)
+    docs = [ast.get_docstring(n) or "" for n in [tree, *ast.walk(tree)]
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef))]
+    comments = [line.split("#", 1)[1] for line in source.splitlines() if line.lstrip().startswith("#")]
+    return "\n".join(docs + comments)
+
+
+def guidance_leaks(root: Path) -> list[tuple[str, str, str]]:
+    """Solution code a student could copy from the guidance: a quoted fragment with a solution's fingerprint,
+    or a whole solution line (of some length) quoted anywhere in the text."""
+    wanted = solution_fingerprints()
+    lines = {label: {line.strip() for line in block.solution if len(line.strip()) >= 24}
+             for path in EXERCISE_FILES for block in find_blocks(path.read_text(encoding="utf-8"))
+             for label in [block.label]}
+    found = []
+    for name, text in guidance_texts(root).items():
+        prose = text if name.endswith(".ipynb") else _docstrings_and_comments(text)
+        prints = set().union(*(fingerprints(f) for f in code_fragments(prose))) if prose else set()
+        for label, solution in wanted.items():
+            found += [(label, name, shared) for shared in sorted(prints & solution)]
+            found += [(label, name, line) for line in sorted(lines[label]) if line in prose]
+    return found
+
+
+@pytest.mark.parametrize("hints", ["calls", "all"])
+def test_no_solution_line_in_docstrings_comments_or_hints(hints, tmp_path):
+    """Guidance says where to start and asks questions; it never holds a line to copy (any hint tier)."""
+    out = tmp_path / "student"
+    build(out, hints=hints)
+    assert guidance_leaks(out) == []
+
+
+def test_the_guidance_leak_detector_finds_a_quoted_solution(student):
+    path = student / "helpers" / "style.py"
+    text = path.read_text(encoding="utf-8")
+    try:
+        path.write_text(text.replace('"""Content loss', '"""Content loss: ``return content_weight * '
+                                     '(current - target).pow(2).sum()``', 1), encoding="utf-8")
+        assert any(label == "content_loss" for label, _, _ in guidance_leaks(student))
+    finally:
+        path.write_text(text, encoding="utf-8")
 
 
 def test_the_leak_detector_finds_the_old_leaks(student, tmp_path):
