@@ -1,8 +1,8 @@
 """Folders the grader builds from the instructor's kit.
 
 * :func:`build_child_folder`: what a submission's sandboxed child may read, and nothing else: the child
-  program and the computing half of the checks (``checks/``: worker, channel, specs, fixtures, compute,
-  core; no reference files, no judge), the part of the kit library the exercises may use (``convlens/``:
+  program and the computing half of the checks (``checks/``: worker, channel, specs, fixtures, outcomes,
+  compute, core; no reference files, no judge), the part of the kit library the exercises may use (``convlens/``:
   the model, style settings, the device rule) and the submission's four
   exercise files as ``helpers/<topic>.py``. It is shown read-only inside the sandbox; the child works in a
   separate, empty scratch folder.
@@ -15,7 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "compute.py", "channel.py", "worker.py")
+CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "outcomes.py", "compute.py", "channel.py",
+                "worker.py")
 # The kit modules the exercises' contracts name (the model, style settings, the device rule): hidden from the
 # child are the attribution methods, the explorer, the visualizations and everything else a submission could
 # call instead of writing its exercise.
