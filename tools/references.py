@@ -53,6 +53,8 @@ def _photos(params: dict):
     from convlens.images import load_photos
 
     images, labels, _ = load_photos(params["photos"], size=params["size"])
+    if "width" in params:  # a non-square case: the left part of each square photo
+        images = images[..., : params["width"]].contiguous()
     if "labels" in params:
         labels = torch.tensor(params["labels"], dtype=torch.int64)
     if params.get("composite"):  # the second image: the first two photos side by side
@@ -79,7 +81,7 @@ def _features(params: dict) -> dict:
 
 
 # Keys of a photo case in cases.toml that describe the case, not the function's keyword arguments.
-CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "labels", "composite"}
+CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "width", "labels", "composite"}
 
 
 def _photo_inputs(params: dict) -> dict:
@@ -168,7 +170,7 @@ def _class_step_inputs(params: dict) -> dict:
         inputs = {"images": images, "network": weights}
     else:
         photos, _ = _photos(params)
-        noise = (0.5 + 0.15 * torch.randn(1, 3, params["size"], params["size"], generator=generator)).clamp(0, 1)
+        noise = (0.5 + 0.15 * torch.randn(1, *photos.shape[1:], generator=generator)).clamp(0, 1)
         inputs = {"images": torch.cat([photos[:1], noise])}
     inputs["targets"] = torch.tensor(params["targets"], dtype=torch.int64)
     return {"model": params.get("model", "pretrained"),
