@@ -147,6 +147,10 @@ SPECS = {spec.name: spec for spec in [
          stand_ins={"fooling_step": fixtures.stand_in_fooling_step_for}, forbidden=_ATTACKS),
     Spec("class_visualization_step", "fooling", "one jittered, regularized ascent step matches the reference",
          inputs="ascent_step", tol={"output": 5e-3}, forbidden=_VISUALIZE + _ATTACKS),
+    # On a small smooth network: the sign of a gradient of a ReLU network flips with round-off where it is
+    # near 0, and a flip moves a value by 2 * step_size.
+    Spec("pgd_attack", "fooling", "sign steps, each projected into the epsilon ball around the original and into "
+         "[0, 1], match the reference", inputs="attack", tol={"output": 1e-4}, forbidden=_ATTACKS),
     Spec("content_loss", "style", "scalar matches the reference", inputs="feature_pair", attached_ok=True,
          differentiable=True, forbidden=_STYLE),
     Spec("gram_matrix", "style", "Gram matrices match the reference, normalized and not", inputs="features",

@@ -3,6 +3,7 @@
     fooling_step              one normalized gradient-ascent step on the target class's raw score
     make_fooling_image        repeat it until the model predicts the target (then a few more steps)
     class_visualization_step  one jittered, L2-regularized ascent step for class visualization
+    pgd_attack                projected gradient descent: the most damaging change within an L-infinity budget
 
 Write your code between the TODO markers. Images are float RGB in [0, 1], shape (N, 3, H, W); the model
 normalizes internally, so "keep the image valid" means clamp to [0, 1]. Class indices are (N,) int64.
@@ -10,6 +11,7 @@ normalizes internally, so "keep the image valid" means clamp to [0, 1]. Class in
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from convlens.model import as_targets
 
@@ -119,3 +121,38 @@ def class_visualization_step(model, images: torch.Tensor, targets: torch.Tensor,
     stepped = shifted + learning_rate * grad / norms
     return torch.roll(stepped, shifts=(-oy, -ox), dims=(2, 3)).clamp(0, 1).detach()
     # TODO END class_visualization_step
+
+
+def pgd_attack(model, images: torch.Tensor, labels: torch.Tensor, epsilon: float, step_size: float,
+               steps: int) -> torch.Tensor:
+    """Untargeted projected gradient descent in an L-infinity ball (Madry et al. 2018).
+
+    Look for the change of the images that raises the model's cross-entropy loss for their labels most,
+    among changes of at most ``epsilon`` per value. Each of the ``steps`` steps moves every value by
+    ``step_size``, up or down, whichever direction raises the loss (the sign of its gradient); after each
+    step, the images are brought back to the nearest point within ``epsilon`` of the ORIGINAL images in
+    every value, and within [0, 1]. The attack starts from the images themselves (no random start).
+
+    Args:
+        model: classifier on [0, 1] images, (N, 3, H, W) -> (N, 1000) raw scores.
+        images: (N, 3, H, W) float in [0, 1]; not modified.
+        labels: (N,) int64: the classes the attack moves each image away from.
+        epsilon: the budget, >= 0, in [0, 1] pixel units (e.g. 2 / 255).
+        step_size: > 0, how far every value moves per step (e.g. epsilon / 4).
+        steps: >= 0 number of steps.
+    Returns:
+        (N, 3, H, W) detached images with |result - images| <= epsilon everywhere, in [0, 1].
+    """
+    # TODO START pgd_attack
+    # Write one step and one projection, then repeat. Hints: under Exercise 4 in notebook 3.
+    original = images.detach()
+    attacked = original.clone()
+    for _ in range(steps):
+        attacked.requires_grad_(True)
+        loss = F.cross_entropy(model(attacked), labels.to(attacked.device), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, attacked)
+        with torch.no_grad():
+            stepped = attacked + step_size * grad.sign()
+            attacked = torch.min(torch.max(stepped, original - epsilon), original + epsilon).clamp(0, 1)
+    return attacked.detach()
+    # TODO END pgd_attack

@@ -14,7 +14,7 @@ from torch import nn
 
 from convlens.images import load_photos
 from convlens.visualize import create_class_visualization, deep_dream, layer_activation, channel_image
-from helpers.fooling import class_visualization_step, fooling_step, make_fooling_image
+from helpers.fooling import class_visualization_step, fooling_step, make_fooling_image, pgd_attack
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +190,36 @@ def test_deep_dream_amplifies_what_the_layer_sees(model):
         energy = [0.5 * layer_activation(model, "block10", x).pow(2).mean() for x in (photo, dreamed)]
     assert energy[1] > 1.3 * energy[0], energy  # measured: 32 -> 53
     assert (dreamed - photo).abs().mean() < 0.15  # still the photo, with patterns on it (measured: 0.07)
+
+
+def test_pgd_attack_equals_captum_pgd_on_a_smooth_network(tiny):
+    """Independent cross-check: Captum's PGD (untargeted, L-infinity, no random start, bounds [0, 1])."""
+    from captum.robust import PGD
+
+    torch.manual_seed(5)
+    images = torch.rand(4, 3, 6, 6, dtype=torch.float64)
+    labels = tiny(images).argmax(dim=1)
+    ours = pgd_attack(tiny, images, labels, epsilon=0.05, step_size=0.02, steps=6)
+    # Captum's default loss is -log(output), for a model that outputs probabilities; ours gives raw scores.
+    pgd = PGD(tiny, loss_func=nn.CrossEntropyLoss(reduction="none"), lower_bound=0.0, upper_bound=1.0)
+    pgd.fgsm.zero_thresh = 0.0  # Captum leaves values whose gradient is below 1e-6 alone; the contract does not
+    theirs = pgd.perturb(images, radius=0.05, step_size=0.02, step_num=6, target=labels)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert (ours - images).abs().max() <= 0.05 + 1e-6 and ours.min() >= 0 and ours.max() <= 1
+
+
+def test_pgd_attack_agrees_with_captum_on_the_model(model):
+    """On EfficientNet-Lite0 the sign of a gradient near 0 may differ with round-off: the two attacks agree on
+    almost every value and on which photos they fool."""
+    from captum.robust import PGD
+
+    images, labels, _ = load_photos(["chelsea", "coffee", "rocket"], size=96)
+    eps = 1 / 255
+    ours = pgd_attack(model, images, labels, epsilon=eps, step_size=eps / 4, steps=4)
+    pgd = PGD(model, loss_func=nn.CrossEntropyLoss(reduction="none"), lower_bound=0.0, upper_bound=1.0)
+    pgd.fgsm.zero_thresh = 0.0
+    theirs = pgd.perturb(images, radius=eps, step_size=eps / 4, step_num=4, target=labels)
+    assert ((ours - theirs).abs() > 1e-6).float().mean() < 0.01
+    with torch.no_grad():
+        assert torch.equal(model(ours).argmax(dim=1) != labels, model(theirs).argmax(dim=1) != labels)
+    assert (ours - images).abs().max() <= eps + 1e-6

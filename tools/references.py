@@ -179,6 +179,22 @@ def _class_step_inputs(params: dict) -> dict:
             "label": params.get("label", ""), "inputs": inputs}
 
 
+def _attack_inputs(params: dict) -> dict:
+    """model, images, labels, epsilon, step size, steps: an attack on a small smooth network."""
+    weights = _random_weights(fixtures.smooth_skeleton(), params["seed"])
+    generator = torch.Generator().manual_seed(params["seed"] + 1)
+    images = torch.rand(params["count"], 3, 16, 16, generator=generator)
+    if params.get("edges"):  # values at 0 and 1, where a step leaves [0, 1] unless clamped
+        images[:, :, :4] = images[:, :, :4].round()
+    with torch.no_grad():
+        labels = fixtures.smooth_network(weights)(images).argmax(dim=1)
+    return {"model": "smooth", "args": ["@model", "@images", "@labels", params["epsilon"], params["step_size"],
+                                        params["steps"]],
+            "arg_names": ["images", "labels"], "label": params.get("label", ""),
+            "inputs": {"images": images, "labels": labels, "network": weights},
+            "budget": 4 * params["count"] * (params["steps"] + 2) + 10, "budget_argument": f"steps={params['steps']}"}
+
+
 def _image_weight_inputs(params: dict) -> dict:
     images, _ = _photos(params)
     return {"model": None, "args": ["@images", params["weight"]], "arg_names": ["img"],
@@ -237,7 +253,7 @@ def _loop_inputs(params: dict) -> dict:
 BUILDERS = {"photos": _photo_inputs, "photos_targets": _photo_target_inputs, "small_loop": _fooling_loop_inputs,
             "ascent_step": _class_step_inputs, "image_weight": _image_weight_inputs,
             "feature_pair": _feature_pair_inputs, "features": _features_inputs, "feature_dict": _feature_dict_inputs,
-            "style_loop": _loop_inputs}
+            "style_loop": _loop_inputs, "attack": _attack_inputs}
 
 
 # ------------------------------------------------------------------------------------------------ mistakes
