@@ -131,7 +131,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
     called: list[str] = []
     try:
         with meter as seen, _restored(net) as found, _inplace(net, fixture is not None and fixture.inplace), \
-                (fixtures.raising_forward(net) if raises else contextlib.nullcontext()), \
+                (fixtures.raising_forward(net) if raises else contextlib.nullcontext()) as raising, \
                 _swapped(module, stand_ins), _watching(spec.forbidden, called), _deterministic():
             try:
                 result = fn(*args, **kwargs)
@@ -143,6 +143,9 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                 result, error = None, err
             rng_changed = not torch.equal(torch.get_rng_state(), rng)
             torch.set_rng_state(rng)
+            if raising:
+                raising["on"] = False
+            follow = _follow_up(net, args, inputs) if case.get("follow_up") and net is not None else {}
             # Measured before the blocks above undo what the call left behind (for the next case).
             left = net is not None and hook_count(net) != hooks + raises + bool(budget)
             grads = net is not None and any(p.grad is not None for p in net.parameters())
@@ -174,7 +177,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
          f"raised {describe_exception(error)}{_explain(error)}" if error is not None else ""),
     ])
     if first is not None or raises:
-        return first or CaseResult()  # a raising forward pass: only the clean-up is checked
+        return first or CaseResult(follow)  # a raising forward pass: only the clean-up is checked
     first = _first([
         (changed_flags, Kind.SIDE_EFFECT, "the model's requires_grad flags were changed and not restored"),
         (rng_changed, Kind.SIDE_EFFECT, "torch's global random state was changed (torch.manual_seed, or random "
@@ -185,14 +188,15 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
     ])
     if first is not None:
         return first
-    for (label, arg), (value, requires_grad) in zip(watched, before):
-        if arg.shape != value.shape or not torch.equal(arg.detach(), value):
-            return CaseResult.failure(Kind.SIDE_EFFECT, f"{label} was modified in place; work on a copy (x.clone())")
-        if arg.grad is not None and not requires_grad:
-            return CaseResult.failure(Kind.SIDE_EFFECT, f"{label} has a .grad left on it; compute gradients on a copy")
-        if arg.requires_grad != requires_grad:
-            return CaseResult.failure(Kind.SIDE_EFFECT, f"{label}.requires_grad was changed from {requires_grad}; "
-                                      "use a copy")
+    first = _first([finding for (label, arg), (value, requires_grad) in zip(watched, before) for finding in (
+        (arg.shape != value.shape or not torch.equal(arg.detach(), value), Kind.SIDE_EFFECT,
+         f"{label} was modified in place; work on a copy (x.clone())"),
+        (arg.grad is not None and not requires_grad, Kind.SIDE_EFFECT,
+         f"{label} has a .grad left on it; compute gradients on a copy"),
+        (arg.requires_grad != requires_grad, Kind.SIDE_EFFECT,
+         f"{label}.requires_grad was changed from {requires_grad}; use a copy"))])
+    if first is not None:
+        return first
     try:
         parts = spec.collect(result)
     except specs.FormError as err:
@@ -217,6 +221,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
             return CaseResult.failure(Kind.FORM, f"output is on {value.device.type}, expected "
                                       f"{expected_device.type} (create new tensors with device=x.device)")
         outputs[name] = value.detach().cpu()
+    outputs.update(follow)
     if case.get("rerun"):  # the result must not depend on torch's global random state
         torch.manual_seed(torch.initial_seed() + 1)
         again = compute_case(spec, module, {**case, "rerun": False}, device)
@@ -225,6 +230,22 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                                       "random numbers from the generator made from `seed` "
                                       "(torch.rand(..., generator=generator))")
     return CaseResult(outputs)
+
+
+def _follow_up(model: nn.Module, args: list, inputs: dict) -> dict:
+    """One clean pass of ``model`` on the very images tensor the student's function was given (what a later
+    cell of the notebook would do): class scores, and the gradient of the labels' scores at a copy of it."""
+    images = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() == 4), None)
+    labels = inputs.get("labels", inputs.get("targets"))
+    if images is None or labels is None:
+        return {}
+    try:
+        x = images.detach().clone().requires_grad_(True)
+        scores = model(x)
+        (grad,) = torch.autograd.grad(scores.gather(1, labels.to(scores.device).view(-1, 1)).sum(), x)
+    except Exception as err:  # a model the student's code left broken: its outputs say so
+        return {"after_scores": torch.full((1,), float("nan"))} if not isinstance(err, RecursionError) else {}
+    return {"after_scores": scores.detach().cpu(), "after_grad": grad.detach().cpu()}
 
 
 def _first(findings: list) -> CaseResult | None:

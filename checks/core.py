@@ -38,6 +38,13 @@ class Kind(str, enum.Enum):
     KIT_ERROR = "kit_error"  # the kit's own code failed: never the student's fault
 
 
+# A case with ``follow_up``: after the student's function returns, one clean pass of the same model on the same
+# input tensor (its class scores, and the gradient of the labels' scores with respect to a copy of it). A hook
+# left on the model, an input changed in place, or the model left in another mode changes these outputs,
+# which the judge compares like any other: side effects are seen, not reported.
+FOLLOW_UP = ("after_scores", "after_grad")
+FOLLOW_UP_TOL = {"after_scores": 1e-3, "after_grad": 2e-2}  # the gradient crosses ReLU6 kinks (as saliency's)
+
 # What a child process may report; the others are found by the process that runs it.
 CHILD_KINDS = frozenset({Kind.NOT_IMPLEMENTED, Kind.EXCEPTION, Kind.SIDE_EFFECT, Kind.FORM, Kind.FORBIDDEN,
                          Kind.MISSING, Kind.KIT_ERROR})

@@ -164,9 +164,15 @@ def raising_forward(model: nn.Module):
     def interrupt(module, args, output):
         raise Interrupted("forward pass interrupted on purpose by the check")
 
-    handle = last.register_forward_hook(interrupt)
+    switch = {"on": True}  # the check turns it off for its follow-up pass
+
+    def interrupt_while_on(module, args, output):
+        if switch["on"]:
+            interrupt(module, args, output)
+
+    handle = last.register_forward_hook(interrupt_while_on)
     try:
-        yield
+        yield switch
     finally:
         handle.remove()
 

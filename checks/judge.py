@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 
 from checks import outcomes, relations, specs
-from checks.core import DEFAULT_TOL, CaseResult, Kind, Verdict, fmt_index, fmt_shape, relative_error
+from checks.core import (DEFAULT_TOL, FOLLOW_UP, FOLLOW_UP_TOL, CaseResult, Kind, Verdict, fmt_index, fmt_shape,
+                         relative_error)
 from checks.references import without_answers
 
 # Problems that are the same in every case: their line needs no case label.
@@ -39,10 +40,10 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     name = spec.name
     if not result.ok:
         return Verdict(name, False, str(result.problem), result.kind)
-    if case.get("model") == "raising":
-        return Verdict(name, True, spec.what)
     outputs = result.outputs
     expected = case["output"]
+    if case.get("model") == "raising":  # only what the call left behind is compared
+        return _follow_up(spec, expected, outputs, Verdict(name, True, spec.what))
     if spec.measure is not None:
         return _judge_outcomes(spec, case, outputs)
     for part in spec.outputs:
@@ -57,13 +58,30 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         if error > tol:
             worst = worst or (part, error, tol)
     if worst is None:
-        return Verdict(name, True, spec.what)
+        return _follow_up(spec, expected, outputs, Verdict(name, True, spec.what))
     part, error, tol = worst
     cause = _cause(spec, case, outputs)
     if not cause and torch.is_floating_point(expected[part]):
         cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol, case.get("terms", ()))
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
                                             part if len(spec.outputs) > 1 else "") + cause)
+
+
+def _follow_up(spec: specs.Spec, expected: dict, outputs: dict, passed: Verdict) -> Verdict:
+    """A FAIL when the clean pass after the call (checks/core.py's FOLLOW_UP) differs from the reference's,
+    else ``passed``."""
+    for part in FOLLOW_UP:
+        if part not in expected:
+            continue
+        actual = outputs.get(part)
+        if actual is None or tuple(actual.shape) != tuple(expected[part].shape) or not torch.isfinite(actual).all() \
+                or relative_error(actual, expected[part]) > FOLLOW_UP_TOL[part]:
+            what = "class scores" if part == "after_scores" else "input gradients"
+            return Verdict(spec.name, False, f"after your function returned, a clean pass of the same model on the "
+                           f"same images tensor gives other {what} than it should: something the call left "
+                           "behind (a hook still on the model, the images changed in place, the model left in "
+                           "another mode) changes what the next cell computes")
+    return passed
 
 
 def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:

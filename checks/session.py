@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from checks.channel import HEADER, decode, encode
-from checks.core import CaseResult, Kind, one_line
+from checks.core import FOLLOW_UP, CaseResult, Kind, one_line
 
 OUTPUT_CAP = 8_000  # characters of printed output kept per request
 MAX_REPLY_BYTES = 64 << 20  # far above any exercise's outputs
@@ -399,7 +399,7 @@ class ChildChecks:
             reply = self._request({"op": "case", "check": spec.name, "case": case}, limits)
             if reply.outcome == "ok":
                 try:
-                    return CaseResult.from_message(reply.value, spec.outputs)
+                    return CaseResult.from_message(reply.value, spec.outputs + FOLLOW_UP)
                 except ValueError as err:
                     self.close()
                     return CaseResult.failure(Kind.MALFORMED, "the process running it sent a reply that cannot be "

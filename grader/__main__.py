@@ -4,7 +4,7 @@ A SUBMISSION is a folder or a .zip holding the student's helpers/ (notebooks may
 run). A folder holding several submissions (subfolders or zips) grades each of them. Prints a score table per
 submission and a class summary, and writes DIR/<name>/report.json, DIR/<name>/results.json (Gradescope) and
 DIR/roster.csv (rows of submissions graded earlier stay). Exit code 0, or 2 when nothing could be graded
-(points.toml invalid, no sandbox with ``--isolation required``, a broken kit).
+(points.toml invalid, no sandbox that keeps submissions from the kit and the grades, a broken kit).
 
 With ``--prepare DIR`` nothing is graded: DIR receives the instructor's kit and notebooks with one
 submission's helpers in place, ready for ``pytest --nbval-lax DIR/notebooks``.
@@ -30,8 +30,10 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"submissions graded at once (default: usable cores, here {available_cores()})")
     parser.add_argument("--isolation", choices=sandbox.MODES, default="auto",
-                        help="auto: the strongest sandbox this machine offers, else none (said at the start); "
-                             "required: refuse to grade without one; none: no sandbox")
+                        help="auto: the strongest sandbox here that keeps submissions from the kit's secrets, "
+                             "the grades and Captum (refuses when there is none, naming what to install); a "
+                             "mechanism's name: that one only; none: no sandbox, for trusted code only (every "
+                             "report says so)")
     parser.add_argument("--points", type=Path, default=DEFAULT_POINTS_FILE,
                         help="points file (default: grader/points.toml)")
     parser.add_argument("--topics", default=None,
@@ -57,9 +59,9 @@ def main(argv=None) -> int:
         results = grade(args.submissions, kit_root=args.kit, points_file=args.points, jobs=args.jobs,
                         only_topics=args.topics.split(",") if args.topics else None, isolation=args.isolation,
                         memory=int(args.memory_gb * (1 << 30)), expand=args.gradescope is None,
-                        on_done=lambda g: print(table(g) + "\n", flush=True))
+                        on_done=lambda g: print(table(g) + "\n", flush=True), protected=[args.out])
     except sandbox.SandboxUnavailable as err:
-        return _refuse(args, f"refusing to grade without a sandbox (--isolation required): {err}")
+        return _refuse(args, f"refusing to grade: {err}")
     except (GraderError, PointsError) as err:
         return _refuse(args, str(err))
     for graded in results:

@@ -71,17 +71,35 @@ def _unique(name: str, taken: set) -> str:
     return candidate
 
 
+def guard_of(kit_root: Path, protected=()) -> sandbox.Guard:
+    """What no submission may read (the hidden cases, the solutions) or write into (the kit, the grades, the
+    grader's home and working folder), whatever the sandbox."""
+    secret = [kit_root / HIDDEN_DIR, *sorted((kit_root / HIDDEN_DIR).glob("*")),
+              *sorted((kit_root / "helpers").glob("*.py"))]
+    folders = [kit_root, kit_root / "grader", kit_root / "checks", Path.home(), Path.cwd(), *map(Path, protected)]
+    writable = []
+    for folder in folders:  # a folder not made yet: its nearest existing parent
+        folder = Path(folder).resolve()
+        while not folder.exists():
+            folder = folder.parent
+        if folder not in writable:
+            writable.append(folder)
+    return sandbox.Guard(tuple(secret), tuple(writable))
+
+
 def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFAULT_POINTS_FILE,
           jobs: int | None = None, only_topics=None, isolation: str = "auto", memory: int = MEMORY_BYTES,
           cpu_scale: float | None = None, cpu_floor: float | None = None, public_cases: bool | None = None,
-          expand: bool = True, on_done=None, log=print) -> list[Graded]:
+          expand: bool = True, on_done=None, log=print, protected=()) -> list[Graded]:
     """Grade each submission (a folder, a zip, or a folder of them) against the kit at ``kit_root``.
 
     Args:
         jobs: submissions graded at once (default: the number of usable cores), each in its own child.
         only_topics: grade only these topics (default: every topic in points.toml).
-        isolation: "auto" (the strongest sandbox here, else none, said in one line), "required" (raise
-            sandbox.SandboxUnavailable instead of grading without one) or "none".
+        isolation: "auto" (the strongest sandbox here that keeps a submission from the kit's secrets, the
+            grades and Captum; sandbox.SandboxUnavailable when there is none) or "none" (no sandbox, for
+            trusted code only: every report says so).
+        protected: folders a submission must not write into besides the kit (the grades' folder).
         memory: memory limit of each sandbox, bytes.
         cpu_scale, cpu_floor, public_cases: override points.toml's [grading] settings.
         expand: a folder that holds no helpers/ of its own is a folder of submissions (else each path is
@@ -100,12 +118,8 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     unknown = sorted(set(only_topics or ()) - {s.topic for s in SPECS.values()})
     if unknown:
         raise GraderError(f"unknown topic(s) {', '.join(unknown)}")
-    mechanism = sandbox.detect(isolation)
+    mechanism = sandbox.detect(isolation, guard=guard_of(kit_root, protected))
     log(f"isolation: {mechanism.name} -- {mechanism.description}")
-    readable = [p.name for p in sorted((kit_root / HIDDEN_DIR).glob("*.pt")) if p.stat().st_mode & 0o004]
-    if readable and mechanism.isolated and not mechanism.bwrap:  # only bubblewrap hides the files
-        log(f"warning: {HIDDEN_DIR}/ ({', '.join(readable)}) is readable by every user: without bubblewrap the "
-            f"submissions can read the hidden cases (chmod -R o-rwx {kit_root / HIDDEN_DIR})")
     if points.unlisted:
         log(f"not graded (no points in {Path(points_file).name}): {', '.join(points.unlisted)}")
     topics: dict[str, list[str]] = {}

@@ -7,15 +7,18 @@ convlens/, checks/ (with the public references), helpers/ (the reference solutio
 measured on them) and grader/ (with the hidden cases and points.toml); no tests, notebooks or tools.
 
 How the references stay out of the submission's reach there: the grader runs as root, so it always
-sandboxes the submission (``--isolation required``: no sandbox, no grading, and results.json says why);
+sandboxes the submission (no sandbox that keeps it from the kit, no grading, and results.json says why);
 setup.sh installs bubblewrap, whose sandbox shows the submission nothing of /autograder but the Python
-environment (built outside the source folder for that reason). run_autograder also makes the source
-folder readable by root alone, which holds under any sandbox the machine may fall back to.
+environment (built outside the source folder for that reason). Where the container refuses namespaces,
+the grader falls back to running the child as a dedicated user, and offers that only because the bundle
+makes its guarantee hold there too: run_autograder makes the source folder readable by root alone, and
+setup.sh leaves Captum out of the environment (the grader does not need it; the exercises may not use it).
 
 On Gradescope choose the Ubuntu 24.04 base image (Python 3.12; the kit needs 3.11 or later) and give the
 autograder at least 2 CPUs and 3 GB of memory (the grader and its child each hold PyTorch).
 ``AUTOGRADER_ROOT`` (default /autograder) and ``CONVLENS_PYTHON`` (default its env/bin/python) let a test
-run the bundle elsewhere.
+run the bundle elsewhere, and ``CONVLENS_ISOLATION`` (default auto) force one mechanism, as a container
+without bubblewrap or without namespaces would leave it.
 """
 from __future__ import annotations
 
@@ -40,19 +43,22 @@ PYTHON="$(command -v python3.13 || command -v python3.12 || command -v python3.1
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "the kit needs Python 3.11+: use Ubuntu 24.04"'
 "$PYTHON" -m venv "$ROOT/env"
 "$ROOT/env/bin/pip" install --disable-pip-version-check -q -r "$ROOT/source/requirements.txt"
+# The grader needs no Captum, and a submission may not use it: without bubblewrap's view of the files
+# (a container that refuses namespaces), only its absence hides it.
+"$ROOT/env/bin/pip" uninstall --disable-pip-version-check -y -q captum
 chmod -R go-rwx "$ROOT/source"
 """
 
 RUN = """#!/usr/bin/env bash
 # Gradescope runs this as root for each submission: grade /autograder/submission in the grader's sandbox
-# (refusing to grade without one) and write /autograder/results/results.json.
+# (refusing to grade without one that keeps it from the kit) and write /autograder/results/results.json.
 set -uo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 PYTHON="${CONVLENS_PYTHON:-$ROOT/env/bin/python}"
 chmod -R go-rwx "$ROOT/source"  # root alone reads the kit and its hidden cases, whatever the sandbox
 mkdir -p "$ROOT/results"
 cd "$ROOT/source"
-exec "$PYTHON" -m grader "$ROOT/submission" --isolation required --out "$ROOT/results/grades" \\
+exec "$PYTHON" -m grader "$ROOT/submission" --isolation "${CONVLENS_ISOLATION:-auto}" --out "$ROOT/results/grades" \\
     --gradescope "$ROOT/results/results.json"
 """
 

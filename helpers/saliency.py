@@ -33,7 +33,7 @@ def saliency_map(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         raise ValueError(f"objective must be 'score' or 'loss', got {objective!r}")
     # TODO START saliency_map
     # Leave `images` untouched and the model without gradients. The notebook's hints (folded under
-    # Exercise 1) go from the idea to pseudocode if you are stuck.
+    # Exercise 1) go from the idea to questions that lead to the code.
     x = images.detach().clone().requires_grad_(True)
     logits = model(x)
     labels = labels.to(logits.device)

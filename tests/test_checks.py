@@ -356,3 +356,29 @@ FIRST_TRIES = [
 def test_first_tries_get_a_cause(topic, name, old, new, words):
     verdict = check(name, module=mutated_module(topic, [{"replace": old, "with": new}], name), quiet=True)
     assert not verdict.passed and words in verdict.line, verdict.line
+
+
+# Side effects a submission's process could hide (a harness replaced inside the child reports nothing): each
+# one changes the clean pass after the call, which the judge compares, so the check fails all the same.
+HIDDEN_SIDE_EFFECTS = [
+    ("gradcam", "guided_backprop", "    finally:\n        for handle in handles:\n            handle.remove()\n",
+     "    finally:\n        pass\n", "after your function returned"),
+    ("saliency", "saliency_map", "    x = images.detach().clone().requires_grad_(True)\n    logits = model(x)\n",
+     "    images.mul_(0.9)\n    x = images.detach().clone().requires_grad_(True)\n    logits = model(x)\n", ""),
+    ("saliency", "saliency_map", "    x = images.detach().clone().requires_grad_(True)\n    logits = model(x)\n",
+     "    model.train()\n    x = images.detach().clone().requires_grad_(True)\n    logits = model(x)\n", ""),
+]
+
+
+@pytest.mark.parametrize("topic, name, old, new, words", HIDDEN_SIDE_EFFECTS)
+def test_side_effects_fail_through_compared_outputs_even_when_not_reported(monkeypatch, topic, name, old, new,
+                                                                           words):
+    import checks.compute
+
+    monkeypatch.setattr(checks.compute, "_first", lambda findings: None)  # the child reports no side effect
+    spec = specs.SPECS[name]
+    module = mutated_module(topic, [{"replace": old, "with": new}], name)
+    cases = references.public_cases(name, topic, HIDDEN_DIR)
+    assert any(c.get("follow_up") for c in cases)
+    verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
+    assert not verdict.passed and words in verdict.line, verdict.line

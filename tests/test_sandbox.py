@@ -1,12 +1,13 @@
 """grader.sandbox: each test is an attack a submission could try, and it must fail inside the sandbox.
 
 They run under the mechanism the grader would use here (``sandbox.detect("auto")``): bubblewrap where it
-is installed; else util-linux namespaces, or as root a dedicated user with a cgroup. Without any, they are
-skipped with the reason, and attacks that only bubblewrap's private file system stops are skipped under
-the weaker mechanisms. Each starts one small sandboxed Python and takes a second or two; importing torch
+is installed; else, as root, util-linux namespaces or a dedicated user with a cgroup where the probe finds
+the guarantee. Without any, they are skipped with the reason, and attacks that only bubblewrap's private
+file system stops are skipped under the weaker mechanisms. Each starts one small sandboxed Python and takes a second or two; importing torch
 takes longer.
 """
 import json
+import re
 import os
 import signal
 import socket
@@ -30,10 +31,10 @@ SMALL = sandbox.Limits(cpu_seconds=20, memory_bytes=512 << 20, processes=32, fil
 
 @pytest.fixture(scope="module")
 def mech():
-    found = sandbox.detect("auto")
-    if not found.isolated:
-        pytest.skip("no operating-system sandbox on this machine (install bubblewrap)")
-    return found
+    try:
+        return sandbox.detect("auto")
+    except sandbox.SandboxUnavailable as err:
+        pytest.skip(f"no operating-system sandbox on this machine: {err}")
 
 
 def needs_private_files(mech):
@@ -374,20 +375,68 @@ def test_libraries_a_submission_may_not_use_do_not_exist_inside(mech, scratch):
 
 
 
-def test_detect_without_any_mechanism(monkeypatch):
+def test_detect_without_any_mechanism_refuses_and_none_only_by_name(monkeypatch):
     monkeypatch.setattr(sandbox.detection, "_candidates", lambda user: [])
-    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
-        sandbox.detect("required")
-    assert sandbox.detect("auto") is sandbox.NONE
-    assert sandbox.detect("none").name == "none"
-    with pytest.raises(ValueError):
-        sandbox.detect("sometimes")
+    with pytest.raises(sandbox.SandboxUnavailable, match="install bubblewrap"):
+        sandbox.detect("auto")
+    assert sandbox.detect("none") is sandbox.NONE
+    for mode in ("sometimes", "required"):
+        with pytest.raises(ValueError):
+            sandbox.detect(mode)
 
 
 def test_detect_skips_a_mechanism_that_fails(monkeypatch, mech):
     broken = sandbox.Mechanism("bubblewrap", "broken", bwrap="/nonexistent/bwrap")
     monkeypatch.setattr(sandbox.detection, "_candidates", lambda user: [broken, mech])
-    assert sandbox.detect("required") == mech
+    assert sandbox.detect("auto") == mech
+
+
+def _root_mechanisms_without_bubblewrap() -> list:
+    if os.geteuid() != 0:
+        return []
+    return [m for m in sandbox.detection._candidates(sandbox.SANDBOX_USER) if not m.bwrap]
+
+
+@pytest.mark.parametrize("weak", _root_mechanisms_without_bubblewrap(), ids=lambda m: m.name)
+def test_a_mechanism_without_the_guarantee_is_not_offered(monkeypatch, weak, tmp_path):
+    """Without bubblewrap the dedicated user sees the machine's files. Here it cannot even run this
+    environment (in root's home) or it could import Captum: refused, saying why, never a silent fallback.
+    Run with the system's Python (no Captum), a readable secret and a writable kit folder are refused too."""
+    monkeypatch.setattr(sandbox.detection, "_candidates", lambda user: [weak])
+    with pytest.raises(sandbox.SandboxUnavailable, match=re.escape(weak.name)):
+        sandbox.detect("auto")
+    system = "/usr/bin/python3"
+    if not os.access(system, os.X_OK) or subprocess.run([system, "-I", "-c", "import captum"],
+                                                       capture_output=True).returncode == 0:
+        pytest.skip("no system Python without Captum to run the probe with")
+    prefixes = subprocess.run([system, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+                              capture_output=True, text=True).stdout.split()
+    monkeypatch.setattr(sys, "executable", system)
+    monkeypatch.setattr(sys, "prefix", prefixes[0])
+    monkeypatch.setattr(sys, "base_prefix", prefixes[1])
+    place = Path(tempfile.mkdtemp(prefix="convlens-guard-"))
+    try:
+        place.chmod(0o755)
+        secret, open_folder = place / "hidden.pt", place / "kit"
+        secret.write_bytes(b"answers")
+        secret.chmod(0o644)
+        open_folder.mkdir()
+        open_folder.chmod(0o777)
+        problem = sandbox.detection._probe(weak, sandbox.Guard(secret=(secret,), protected=(open_folder,)))
+        assert problem and f"{secret} can be read" in problem and f"{open_folder} can be written" in problem
+        secret.chmod(0o600)
+        open_folder.chmod(0o755)
+        assert sandbox.detection._probe(weak, sandbox.Guard(secret=(secret,), protected=(open_folder,))) is None
+    finally:
+        shutil.rmtree(place)
+
+
+def test_the_mechanism_offered_here_gives_the_guarantee(mech, tmp_path):
+    """The kit's own secrets under the mechanism offered here: unreadable, unwritable, no Captum."""
+    from grader.grade import guard_of
+
+    guard = guard_of(ROOT, protected=[tmp_path])
+    assert sandbox.detection._probe(mech, guard) is None
 
 
 def test_readable_folder_inside_scratch_stays_read_only(mech, scratch):

@@ -81,7 +81,7 @@ def _features(params: dict) -> dict:
 
 
 # Keys of a photo case in cases.toml that describe the case, not the function's keyword arguments.
-CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "width", "labels", "composite"}
+CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "width", "labels", "composite", "follow_up"}
 
 
 def _photo_inputs(params: dict) -> dict:
@@ -90,7 +90,7 @@ def _photo_inputs(params: dict) -> dict:
     kwargs = {k: v for k, v in params.items() if k not in CASE_KEYS}  # the rest are the method's settings
     return {"model": params.get("model", "pretrained"), "args": ["@model", "@images", "@labels"],
             "kwargs": kwargs, "arg_names": ["images", "labels"], "label": params.get("label", ""),
-            "inputs": {"images": images, "labels": labels}}
+            "inputs": {"images": images, "labels": labels}, "follow_up": bool(params.get("follow_up"))}
 
 
 def _photo_target_inputs(params: dict) -> dict:
@@ -98,7 +98,8 @@ def _photo_target_inputs(params: dict) -> dict:
     images, _ = _photos(params)
     return {"model": "pretrained", "args": ["@model", "@images", "@targets", params["step_size"]],
             "arg_names": ["images", "targets"], "label": params.get("label", ""),
-            "inputs": {"images": images, "targets": torch.tensor(params["targets"], dtype=torch.int64)}}
+            "inputs": {"images": images, "targets": torch.tensor(params["targets"], dtype=torch.int64)},
+            "follow_up": bool(params.get("follow_up"))}
 
 
 def build_inputs(params: dict) -> dict:

@@ -26,20 +26,25 @@ kernel's. The mechanisms, strongest first (:func:`detect` takes the first that w
   child could then own and for which the kernel never enforces RLIMIT_NPROC.
 * ``bubblewrap`` (an ordinary user): the same view through an unprivileged user namespace; the child keeps
   the caller's uid, has no capabilities, and may not create further user namespaces.
-* ``namespaces+user`` (root, no bubblewrap) and ``user-namespace`` (an ordinary user, no bubblewrap):
-  util-linux ``unshare`` gives new pid, network and IPC namespaces, but the file system is the machine's:
-  the dedicated user reads what others may read; in ``user-namespace`` the child is the caller's own uid
-  and can read and write all of the caller's files.
+* ``namespaces+user`` (root, no bubblewrap): util-linux ``unshare`` gives new pid, network and IPC
+  namespaces, but the file system is the machine's: the dedicated user reads what others may read.
 * ``setuid-user`` (root without usable namespaces): only the dedicated user, the rlimits and a cgroup; it
   also shares the network and sees every process. Offered only when a cgroup can be made, because that is
   how its whole process tree is found and ended.
-* ``none``: a plain child process with the rlimits.
+* ``none``: a plain child process with the rlimits, only when asked for by name (trusted code).
+
+Every mechanism but ``none`` is offered only after :func:`detect` has run a probe under it and found the
+guarantee (:class:`Guard`): the child cannot import Captum, read the hidden cases or the solutions, or write
+into the kit, the grades or the grader's home. bubblewrap gives it by construction; the two mechanisms
+without it give it only where the files' permissions and the environment do (the Gradescope bundle makes
+the kit readable by root alone and leaves Captum out). An ordinary user without bubblewrap has no mechanism:
+a child with the caller's uid could read and write all of the caller's files.
 
 Which platform needs which mechanism: ``bubblewrap+user`` is what CI and the Gradescope bundle use (root in
 a Debian or Ubuntu container with the bubblewrap package); ``bubblewrap`` an instructor's own Linux machine
-as an ordinary user; ``namespaces+user`` and ``user-namespace`` the same two without bubblewrap (util-linux
-is everywhere, bubblewrap is not); ``setuid-user`` a root container whose kernel refuses new namespaces (a
-hosted autograder may be one); ``none`` macOS and Windows, which have none of these.
+as an ordinary user; ``namespaces+user`` a root container without bubblewrap; ``setuid-user`` a root
+container whose kernel refuses new namespaces (a hosted autograder may be one); macOS and Windows have
+none of these, and the grader refuses there.
 
 Ending the tree: a pid namespace dies with its first process (the kernel kills everything else in it), so
 :meth:`Child.kill_tree` kills that process; a ``setsid``/double-forked descendant is still inside the
@@ -54,7 +59,7 @@ process.py (spawning and ending the tree) and trampoline.py (the first code run 
 from __future__ import annotations
 
 from grader.sandbox.detection import detect
-from grader.sandbox.mechanism import MODES, NONE, SANDBOX_USER, Limits, Mechanism, SandboxUnavailable
+from grader.sandbox.mechanism import MECHANISMS, MODES, NONE, SANDBOX_USER, Guard, Limits, Mechanism, SandboxUnavailable
 from grader.sandbox.process import Child, spawn
 
-__all__ = ["Limits", "Mechanism", "Child", "SandboxUnavailable", "detect", "spawn", "SANDBOX_USER", "MODES", "NONE"]
+__all__ = ["Guard", "Limits", "Mechanism", "Child", "SandboxUnavailable", "detect", "spawn", "SANDBOX_USER", "MECHANISMS", "MODES", "NONE"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SANDBOX_USER = "convlens-grader"
-MODES = ("auto", "required", "none")
+MECHANISMS = ("bubblewrap+user", "bubblewrap", "namespaces+user", "setuid-user")  # strongest first
+MODES = ("auto", *MECHANISMS, "none")  # a mechanism's name: that one or none; "none" only when asked for
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Limits:
 class Mechanism:
     """How :func:`spawn` isolates a child; ``description`` is one line for the console or a report."""
 
-    name: str  # "bubblewrap+user", "bubblewrap", "namespaces+user", "user-namespace", "setuid-user", "none"
+    name: str  # "bubblewrap+user", "bubblewrap", "namespaces+user", "setuid-user", "none"
     description: str
     bwrap: str | None = None  # path of the bwrap program: a minimal file system and every namespace
     unshare: str | None = None  # path of util-linux's unshare: pid, network, IPC namespaces only
@@ -49,9 +50,20 @@ class Mechanism:
         return bool(self.bwrap or self.unshare)
 
 
-NONE = Mechanism("none", "no sandbox: submissions run as the grader's own user with resource limits only; "
-                         "they can read and write whatever it can and reach the network")
+NONE = Mechanism("none", "NO SANDBOX (--isolation none, for trusted code only): submissions run as the grader's "
+                         "own user with resource limits only; they can read and write whatever it can and reach "
+                         "the network")
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a mechanism must guarantee before it is offered: under it, a child can read none of ``secret``
+    (hidden cases, solutions), write into none of ``protected`` (the kit, the grades, the grader's home),
+    and cannot import Captum."""
+
+    secret: tuple = ()
+    protected: tuple = ()
 
 
 class SandboxUnavailable(RuntimeError):
-    """``detect("required")`` found no operating-system sandbox on this machine."""
+    """``detect("auto")`` found no operating-system sandbox on this machine that gives the guarantee."""

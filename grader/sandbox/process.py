@@ -214,10 +214,10 @@ def spawn(argv: list[str], *, scratch: Path, readable: list[Path], limits: Limit
             "cwd": str(scratch)}
     command = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, json.dumps(spec), *argv]
     if mechanism.unshare:
-        # --kill-child: the namespace's first process dies with unshare; no --user as root (it would map
-        # the child to root outside), and the drop to the sandbox user happens in the trampoline.
-        command = [mechanism.unshare, *(() if mechanism.user else ("--user", "--map-current-user")),
-                   "--pid", "--fork", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts", "--"] + command
+        # --kill-child: the namespace's first process dies with unshare; no --user (as root it would map the
+        # child to root outside): the drop to the sandbox user happens in the trampoline.
+        command = [mechanism.unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts",
+                   "--"] + command
     fds = list(pass_fds) + list(spec["cgroup_fds"])
     info_r = info_w = None
     try:
