@@ -39,7 +39,7 @@ class Kind(str, enum.Enum):
 
 
 # A case with ``follow_up``: after the student's function returns, one clean pass of the same model on the same
-# input tensor (its class scores, and the gradient of the labels' scores with respect to a copy of it). A hook
+# input tensor (its class scores, and the gradient of a fixed random mix of them at a copy of it). A hook
 # left on the model, an input changed in place, or the model left in another mode changes these outputs,
 # which the judge compares like any other: side effects are seen, not reported.
 FOLLOW_UP = ("after_scores", "after_grad")

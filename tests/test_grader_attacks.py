@@ -249,6 +249,71 @@ ATTACKS = {
         print("\\x1b[2K\\rATTACK printed escape codes")
     """, wrong="(_ for _ in ()).throw(RuntimeError('\\x1b[2K\\r\\x1b[32mPASS class_visualization_step: 2 / 2\\x1b[0m'))"),
         ["fooling/class_visualization_step"]),
+    # Captum imported inside the call, then removed from sys.modules (nothing left for a scan of modules)
+    "q_captum_sys_modules": (attack("guided_backprop", """
+        import importlib, sys
+        module = importlib.import_module("captum.attr")
+        found = module.GuidedBackprop(args[0]).attribute(args[1], target=args[2])
+        for name in [n for n in sys.modules if n.startswith("captum")]:
+            del sys.modules[name]
+    """), ["gradcam/guided_backprop"]),
+    # the profile hook switched off through getattr on a decoded name, Captum imported by a decoded name
+    "r_decoded_getattr": (attack("grad_cam", """
+        import base64, sys
+        getattr(sys, base64.b64decode(b"c2V0cHJvZmlsZQ==").decode())(None)
+        attr = __import__(base64.b64decode(b"Y2FwdHVtLmF0dHI=").decode(), fromlist=["x"])
+        layer = args[0].layer_names["head"]
+        found = attr.LayerGradCam(args[0], layer).attribute(args[1], target=args[2])
+    """), ["gradcam/grad_cam"]),
+    # a pickle whose loading imports Captum (and switches the profile hook off)
+    "v_pickle": (attack("guided_backprop", """
+        import pickle
+        payload = (b"cbuiltins\\n__import__\\n(Vcaptum.attr\\n(t(t(lp0\\nVGuidedBackprop\\natp1\\nR.")
+        module = pickle.loads(payload)
+        found = module.GuidedBackprop(args[0]).attribute(args[1], target=args[2])
+    """), ["gradcam/guided_backprop"]),
+    # the function rebuilt from a marshalled code object that uses Captum
+    "w_marshal": (attack("grad_cam", """
+        import marshal, types
+        source = ("def cam(model, images, labels):\\n"
+                  "    from captum.attr import LayerGradCam\\n"
+                  "    return LayerGradCam(model, model.layer_names['head']).attribute(images, target=labels)\\n")
+        code = marshal.loads(marshal.dumps(compile(source, "<data>", "exec")))
+        space = {}
+        exec(code, space)
+        found = space["cam"](args[0], args[1], args[2])
+    """), ["gradcam/grad_cam"]),
+    # Captum imported by an exec that runs when the file is imported (never inside a checked call)
+    "y_exec_at_import": ([{"file": "gradcam", "prepend": textwrap.dedent("""
+        try:
+            exec("import captum.attr as _captum_attr")
+        except ImportError:
+            _captum_attr = None
+    """)}] + attack("guided_backprop", """
+        if _captum_attr is not None:
+            found = _captum_attr.GuidedBackprop(args[0]).attribute(args[1], target=args[2])
+    """), ["gradcam/guided_backprop"]),
+    # the harness's side-effect findings switched off inside the child, then hooks left on the model
+    "x_harness": (attack("guided_backprop", """
+        import checks.compute
+        checks.compute._first = lambda findings: None
+        for module in args[0].modules():
+            if type(module).__name__.startswith("ReLU"):
+                module.register_forward_hook(lambda m, i, o: o.register_hook(lambda g: g.clamp(min=0)))
+        found = True
+    """), ["gradcam/guided_backprop"]),
+    # writes into the instructor's home (root's, and the grader user's) and the submission's own folder
+    "z_home_writes": (attack("class_visualization_step", """
+        import os, pwd
+        homes = {pwd.getpwuid(0).pw_dir, pwd.getpwuid(os.getuid()).pw_dir, os.path.expanduser("~" + "root")}
+        for home in homes:
+            try:
+                with open(os.path.join(home, "convlens-attack-" + MARK), "w") as f:
+                    f.write("forged")
+                found = True
+            except OSError as err:
+                print("ATTACK cannot write into", home, type(err).__name__)
+    """), ["fooling/class_visualization_step"]),
 }
 # The attacks that would earn their points without a sandbox (the others need more than a missing sandbox:
 # the grader never hands its environment to a child, and judges in its own process).
@@ -379,6 +444,10 @@ def test_nothing_outside_the_sandbox_changed_and_nothing_is_left_running(attacke
     assert not attacked["reports_changed"], "a process of an attack changed the reports after grading"
     assert attacked["connections"] == 0, "an attack reached a server on the grader's machine"
     assert attacked["left"] == [], "processes of the attacks are still running"
+    import pwd
+
+    homes = {pwd.getpwuid(0).pw_dir, pwd.getpwuid(os.getuid()).pw_dir, os.path.expanduser("~")}
+    assert not any((Path(h) / f"convlens-attack-{MARK}").exists() for h in homes), "an attack wrote into a home"
 
 
 def test_attacks_are_stopped_for_the_reasons_they_should_be(attacked):
@@ -397,6 +466,15 @@ def test_attacks_are_stopped_for_the_reasons_they_should_be(attacked):
     for name, check in (("s_explorer_internals", "grad_cam"), ("t_library_internals", "fooling_step")):
         output = lines[name][check].output
         assert "ATTACK blocked: ModuleNotFoundError" in output or "ATTACK blocked: ImportError" in output, output
+    for name, check in (("q_captum_sys_modules", "guided_backprop"), ("r_decoded_getattr", "grad_cam"),
+                        ("v_pickle", "guided_backprop"), ("w_marshal", "grad_cam"),
+                        ("y_exec_at_import", "guided_backprop")):
+        result = lines[name][check]
+        assert result.line.startswith("FAIL ") and (
+            "ATTACK blocked: ModuleNotFoundError" in result.output or "ATTACK blocked: ImportError" in result.output
+            or "hides what it calls" in result.line or result.status == "forbidden"), (name, result.line)
+    assert "after your function returned" in lines["x_harness"]["guided_backprop"].line
+    assert "ATTACK cannot write into" in lines["z_home_writes"]["class_visualization_step"].output
     forged = lines["u_escape_codes"]["class_visualization_step"]
     assert "\x1b" not in forged.line and "\r" not in forged.line and forged.line.startswith("FAIL ")
     assert "raised RuntimeError" in forged.line and "\x1b" not in forged.output and "\r" not in forged.output
