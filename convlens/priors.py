@@ -184,6 +184,15 @@ def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 1
         return tuple(t.detach() for t in render(background))
 
 
+
+# What people made of these images, measured blind (tools/blind_test.py's protocol: eight classes drawn with a
+# recorded seed from its pool, before any image was made; each method's sheet, untitled and shuffled, shown to
+# a viewer who had not seen it; free naming first, then a choice among 16 names). Measured by the reviewers at
+# notebook 3's settings (class_images: 128 px, 96 steps, transparent; the pixel-space exercise: 224 px, 150
+# steps). Replace it when a new blind run is made with the settings the notebook uses.
+BLIND_NAMING = {"better priors": {"free": 3, "forced": 4, "of": 8},
+                "pixel space": {"free": 0, "forced": 3, "of": 8}}
+
 def class_images(model, targets, size: int = 128, steps: int = 128, seed: int = 0, progress: bool = True,
                  **options):
     """One image per target class (raw score, before the softmax), all in one batch. ``options`` go to

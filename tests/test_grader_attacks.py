@@ -292,14 +292,18 @@ ATTACKS = {
     """)}] + attack("guided_backprop", """
         if _captum_attr is not None:
             found = _captum_attr.GuidedBackprop(args[0]).attribute(args[1], target=args[2])
-    """), ["gradcam/guided_backprop"]),
+    """), ["gradcam/guided_backprop", "gradcam/grad_cam", "gradcam/guided_grad_cam"]),  # the scan fails the file
     # the harness's side-effect findings switched off inside the child, then hooks left on the model
     "x_harness": (attack("guided_backprop", """
         import checks.compute
         checks.compute._first = lambda findings: None
+
+        def clamp_gradient(module, inputs, output):
+            output.register_hook(lambda g: g.clamp(min=0))
+
         for module in args[0].modules():
             if type(module).__name__.startswith("ReLU"):
-                module.register_forward_hook(lambda m, i, o: o.register_hook(lambda g: g.clamp(min=0)))
+                module.register_forward_hook(clamp_gradient)
         found = True
     """), ["gradcam/guided_backprop"]),
     # writes into the instructor's home (root's, and the grader user's) and the submission's own folder
@@ -315,6 +319,9 @@ ATTACKS = {
                 print("ATTACK cannot write into", home, type(err).__name__)
     """), ["fooling/class_visualization_step"]),
 }
+# Attacks that succeed inside the child (nothing stops a submission from patching its own process) and must
+# still earn nothing, because the parent judges only outputs it compares.
+INSIDE_ONLY = {"x_harness"}
 # The attacks that would earn their points without a sandbox (the others need more than a missing sandbox:
 # the grader never hands its environment to a child, and judges in its own process).
 CONTROL = ("a_reference_files", "b_instructor_solution", "k_network")
@@ -428,7 +435,8 @@ def test_attack_scores_nothing_on_what_it_attacked(attacked, name):
     for q, r in zip(graded.questions, graded.results):
         if q.name in targets:
             assert not r.passed, f"{name} earned {q.name}: {r.line}\n{r.output}"
-            assert "ATTACK found: True" not in r.output, r.output
+            if name not in INSIDE_ONLY:
+                assert "ATTACK found: True" not in r.output, r.output
         else:
             assert r.passed, f"{name} lost {q.name}, which it did not attack: {r.line}"
 
@@ -436,7 +444,8 @@ def test_attack_scores_nothing_on_what_it_attacked(attacked, name):
 def test_classmates_before_and_after_the_attackers_keep_full_marks(attacked):
     for name in ("aaa_classmate", "zzz_classmate"):
         graded = attacked["graded"][name]
-        assert graded.score == graded.max_score == 18, [r.line for r in graded.results if not r.passed]
+        full = sum(q.points for q in graded.questions)
+        assert full > 0 and graded.score == graded.max_score == full, [r.line for r in graded.results if not r.passed]
 
 
 def test_nothing_outside_the_sandbox_changed_and_nothing_is_left_running(attacked):
