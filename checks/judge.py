@@ -50,7 +50,7 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         actual = outputs.get(part)
         problem = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
         if problem:
-            return Verdict(name, False, problem + _cause(spec, case, outputs, shape_only=True))
+            return Verdict(name, False, problem + _cause(spec, case, outputs))
     worst = None
     for part in spec.outputs:
         tol = spec.tol.get(part, DEFAULT_TOL)
@@ -90,28 +90,23 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     first = spec.outputs[0]
     problem = _structure(outputs.get(first), case["output"][first], first)
     if problem:
-        return Verdict(spec.name, False, problem + _cause(spec, case, outputs, shape_only=True))
+        return Verdict(spec.name, False, problem + _cause(spec, case, outputs))
     inputs = case.get("inputs", {})
     mine, reference = spec.measure(inputs, outputs), spec.measure(inputs, case["output"])
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
             line = outcomes.describe(outcome, mine, reference)
-            cause = _outcome_cause(spec, case, mine)
+            cause = _outcome_cause(spec, case, mine, reference)
             return Verdict(spec.name, False, line + cause)
     return Verdict(spec.name, True, spec.what)
 
 
-def _outcome_cause(spec: specs.Spec, case: dict, mine: dict) -> str:
+def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:
     """'; likely cause: ...' for the stored mistake whose run's outcomes are nearest to the student's."""
     inputs = case.get("inputs", {})
-    reference = spec.measure(inputs, case["output"])
-    best, best_distance = None, spec.variant_tol
-    for variant in case.get("variants", []):
-        distance = outcomes.distance(spec.outcomes, mine, spec.measure(inputs, variant["output"]), reference)
-        if distance <= best_distance:
-            best, best_distance = variant, distance
-    return f"; likely cause: {best['cause']}" if best is not None else ""
+    return _nearest_cause(case, lambda theirs: outcomes.distance(spec.outcomes, mine, spec.measure(inputs, theirs),
+                                                                 reference), spec.variant_tol)
 
 
 def _structure(actual, expected: torch.Tensor, part: str) -> str:
@@ -152,16 +147,23 @@ def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol:
             f"reference's scale; allowed {tol:.0e})")
 
 
-def _cause(spec: specs.Spec, case: dict, outputs: dict, shape_only: bool = False) -> str:
+def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
     """'; likely cause: ...' for the stored mistake whose outputs these are nearest to, if near enough."""
-    best, best_error = None, spec.variant_tol
+    def distance(theirs: dict) -> float:
+        return max((_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
+                    for part in spec.outputs if part in theirs), default=float("inf"))
+
+    return _nearest_cause(case, distance, spec.variant_tol)
+
+
+def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float) -> str:
+    """'; likely cause: ...' of the stored mistake whose outputs are at the smallest ``distance`` (at most
+    ``tol``), or ''."""
+    best, best_distance = None, tol
     for variant in case.get("variants", []):
-        theirs = variant["output"]
-        errors = [_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
-                  for part in spec.outputs if part in theirs]
-        error = max(errors, default=float("inf"))
-        if error <= best_error:
-            best, best_error = variant, error
+        found = distance(variant["output"])
+        if found <= best_distance:
+            best, best_distance = variant, found
     return f"; likely cause: {best['cause']}" if best is not None else ""
 
 
