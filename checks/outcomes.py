@@ -28,6 +28,7 @@ class Outcome:
     scale: str = ""  # another outcome whose value (of the reference run) sets this one's unit
     says: str = ""  # what the outcome is, in the FAIL line
     hint: str = ""  # what to do when a property ("at_most") fails and no stored mistake explains it
+    parts: tuple = ()  # names of the outcome's numbers, so that a FAIL line says which of them differ
 
 
 def _loss_of(inputs: dict, images: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,7 @@ STYLE_RUN = (
     Outcome("unsummed", "at_most", 1e-4, says="a recorded total is not content + style + tv",
             hint="record the four losses of the same evaluation"),
     Outcome("start", "within", 1e-3, scale="start_scale", says="the first evaluation's losses (total, content, "
-                                                                "style, tv)"),
+                                                                "style, tv)", parts=("total", "content", "style", "tv")),
     Outcome("reached", "within", 0.15, scale="progress", says="the returned image's loss"),
 )
 
@@ -131,4 +132,11 @@ def describe(outcome: Outcome, mine: dict, reference: dict) -> str:
         share = (start - float(got)) / max(float(reference["progress"]), 1e-12)
         return (f"{text}: from the start's loss {start:.4g} the run went {share:.0%} of the way the reference run "
                 f"went (allowed {1 - outcome.tol:.0%} to {1 + outcome.tol:.0%})")
+    if outcome.parts and got.shape == expected.shape:
+        scale = float(reference[outcome.scale]) if outcome.scale else 1.0
+        off = [name for name, a, e in zip(outcome.parts, got.tolist(), expected.tolist())
+               if abs(a - e) > outcome.tol * scale]
+        same = [name for name in outcome.parts if name not in off]
+        if off and same:
+            text += f"; {', '.join(off)} differ{'s' if len(off) == 1 else ''}, {', '.join(same)} match"
     return f"{text} (allowed {outcome.tol:.0e} of the reference's scale)"

@@ -349,6 +349,9 @@ FIRST_TRIES = [
      "only the last layer"),
     ("style", "style_transfer", "                    opt.step(closure)\n                    decay.step()",
      "                    decay.step()\n                    opt.step(closure)", "the run went"),
+    ("style", "style_transfer", "s_loss = style_loss(style_feats, settings.style_layers, targets, settings.style_weights)",
+     "s_loss = style_loss(style_feats, settings.style_layers, targets, settings.style_weights[::-1])",
+     "total, style differ, content, tv match"),
 ]
 
 
