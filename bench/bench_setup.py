@@ -56,6 +56,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.skip_setup:
         print(f"set-up from nothing (venv + pip install): {time_setup():.0f} s", flush=True)
+    venv = ROOT / ".venv"
+    if venv.is_dir():  # the README's "size on disk"
+        size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+        print(f".venv/ on disk: {size / 1e9:.1f} GB", flush=True)
     for tier in (("fast", "all") if args.tier == "both" else (args.tier,)):
         before = os.getloadavg()[0]
         if args.log:

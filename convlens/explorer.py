@@ -32,12 +32,14 @@ from PIL import Image
 from convlens.attribution import causal_curves, causal_scores, fast_integrated_gradients
 from convlens.images import ImageLoadError, gaussian_blur, load_image, read_photo_table, to_numpy_image
 from convlens.model import fast_copy, get_layer, imagenet_classes
+from convlens.runtime import interactive
 
 YOURS_SALIENCY, YOURS_GRAD_CAM = "Saliency (your saliency_map)", "Grad-CAM (your grad_cam)"
 CAPTUM_GRAD_CAM = "Grad-CAM (Captum LayerGradCam)"
 WHERE = {YOURS_SALIENCY: "<code>saliency_map</code> in helpers/saliency.py (notebook 1, exercise 1)",
          YOURS_GRAD_CAM: "<code>grad_cam</code> in helpers/gradcam.py (notebook 2, exercise 2)"}
 CAPTUM_NOTES = ".*(backward hooks|required_grads|require gradients)"  # expected, and noise to a student
+TOP = 5  # classes offered per photo: the model's top TOP
 CSS = "convlens-"  # prefix of the classes the widgets carry, so a browser test can find them
 
 
@@ -186,7 +188,29 @@ class Explorer:
         self._on_photo()
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        if interactive():
+            return self.widget._repr_mimebundle_(**kwargs)
+        return {"image/png": self.snapshot_png(), "text/plain": self.summary()}
+
+    def summary(self) -> str:
+        """One line: what the first view shows (what a saved notebook keeps in place of the widget)."""
+        method = self.method.value
+        return (f"explorer (interactive in a running notebook; this is its first view): {self.photo.value}, "
+                f"class {self.classes[self.klass.value]}, {method}")
+
+    def snapshot_png(self) -> bytes:
+        """The map and the deletion curve side by side, as one PNG."""
+        panels = [Image.open(io.BytesIO(png)).convert("RGB") for png in (self.picture.value, self.curve.value) if png]
+        height = max(panel.height for panel in panels)
+        panels = [panel.resize((round(panel.width * height / panel.height), height)) for panel in panels]
+        sheet = Image.new("RGB", (sum(panel.width for panel in panels), height), "white")
+        left = 0
+        for panel in panels:
+            sheet.paste(panel, (left, 0))
+            left += panel.width
+        buffer = io.BytesIO()
+        sheet.save(buffer, format="png")
+        return buffer.getvalue()
 
     @contextlib.contextmanager
     def _hold(self):
@@ -232,7 +256,7 @@ class Explorer:
         self.images[key] = image
 
     def _top5(self, key: str) -> list[int]:
-        return self.probs[key].topk(5).indices.tolist()
+        return self.probs[key].topk(TOP).indices.tolist()
 
     def _set_class_options(self, indices: list[int], chosen: int) -> None:
         probs = self.probs[self.photo.value]

@@ -26,10 +26,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from convlens.images import gaussian_blur
 from convlens.model import extract_features, fast_copy
+from convlens.runtime import progress as bar
 
 # Square root of ImageNet's RGB colour covariance (Lucid's matrix; rows: R, G, B), scaled so its largest column
 # has norm 1: a unit step along any decorrelated axis moves the pixels by at most about one unit.
@@ -167,7 +167,7 @@ def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 1
         alpha = layers[1]()[:, :1] if transparent else torch.ones_like(rgb[:, :1])
         return alpha * rgb + (1 - alpha) * back, rgb, alpha
 
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+    for _ in bar(range(steps), desc=desc, enabled=progress):
         back = random_backgrounds(batch, size, generator, flat).to(device) if transparent else 0.0
         image, _, alpha = render(back)
         views = lucid_view(image, generator, pad, jitter, scale, degrees)
@@ -185,11 +185,13 @@ def optimize_image(model, objective, batch: int, size: int = 128, steps: int = 1
 
 
 
-# What people made of these images, measured blind (tools/blind_test.py's protocol: eight classes drawn with a
+# What people made of these images: a dated result of tools/blind_test.py's protocol (eight classes drawn with a
 # recorded seed from its pool, before any image was made; each method's sheet, untitled and shuffled, shown to
-# a viewer who had not seen it; free naming first, then a choice among 16 names). Measured by the reviewers at
-# notebook 3's settings (class_images: 128 px, 96 steps, transparent; the pixel-space exercise: 224 px, 150
-# steps). Replace it when a new blind run is made with the settings the notebook uses.
+# a viewer who had not seen it; free naming first, then a choice among 16 names), run by the reviewers. It is
+# cited, never measured by a notebook cell: the cell prints it with its date and settings.
+BLIND_TEST = {"date": "2026-12-04",
+              "settings": "better priors: class_images at 128 px, 96 steps, transparent; "
+                          "pixel space: the exercise's loop at 224 px, 150 steps"}
 BLIND_NAMING = {"better priors": {"free": 3, "forced": 4, "of": 8},
                 "pixel space": {"free": 0, "forced": 3, "of": 8}}
 

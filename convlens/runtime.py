@@ -28,3 +28,43 @@ def apply_threads() -> int:
     threads = choose_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+def interactive() -> bool:
+    """False when a notebook runs without anyone watching (``kit.py run``, nbval: they set $CONVLENS_BATCH),
+    where a widget would be saved as its first frame: a progress bar at 0 %, an explorer as ``VBox(...)``."""
+    return not os.environ.get("CONVLENS_BATCH")
+
+
+class _FinalLine:
+    """A progress bar for a run nobody watches: no frames, one line when it closes."""
+
+    def __init__(self, iterable=None, total=None, desc: str = ""):
+        self.iterable, self.desc, self.n = iterable, desc, 0
+        self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.n += 1
+        self.close()
+
+    def update(self, count: int = 1) -> None:
+        self.n += count
+
+    def close(self) -> None:
+        if self.desc is not None:
+            print(f"{self.desc}: {self.n}/{self.total if self.total is not None else self.n} done")
+            self.desc = None
+
+
+def progress(iterable=None, total=None, desc: str = "", enabled: bool = True):
+    """tqdm's notebook bar (``tqdm.auto``, cleared when done) where someone watches; else one final line.
+    ``enabled=False``: the iterable unchanged. The object has ``update(n)`` and ``close()`` like tqdm's."""
+    if not enabled:
+        return iterable
+    if interactive():
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, desc=desc, leave=False)
+    return _FinalLine(iterable, total, desc)

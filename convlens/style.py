@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convlens.model import extract_features
+from convlens.runtime import progress as bar
 
 
 def softmax_smoothing(features: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -140,9 +141,7 @@ class LossHistory:
         self.total, self.content, self.style, self.tv = [], [], [], []
         self._bar = None
         if progress:
-            from tqdm.auto import tqdm
-
-            self._bar = tqdm(total=steps, desc=desc, leave=False)
+            self._bar = bar(total=steps, desc=desc)
 
     def record(self, total, content, style, tv) -> None:
         """Append one evaluation's losses (0-dim tensors or floats)."""
@@ -250,11 +249,7 @@ def train_style_net(model: nn.Module, exercises, photos: torch.Tensor, style: to
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     losses = []
-    steps_iter = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps_iter = tqdm(steps_iter, desc="training the style network", leave=False)
+    steps_iter = bar(range(steps), desc="training the style network", enabled=progress)
     n, _, h, w = photos.shape
     for _ in steps_iter:
         pick = torch.randint(0, n, (batch_size,), generator=generator)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from convlens.images import gaussian_blur
 from convlens.model import extract_features
+from convlens.runtime import progress as bar
 
 
 def create_class_visualization(model, class_visualization_step, targets, size: int = 160, num_steps: int = 100,
@@ -59,7 +59,7 @@ def _jittered_ascent(images: torch.Tensor, step, num_steps: int, max_jitter: int
     """``num_steps`` times: draw a jitter (ox, oy) in [-max_jitter, max_jitter]^2 from ``generator``, then
     ``images = step(images, (ox, oy))``; every ``blur_every`` steps (0: never), except after the last,
     blur the images (Gaussian, ``blur_sigma`` pixels). Returns the images detached."""
-    for index in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
+    for index in bar(range(num_steps), desc=desc, enabled=progress):
         ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
         images = step(images, (ox, oy))
         if blur_every and (index + 1) % blur_every == 0 and index + 1 < num_steps:
@@ -93,7 +93,7 @@ def _adam_ascent(images: torch.Tensor, objective, num_steps: int, lr: float, max
     shifted view; pixels clamped to [0, 1] after each step, blurred every ``blur_every`` steps (0: never)."""
     pixels = images.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=lr)
-    for index in tqdm(range(num_steps), desc=desc, disable=not progress, leave=False):
+    for index in bar(range(num_steps), desc=desc, enabled=progress):
         ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
         optimizer.zero_grad(set_to_none=True)
         (-objective(_shifted(pixels, ox, oy))).backward()

@@ -158,12 +158,21 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
             folder = Path(tempfile.mkdtemp(prefix="sub-", dir=work))
             os.chmod(folder, 0o711)
             files = {t: sub.files.get(t) for t in topics}
+            problems = list(sub.problems)
             try:
                 results = SubmissionRun(plan, files, folder, cpu_limits).run()
+                ordered = [results[q.check] for q in questions]
+            except GraderError:
+                raise  # the kit or the sandbox is broken: every submission would fail the same way
+            except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
+                cause = f"the grader could not grade this submission ({type(err).__name__}: {str(err)[:120]})"
+                problems.append(cause)
+                ordered = [CheckResult(q.topic, q.check, False, "kit_error", f"ERROR {q.check}: {cause}")
+                           for q in questions]
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
-            graded = Graded(sub.name, str(sub.source), questions, [results[q.check] for q in questions],
-                            time.perf_counter() - start, sub.notebooks, list(sub.problems), mechanism.name)
+            graded = Graded(sub.name, str(sub.source), questions, ordered, time.perf_counter() - start,
+                            sub.notebooks, problems, mechanism.name)
             if on_done is not None:
                 on_done(graded)
             return graded

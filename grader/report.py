@@ -138,12 +138,21 @@ def write_roster(all_graded: list[Graded], path: Path) -> Path:
         rows[g.name] = {"submission": g.name, "score": _num(g.score), "max_score": _num(g.max_score),
                         **{q.name: _num(q.points if r.passed else 0) for q, r in zip(g.questions, g.results)},
                         "problems": "; ".join(g.warnings + _problems(g))}
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with open(path, "w", newline="", encoding="utf-8", errors="replace") as f:
         writer = csv.DictWriter(f, header, extrasaction="ignore", restval="")
         writer.writeheader()
         for name in sorted(rows):
-            writer.writerow(rows[name])
+            writer.writerow({key: spreadsheet_safe(value) for key, value in rows[name].items()})
     return path
+
+
+def spreadsheet_safe(value) -> str:
+    """A cell a spreadsheet shows as text: one that would start a formula (=, +, -, @, a tab or a return) gets
+    a leading apostrophe, unless it is a plain number."""
+    text = str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.fullmatch(r"[-+]?\d+(\.\d+)?", text):
+        return "'" + text
+    return text
 
 
 def _problems(graded: Graded) -> list[str]:

@@ -6,6 +6,7 @@ Only ``helpers/<topic>.py`` files are taken from a submission. Zips are read def
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 from dataclasses import dataclass, field
@@ -15,6 +16,15 @@ MAX_MEMBERS = 5000
 MAX_UNZIPPED_BYTES = 200 << 20
 MAX_SOURCE_BYTES = 2 << 20  # a helpers/<topic>.py larger than this is treated as missing
 SKIP_DIRS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__", ".git"}
+MAX_NAME = 80
+RESERVED_NAMES = {"roster.csv", "summary.txt", "class"}  # files the grader writes beside the submissions' folders
+
+
+def safe_name(raw: str) -> str:
+    """A name that is safe as a folder name and a roster cell: letters, digits, '.', '_' and '-' (anything else,
+    undecodable bytes too, becomes '_'), at most MAX_NAME characters, never hidden or one of RESERVED_NAMES."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:MAX_NAME].lstrip(".-") or "submission"
+    return f"sub-{name}" if name.lower() in RESERVED_NAMES else name
 
 
 @dataclass
@@ -39,7 +49,7 @@ def expand(paths: list[Path], topics) -> list[Path]:
     for path in paths:
         if path.is_dir() and not is_submission_dir(path, topics):
             children = sorted(p for p in path.iterdir() if not p.name.startswith(".") and p.name not in SKIP_DIRS
-                              and (p.is_dir() or p.suffix.lower() == ".zip"))
+                              and (p.is_symlink() or p.is_dir() or p.suffix.lower() == ".zip"))
             found += children or [path]
         else:
             found.append(path)
@@ -52,8 +62,8 @@ def safe_extract(archive: Path, dest: Path, names=None) -> list[str]:
     problems = []
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as err:
-        return [f"cannot open {archive.name} as a zip: {err}"]
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError) as err:  # a name flagged UTF-8 that is not
+        return [f"cannot open the zip: {type(err).__name__}: {err}"]
     with zf:
         total, count = 0, 0
         for info in zf.infolist():
@@ -70,18 +80,21 @@ def safe_extract(archive: Path, dest: Path, names=None) -> list[str]:
                 problems.append(f"{archive.name} has more than {MAX_MEMBERS} files to extract; rest ignored")
                 break
             target = dest.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with zf.open(info) as src:  # read at most a little more than allowed: headers can lie
                     data = src.read(MAX_SOURCE_BYTES + 1)
             except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as err:  # corrupt, encrypted
-                problems.append(f"cannot extract {info.filename}: {err}")
+                problems.append(f"cannot extract {safe_name(info.filename)}: {err}")
                 continue
             total += len(data)
             if total > MAX_UNZIPPED_BYTES:
                 problems.append(f"{archive.name} unpacks to more than {MAX_UNZIPPED_BYTES >> 20} MB; rest ignored")
                 break
-            target.write_bytes(data)
+            try:  # a name too long, or a file where a folder of the same name was written (or the reverse)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            except OSError as err:
+                problems.append(f"cannot extract {safe_name(info.filename)[:60]}: {type(err).__name__}")
     return problems
 
 
@@ -109,29 +122,64 @@ def _find_helpers(root: Path, topics) -> Path | None:
     return best
 
 
+def _inside(root: Path, path: Path) -> bool:
+    """True if no part of ``path`` below ``root`` is a link: its real path is root's real path plus the rest."""
+    return os.path.realpath(path) == os.path.join(os.path.realpath(root), *path.relative_to(root).parts)
+
+
+def _snapshot(source: Path, dest: Path) -> Path:
+    """Copy one file once, refusing a link, into the grader's own folder: what is graded is what was read."""
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_SOURCE_BYTES + 1)
+    if len(data) > MAX_SOURCE_BYTES:
+        raise ValueError(f"larger than {MAX_SOURCE_BYTES >> 20} MB")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return dest
+
+
 def load(path: Path, topics, unzip_dir: Path) -> Submission:
-    """Describe one submission (extracting a zip into ``unzip_dir``). Never raises for a bad submission."""
+    """Describe one submission (extracting a zip into ``unzip_dir``) and copy its topic files into
+    ``unzip_dir``/snapshot/. Never raises for a bad submission: whatever goes wrong becomes a problem, and the
+    name is made safe (the original is kept in ``source`` and in a problem line when it differs)."""
     path = Path(path)
-    name = path.stem if path.suffix.lower() == ".zip" else path.resolve().name
-    problems = []
+    raw = path.stem if path.suffix.lower() == ".zip" else path.name
+    name = safe_name(raw)
+    problems = [] if name == raw else [f"name cleaned from {raw!r}"]
+    try:
+        return _load(path, name, topics, unzip_dir, problems)
+    except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
+        problems.append(f"cannot read the submission ({type(err).__name__}: {str(err)[:120]})")
+        return Submission(name, path, {t: None for t in topics}, [], problems)
+
+
+def _load(path: Path, name: str, topics, unzip_dir: Path, problems: list[str]) -> Submission:
+    none = {t: None for t in topics}
+    if path.is_symlink():
+        problems.append("is a symbolic link: not followed (submit the files themselves)")
+        return Submission(name, path, none, [], problems)
     root = path
     if path.is_file() and path.suffix.lower() == ".zip":
         root = unzip_dir / "unzipped"
         root.mkdir(parents=True, exist_ok=True)
         problems += safe_extract(path, root, {f"{t}.py" for t in topics})
     elif not path.is_dir():
-        problems.append(f"{path} is neither a folder nor a .zip file")
-        return Submission(name, path, {t: None for t in topics}, [], problems)
+        problems.append("neither a folder nor a .zip file")
+        return Submission(name, path, none, [], problems)
     helpers = _find_helpers(root, topics)
     files = {}
     for topic in topics:
         candidate = helpers / f"{topic}.py" if helpers is not None else None
-        if candidate is not None and candidate.is_file() and not candidate.is_symlink():
-            if candidate.stat().st_size > MAX_SOURCE_BYTES:
-                problems.append(f"helpers/{topic}.py is larger than {MAX_SOURCE_BYTES >> 20} MB; ignored")
-                candidate = None
-        else:
-            candidate = None
-        files[topic] = candidate
-    notebooks = sorted(p.name for folder in _folders(root) for p in folder.glob("*.ipynb"))
+        files[topic] = None
+        if candidate is None or not (candidate.is_file() or candidate.is_symlink()):
+            continue
+        if candidate.is_symlink() or not _inside(root, candidate):
+            problems.append(f"helpers/{topic}.py is a link or lies behind one: not followed")
+            continue
+        try:
+            files[topic] = _snapshot(candidate, unzip_dir / "snapshot" / f"{topic}.py")
+        except (OSError, ValueError) as err:
+            problems.append(f"helpers/{topic}.py ignored: {err}")
+    notebooks = sorted(safe_name(p.name) for folder in _folders(root) for p in folder.glob("*.ipynb"))
     return Submission(name, path, files, notebooks, problems)

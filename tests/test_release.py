@@ -95,6 +95,25 @@ def test_student_build_leaves_out_maintainer_files(student):
     assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
 
 
+# What the student build ships, and nothing else: the student's exercise files, the kit library and its checks
+# with their public reference tensors, the data, the notebooks and their set-up, and the commands to run them.
+SHIPPED_FILES = [r"README\.md", r"LICENSE", r"requirements\.txt", r"environment\.yml", r"kit\.py",
+                 r"tools/download_paintings\.py", r"helpers/\w+\.py", r"convlens/(\w+/)?\w+\.py",
+                 r"checks/\w+\.py", r"checks/references/\w+\.pt", r"datasets/(\w+/)?[\w.-]+\.(jpg|png|csv|md)",
+                 r"notebooks/\d_\w+\.ipynb", r"notebooks/convlens_setup\.py",
+                 r"notebooks/\.lab-settings/[\w.-]+\.json"]
+
+
+def test_the_student_build_ships_only_what_a_student_uses(student):
+    import re
+
+    shipped = sorted(p.relative_to(student).as_posix() for p in student.rglob("*") if p.is_file())
+    strays = [p for p in shipped if not any(re.fullmatch(pattern, p) for pattern in SHIPPED_FILES)]
+    assert not strays, strays  # a claims file, a test, a bench or a maintainer's tool would land here
+    for pattern in SHIPPED_FILES:
+        assert any(re.fullmatch(pattern, p) for p in shipped), f"nothing ships for {pattern}"
+
+
 def test_hidden_cases_are_not_shipped(student):
     """No shipped file holds a hidden case: the student kit's reference files are exactly the public ones."""
     import torch

@@ -8,6 +8,11 @@ Beside each notebook, ``notebooks/<name>.claims.toml`` lists them::
     output = 'error (?P<err>[\\d.]+)%'   # a regex on the notebook's printed output, matched on every line
     values = { gap = "max(err)" }        # per cited number: an expression over the output's lists of numbers
     tolerance = 0.5                      # largest |cited - computed| (absolute; add relative = true for a fraction)
+    holds = "max(err) < 5"               # optional: what a described comparison or ranking needs to be true
+
+A claim with neither ``values`` nor ``holds`` says only that the output has a line matching ``output`` (a
+neighbour named in a printed list, say). The ``prose`` match is the sentence the claim stands behind:
+tools/prose.py counts every number and every description inside it as accounted for.
 
 ``check(claim, cells, printed)`` returns '' when the prose says what the output shows, else why not. A number
 written in prose without a claim, or a sentence the output does not back, is what the reviewers find: keep
@@ -20,7 +25,7 @@ import statistics
 import tomllib
 from pathlib import Path
 
-FUNCTIONS = {"min": min, "max": max, "mean": statistics.fmean, "median": statistics.median, "len": len,
+FUNCTIONS = {"min": min, "max": max, "all": all, "any": any, "sorted": sorted, "zip": zip, "mean": statistics.fmean, "median": statistics.median, "len": len,
              "first": lambda xs: xs[0], "last": lambda xs: xs[-1], "abs": abs, "round": round}
 
 
@@ -42,11 +47,21 @@ def check(claim: dict, cells: list[str], printed: str) -> str:
         for name, value in match.groupdict().items():
             if value is not None:
                 columns.setdefault(name, []).append(float(value))
-    if not columns:
+    if not columns and not re.search(claim["output"], printed, re.M):
         return f"{claim['cell']!r}: nothing printed matches {claim['output']!r}"
     problems = []
-    for name, expression in claim["values"].items():
-        computed = eval(expression, {"__builtins__": {}}, {**FUNCTIONS, **columns})  # noqa: S307 - our own file
+    scope = {**FUNCTIONS, **columns}
+    if "holds" in claim:
+        try:
+            holds = eval(claim["holds"], {"__builtins__": {}, **scope})  # noqa: S307 - our own file
+        except (NameError, ValueError, IndexError, ZeroDivisionError) as err:
+            holds, claim_error = False, f" ({type(err).__name__}: {err})"
+        else:
+            claim_error = ""
+        if not holds:
+            problems.append(f"the output does not show it: {claim['holds']} is false{claim_error}")
+    for name, expression in claim.get("values", {}).items():
+        computed = eval(expression, {"__builtins__": {}, **scope})  # noqa: S307 - our own file
         said = float(cited.group(name))
         allowed = claim["tolerance"] * (abs(computed) if claim.get("relative") else 1)
         if abs(said - computed) > allowed:

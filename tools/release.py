@@ -28,6 +28,8 @@ START = re.compile(r"^(?P<indent>\s*)# TODO START (?P<label>\S+)\s*$")
 END = re.compile(r"^\s*# TODO END (?P<label>\S+)\s*$")
 SHIPPED = ["README.md", "LICENSE", "requirements.txt", "environment.yml", "kit.py", "helpers", "convlens", "checks",
            "datasets", "notebooks", "tools/download_paintings.py"]
+# Inside the shipped folders: caches, and the maintainers' claims files (tools/claims.py) beside the notebooks.
+NOT_SHIPPED = ("__pycache__", ".ipynb_checkpoints", "*.claims.toml")
 # Hidden cases (grader/hidden/), the case and mistake tables and the reference builder (tools/) are the
 # instructor's: none of them is in SHIPPED.
 ANSWER_PLACEHOLDER = "**Your answer:** *write it here.*"
@@ -160,7 +162,7 @@ def build(out: Path, root: Path = ROOT, hints: str = DEFAULT_HINTS) -> list[Path
     for name in SHIPPED:
         src = root / name
         if src.is_dir():
-            shutil.copytree(src, out / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+            shutil.copytree(src, out / name, ignore=shutil.ignore_patterns(*NOT_SHIPPED))
         elif src.is_file():
             (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, out / name)

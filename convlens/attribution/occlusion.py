@@ -60,11 +60,11 @@ def occlusion_attribution(model: nn.Module, images: torch.Tensor, target, window
     def value_of(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         return logits.gather(1, classes.view(-1, 1)).squeeze(1)
 
-    from tqdm.auto import tqdm
+    from convlens.runtime import progress as bar
 
     maps = []
     with torch.inference_mode():
-        for i in tqdm(range(n), desc="occlusion", disable=not progress, leave=False):
+        for i in bar(range(n), desc="occlusion", enabled=progress):
             image = images[i:i + 1].contiguous(memory_format=torch.channels_last)
             if not split:  # another network or size: Captum itself, batched, on the fast copy
                 from captum.attr import Occlusion
