@@ -10,6 +10,7 @@ case is a ``KIT_ERROR``, never the student's. Judging happens elsewhere (checks/
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import importlib
 import inspect
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from checks import fixtures, specs
-from checks.core import CaseResult, Kind, describe_exception
+from checks.core import GRADIENT, CaseResult, Kind, describe_exception
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -58,25 +59,41 @@ def _weights_changed(model: nn.Module, device: torch.device) -> bool:
     return True
 
 
-def _decode(value, model, inputs: dict, device):
+def laid_out(tensor: torch.Tensor, layout: str | None) -> torch.Tensor:
+    """The same values in another memory layout: "channels_last" (4-D tensors), "transposed" (the last two
+    axes' strides swapped: not contiguous), or as it is. Stored tensors are contiguous; a case's ``layout``
+    says how its inputs reach the function, as a student's code may well hand them over."""
+    if layout == "channels_last" and tensor.dim() == 4:
+        return tensor.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed" and tensor.dim() >= 2:
+        return tensor.transpose(-1, -2).contiguous().transpose(-1, -2)
+    return tensor
+
+
+def _decode(value, model, inputs: dict, device, layout: str | None = None):
     """A stored argument -> the value passed: "@model", "@<input name>", a settings dict, or as it is."""
     if isinstance(value, str) and value == "@model":
         return model
     if isinstance(value, str) and value.startswith("@"):
-        return _decode(inputs[value[1:]], model, inputs, device)
+        return _decode(inputs[value[1:]], model, inputs, device, layout)
     if isinstance(value, torch.Tensor):  # a fresh copy: what the student's code does to it stays with this call
-        return value.detach().to(device, copy=True)
+        return laid_out(value.detach().to(device, copy=True), layout)
     if isinstance(value, dict) and "@settings" in value:
         from convlens.style import StyleSettings
 
         return StyleSettings(**value["@settings"])
     if isinstance(value, list):
-        return [_decode(v, model, inputs, device) for v in value]
+        return [_decode(v, model, inputs, device, layout) for v in value]
     if isinstance(value, tuple):
-        return tuple(_decode(v, model, inputs, device) for v in value)
+        return tuple(_decode(v, model, inputs, device, layout) for v in value)
     if isinstance(value, dict):
-        return {k: _decode(v, model, inputs, device) for k, v in value.items()}
+        return {k: _decode(v, model, inputs, device, layout) for k, v in value.items()}
     return value
+
+
+def _floating(value) -> torch.dtype | None:
+    """The dtype of the first floating-point tensor in an argument (looking into lists, tuples, dicts)."""
+    return next((t.dtype for _, t in _tensors(value, "") if t.is_floating_point()), None)
 
 
 def _tensors(value, label: str):
@@ -100,8 +117,12 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
         model = fixture.build(inputs, lambda: pretrained(str(device))).to(device) if fixture else None
         if fixture is not None and fixture.pretrained:
             _pristine(str(device))  # taken before any student code touches the model
-        args = [_decode(v, model, inputs, device) for v in case["args"]]
-        kwargs = {k: _decode(v, model, inputs, device) for k, v in case.get("kwargs", {}).items()}
+        dtype = _floating(inputs.get("images")) if case.get("dtype") else None
+        if model is not None and dtype is not None and dtype != torch.float32:
+            model = copy.deepcopy(model).to(dtype)  # the model follows the images (a copy: the cache stays float32)
+        layout = case.get("layout")
+        args = [_decode(v, model, inputs, device, layout) for v in case["args"]]
+        kwargs = {k: _decode(v, model, inputs, device, layout) for k, v in case.get("kwargs", {}).items()}
         stand_ins = spec.stand_ins_for(inputs)
     except Exception as err:  # the kit's own code: never the student's fault
         return CaseResult.failure(Kind.KIT_ERROR, f"the kit could not run this check: {describe_exception(err)}")
@@ -123,7 +144,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
     rng = torch.get_rng_state()
     net = model
     budget = case.get("budget") if net is not None else None
-    meter = fixtures.metered(net, budget) if budget else contextlib.nullcontext([0, 0.0, 0.0])
+    meter = fixtures.metered(net, budget) if budget else contextlib.nullcontext([0, 0.0, 0.0, 0])
     flags = [p.requires_grad for p in net.parameters()] if net is not None else []
     modes = [m.training for m in net.modules()] if net is not None else []
     hooks = hook_count(net) if net is not None else 0
@@ -201,7 +222,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
         parts = spec.collect(result)
     except specs.FormError as err:
         return CaseResult.failure(Kind.FORM, str(err))
-    if "evaluated" in spec.outputs:  # what the model saw: (forward passes, lowest pixel, highest pixel)
+    if "evaluated" in spec.outputs:  # what the model saw: (passes, lowest pixel, highest pixel, evaluations)
         parts["evaluated"] = torch.tensor(seen, dtype=torch.float64)
     outputs = {}
     for name, value in parts.items():
@@ -220,8 +241,17 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
         if value.device.type != expected_device.type:
             return CaseResult.failure(Kind.FORM, f"output is on {value.device.type}, expected "
                                       f"{expected_device.type} (create new tensors with device=x.device)")
+        expected_dtype = next((t.dtype for _, t in watched if t.is_floating_point()), None)
+        if (name not in KIT_PARTS and value.is_floating_point() and expected_dtype is not None
+                and value.dtype != expected_dtype):
+            what = "output" if name == "output" else f"the {name} part"
+            return CaseResult.failure(Kind.FORM, f"{what} is {_dtype(value.dtype)}, expected {_dtype(expected_dtype)}"
+                                      " like the input: make new tensors like the input (torch.zeros_like(x), "
+                                      "or dtype=x.dtype, device=x.device), and do not convert it")
         outputs[name] = value.detach().cpu()
     outputs.update(follow)
+    if grad_case and "output" in outputs:
+        outputs.update(_input_gradients(spec, parts["output"], watched))
     if case.get("rerun"):  # the result must not depend on torch's global random state
         torch.manual_seed(torch.initial_seed() + 1)
         again = compute_case(spec, module, {**case, "rerun": False}, device)
@@ -230,6 +260,30 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                                       "random numbers from the generator made from `seed` "
                                       "(torch.rand(..., generator=generator))")
     return CaseResult(outputs)
+
+
+def _input_gradients(spec: specs.Spec, output: torch.Tensor, watched: list) -> dict:
+    """{"grad <label>": the gradient of the output's sum with respect to that input} for the inputs an
+    optimizer differentiates (``spec.differentiated``); zeros where the output does not depend on it."""
+    chosen = [(label, t) for label, t in watched if t.requires_grad
+              and any(label == p or label.startswith(p + "[") for p in spec.differentiated)]
+    if not chosen or not output.requires_grad:
+        return {}
+    try:
+        grads = torch.autograd.grad(output.sum(), [t for _, t in chosen], allow_unused=True)
+    except RuntimeError:  # a graph already freed or broken: the missing part says so
+        return {}
+    return {f"{GRADIENT}{label}": (torch.zeros_like(t) if g is None else g).detach().cpu()
+            for (label, t), g in zip(chosen, grads)}
+
+
+# Parts of a result that the kit builds (the history's table) or measures (the model's meter): their dtype is
+# the kit's, not the student's.
+KIT_PARTS = ("history", "evaluated")
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def _follow_up(model: nn.Module, args: list, inputs: dict) -> dict:

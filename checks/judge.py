@@ -15,9 +15,9 @@ from typing import Callable
 
 import torch
 
-from checks import outcomes, relations, specs
-from checks.core import (DEFAULT_TOL, FOLLOW_UP, FOLLOW_UP_TOL, CaseResult, Kind, Verdict, fmt_index, fmt_shape,
-                         relative_error)
+from checks import outcomes, relations, sketch, specs
+from checks.core import (DEFAULT_TOL, FOLLOW_UP, FOLLOW_UP_TOL, GRADIENT, CaseResult, Kind, Verdict, fmt_index,
+                         fmt_shape, relative_error)
 from checks.references import without_answers
 
 # Problems that are the same in every case: their line needs no case label.
@@ -58,13 +58,39 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         if error > tol:
             worst = worst or (part, error, tol)
     if worst is None:
-        return _follow_up(spec, expected, outputs, Verdict(name, True, spec.what))
+        return _follow_up(spec, expected, outputs, _gradients(spec, case, expected, outputs))
     part, error, tol = worst
-    cause = _cause(spec, case, outputs)
+    cause = _cause(spec, case, outputs) or _mutant_cause(spec, case, outputs)
     if not cause and torch.is_floating_point(expected[part]):
         cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol, case.get("terms", ()))
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
                                             part if len(spec.outputs) > 1 else "") + cause)
+
+
+GRADIENT_TOL = 1e-3  # the same loss written another way: its gradient differs by round-off only
+
+
+def _gradients(spec: specs.Spec, case: dict, expected: dict, outputs: dict) -> Verdict:
+    """A FAIL when the loss's gradient with respect to an input the optimizer differentiates (``grad <label>``
+    parts, checks/compute.py) differs from the reference's, else PASS."""
+    for part in [p for p in expected if p.startswith(GRADIENT)]:
+        label = part.removeprefix(GRADIENT)
+        shown = next((label.replace(prefix, name, 1) for prefix, name in spec.differentiated.items()
+                      if label == prefix or label.startswith(prefix + "[")), label)
+        actual, wanted = outputs.get(part), expected[part]
+        if actual is None or tuple(actual.shape) != tuple(wanted.shape):
+            return Verdict(spec.name, False, f"the value is right, but it carries no gradient back to {shown}: the "
+                                             "optimizer changes the image through it")
+        if not bool(actual.abs().max() > 0) and bool(wanted.abs().max() > 0):
+            return Verdict(spec.name, False, f"the value is right, but its gradient with respect to {shown} is zero "
+                           f"({shown} detached, or used through .item() or NumPy?): the optimizer changes the image "
+                           "through it")
+        error = relative_error(actual, wanted)
+        if error > GRADIENT_TOL:
+            return Verdict(spec.name, False, f"the value is right, but its gradient with respect to {shown} is not "
+                           f"(relative error {error:.2g}, allowed {GRADIENT_TOL:.0e}): part of the expression is "
+                           "detached or computed outside torch" + _cause(spec, case, outputs))
+    return Verdict(spec.name, True, spec.what)
 
 
 def _follow_up(spec: specs.Spec, expected: dict, outputs: dict, passed: Verdict) -> Verdict:
@@ -103,10 +129,26 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
 
 
 def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:
-    """'; likely cause: ...' for the stored mistake whose run's outcomes are nearest to the student's."""
+    """'; likely cause: ...' for the stored mistake whose run fails the same outcomes the same way (fewer
+    evaluations, a loss too high...) and is nearest to the student's among those; else the nearest stored run
+    within ``spec.variant_tol``. A loop's trajectory depends on the machine's round-off (another CPU's kernels,
+    oneDNN), the pattern of what fails much less."""
     inputs = case.get("inputs", {})
-    return _nearest_cause(case, lambda theirs: outcomes.distance(spec.outcomes, mine, spec.measure(inputs, theirs),
-                                                                 reference), spec.variant_tol)
+    pattern = outcomes.failures(spec.outcomes, mine, reference)
+
+    def distance(theirs: dict) -> float:
+        measured = spec.measure(inputs, theirs)
+        near = outcomes.distance(spec.outcomes, mine, measured, reference)
+        if outcomes.failures(spec.outcomes, measured, reference) == pattern:
+            return min(near, PATTERN_MATCH) * spec.variant_tol / PATTERN_MATCH
+        return near
+
+    return _nearest_cause(case, distance, spec.variant_tol)
+
+
+# A stored loop mistake that fails the same outcomes in the same direction names the cause when its outcomes
+# are within this (relative) distance of the student's: a tenth of the evaluations, a third of the loss.
+PATTERN_MATCH = 0.5
 
 
 def _structure(actual, expected: torch.Tensor, part: str) -> str:
@@ -153,13 +195,36 @@ def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
         return max((_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
                     for part in spec.outputs if part in theirs), default=float("inf"))
 
-    return _nearest_cause(case, distance, spec.variant_tol)
+    deviation = max((relative_error(outputs[part], case["output"][part]) if part in outputs else float("inf")
+                     for part in spec.outputs), default=float("inf"))
+    return _nearest_cause(case, distance, spec.variant_tol, deviation)
 
 
-def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float) -> str:
+def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
+    """'; likely cause: ...' in the words of the generated mutant (tools/mutants.py) whose outputs' sketches are
+    nearest to the student's, if near enough."""
+    mutants = case.get("mutants", [])
+    if not mutants:
+        return ""
+    mine = {part: sketch.sketch(outputs[part]) for part in spec.outputs if part in outputs}
+    reference = max((sketch.distance(mine[part], sketch.sketch(case["output"][part])) if part in mine
+                     else float("inf") for part in spec.outputs), default=float("inf"))
+    best, best_distance = None, min(spec.variant_tol, 0.5 * reference)
+    for mutant in mutants:
+        found = max((sketch.distance(mine[part], s) if part in mine else float("inf")
+                     for part, s in mutant["sketch"].items()), default=float("inf"))
+        if found <= best_distance:
+            best, best_distance = mutant, found
+    return f"; likely cause: {best['words']}" if best is not None else ""
+
+
+def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, deviation: float | None = None) -> str:
     """'; likely cause: ...' of the stored mistake whose outputs are at the smallest ``distance`` (at most
     ``tol``), or ''."""
-    best, best_distance = None, tol
+    # A mistake must also explain most of the deviation: nearer to the student's output than half its distance
+    # from the reference, or a small deviation would be pinned on whichever mistake lies near the reference.
+    deviation = distance(case["output"]) if deviation is None else deviation
+    best, best_distance = None, min(tol, 0.5 * deviation)
     for variant in case.get("variants", []):
         found = distance(variant["output"])
         if found <= best_distance:
@@ -168,11 +233,23 @@ def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float) ->
 
 
 def _distance(actual: torch.Tensor, variant: torch.Tensor) -> float:
+    """How far an output is from a stored mistake's, relative to its scale, leaving out the worst 0.1 % of the
+    elements of a large output: round-off on another machine flips a few values at a kink or a clamp (a
+    gradient's sign near 0), which says nothing about the mistake."""
     if tuple(actual.shape) != tuple(variant.shape):
         return float("inf")
     if not torch.is_floating_point(variant):
         return 0.0 if bool(torch.equal(actual.to(variant.dtype), variant)) else float("inf")
-    return relative_error(actual, variant)
+    if variant.numel() < 1000:
+        return relative_error(actual, variant)
+    a, v = actual.to(torch.float64).flatten(), variant.to(torch.float64).flatten()
+    finite = torch.isfinite(v)
+    if not bool((torch.isfinite(a) == finite).all()):  # NaN or inf where the mistake has none, or the reverse
+        return float("inf")
+    gaps = torch.where(finite, (a - v).abs(), torch.zeros_like(a)).sort().values
+    kept = gaps[: len(gaps) - max(1, len(gaps) // 1000)]
+    scale = float(v[finite].abs().max()) if bool(finite.any()) else 1.0
+    return float(kept[-1]) / max(scale, 1e-12)
 
 
 def shape_hint(actual_shape, expected_shape) -> str:

@@ -12,10 +12,12 @@ A file holds ``{"meta": {...}, "cases": [case, ...]}``. A case is a dict::
     inputs     the tensors (and small networks' weights) the arguments refer to
     output     {part: tensor}: the reference solution's outputs
     variants   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
+    mutants    [{"words": text, "sketch": {part: tensor}}]: sketches (checks/sketch.py) of the outputs of
+               mistakes generated from the solution (tools/mutants.py), for the hints no stored mistake gives
     terms      [{"label": text, "output": tensor}]: for a sum over parallel lists, the reference's value of
                each element alone (checks/relations.py names the elements a wrong sum left out)
 
-Only ``inputs`` and the call reach the student's code; ``output``, ``variants`` and ``terms`` stay with the
+Only ``inputs`` and the call reach the student's code; ``output``, ``variants``, ``mutants`` and ``terms`` stay with the
 judge.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 
 REFERENCES_DIR = Path(__file__).resolve().parent / "references"
-ANSWER_KEYS = ("output", "variants", "terms")
+ANSWER_KEYS = ("output", "variants", "mutants", "terms")
 
 
 def library_versions() -> dict[str, str]:

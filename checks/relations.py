@@ -142,5 +142,8 @@ def _per_image(a, e, near, inputs) -> str:
         return (f"each image is off by its own factor ({listed}): a normalization over the whole batch where "
                 "the reference normalizes each image, or the reverse")
     if first:
-        return "right for the first image only: the others differ (does the code handle every image?)"
+        differ = [i + 1 for i in range(1, n) if (rows_a[i] - rows_e[i]).abs().max().item() > FIT * scale]
+        listed = ", ".join(map(str, differ[:6])) + (", ..." if len(differ) > 6 else "")
+        return f"image 1 matches the reference; image{'s' if len(differ) > 1 else ''} {listed} of {n} differ" + (
+            "s" if len(differ) == 1 else "")
     return ""

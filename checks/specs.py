@@ -91,6 +91,10 @@ class Spec:
     forbidden: tuple = ()
     attached_ok: bool = False  # losses may stay attached to the graph (the optimizer needs that)
     differentiable: bool = False  # the output must carry a gradient back to its tensor inputs (a loss)
+    # The inputs an optimizer differentiates the loss with respect to ({label or its prefix: the name a FAIL
+    # line uses}): the gradient with respect to each is compared with the reference's, since a detached input
+    # gives the same number and no gradient.
+    differentiated: dict = field(default_factory=dict)
     # A loop whose method leaves choices: measure(inputs, outputs) -> {outcome: tensor}, judged by the rules in
     # ``outcomes`` (checks/outcomes.py) against the reference run's outcomes, instead of output by output.
     measure: Callable | None = None
@@ -151,14 +155,15 @@ SPECS = {spec.name: spec for spec in [
     # near 0, and a flip moves a value by 2 * step_size.
     Spec("pgd_attack", "fooling", "sign steps, each projected into the epsilon ball around the original and into "
          "[0, 1], match the reference", inputs="attack", tol={"output": 1e-4}, forbidden=_ATTACKS),
-    Spec("content_loss", "style", "scalar matches the reference", inputs="feature_pair", attached_ok=True,
-         differentiable=True, forbidden=_STYLE),
+    Spec("content_loss", "style", "scalar and its gradient match the reference", inputs="feature_pair",
+         attached_ok=True, differentiable=True, differentiated={"current": "current"}, forbidden=_STYLE),
     Spec("gram_matrix", "style", "Gram matrices match the reference, normalized and not", inputs="features",
-         attached_ok=True, differentiable=True, forbidden=_STYLE),
-    Spec("style_loss", "style", "scalar matches the reference", inputs="feature_dict", attached_ok=True,
-         differentiable=True, stand_ins={"gram_matrix": _LOSSES["gram_matrix"]}, forbidden=_STYLE, terms=(1, 2, 3)),
-    Spec("tv_loss", "style", "scalar matches the reference", inputs="image_weight", attached_ok=True,
-         differentiable=True, forbidden=_STYLE),
+         attached_ok=True, differentiable=True, differentiated={"features": "features"}, forbidden=_STYLE),
+    Spec("style_loss", "style", "scalar and its gradient match the reference", inputs="feature_dict",
+         attached_ok=True, differentiable=True, differentiated={"argument 1": "feats"},
+         stand_ins={"gram_matrix": _LOSSES["gram_matrix"]}, forbidden=_STYLE, terms=(1, 2, 3)),
+    Spec("tv_loss", "style", "scalar and its gradient match the reference", inputs="image_weight",
+         attached_ok=True, differentiable=True, differentiated={"img": "img"}, forbidden=_STYLE),
     # The loop leaves choices (the optimizer's memory, where the clamp goes, how the rate decays): judged by
     # its outcomes (checks/outcomes.py), not step by step.
     Spec("style_transfer", "style", "L-BFGS and Adam runs start right, stay in [0, 1], record every "

@@ -43,16 +43,24 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def load_cases(kit_root: Path, checks: list[str], public: bool) -> dict[str, list[dict]]:
-    """check -> [public cases (if ``public``), then hidden cases], with their answers."""
+def load_cases(kit_root: Path, checks: list[str], public: bool, term_seed: int | None = None) -> dict[str, list[dict]]:
+    """check -> [public cases (if ``public``), then hidden cases], with their answers. ``term_seed``: the seed
+    the hidden cases must have been drawn from (points.toml), None for those of tools/cases.toml."""
     found: dict[str, list[dict]] = {c: [] for c in checks}
     for topic in dict.fromkeys(SPECS[c].topic for c in checks):
         folders = ([kit_root / "checks" / "references"] if public else []) + [kit_root / HIDDEN_DIR]
         for folder in folders:
             try:
-                cases = references.load(folder / f"{topic}.pt")["cases"]
+                stored = references.load(folder / f"{topic}.pt")
             except FileNotFoundError:
                 raise GraderError(f"{folder / (topic + '.pt')} is missing; build it with: python3 kit.py references")
+            cases = stored["cases"]
+            drawn = stored["meta"].get("term_seed")
+            if folder.name == "hidden" and drawn != term_seed:
+                raise GraderError(
+                    f"{folder / (topic + '.pt')} holds hidden cases drawn from term seed {drawn}, but grading."
+                    f"term_seed in points.toml is {term_seed}; draw them with: python3 kit.py references "
+                    + (f"--term-seed {term_seed}" if term_seed is not None else "(with no term_seed set)"))
             for case in cases:
                 if case.get("check") in found:
                     found[case["check"]].append(case)
@@ -125,7 +133,7 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     topics: dict[str, list[str]] = {}
     for q in questions:
         topics.setdefault(q.topic, []).append(q.check)
-    cases = load_cases(kit_root, [q.check for q in questions], points.public_cases)
+    cases = load_cases(kit_root, [q.check for q in questions], points.public_cases, points.term_seed)
     work = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
     os.chmod(work, 0o711)  # the sandbox user must reach its own folder inside (only bubblewrap hides the rest)
     limits = sandbox.Limits(cpu_seconds=3600, memory_bytes=memory, processes=PROCESSES, file_bytes=64 << 20)

@@ -14,7 +14,7 @@ from checks.specs import SPECS, TOPICS
 
 DEFAULT_POINTS_FILE = Path(__file__).resolve().parent / "points.toml"
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
-GRADING_DEFAULTS = {"public_cases": False, "cpu_scale": 20.0, "cpu_floor": 10.0}
+GRADING_DEFAULTS = {"public_cases": False, "cpu_scale": 20.0, "cpu_floor": 10.0, "term_seed": None}
 GRADESCOPE_DEFAULTS = {"visibility": "after_due_date", "stdout_visibility": "hidden"}
 
 
@@ -43,6 +43,7 @@ class Points:
     cpu_scale: float = 20.0  # a check may use this many times the reference solution's CPU time ...
     cpu_floor: float = 10.0  # ... and at least this many CPU seconds
     stdout_visibility: str = "hidden"
+    term_seed: int | None = None  # the hidden cases must have been drawn from this seed (kit.py references)
     unlisted: list[str] = field(default_factory=list)  # checks that points.toml leaves out (not graded)
 
 
@@ -64,6 +65,9 @@ def load_points(path: Path = DEFAULT_POINTS_FILE) -> Points:
     for key in ("cpu_scale", "cpu_floor"):
         if not _number(grading[key]) or grading[key] <= 0:
             problems.append(f"grading.{key} = {grading[key]!r}; it must be a number > 0")
+    seed = grading["term_seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        problems.append(f"grading.term_seed = {seed!r}; it must be a whole number >= 0")
     for key in ("visibility", "stdout_visibility"):
         if gradescope[key] not in VISIBILITIES:
             problems.append(f"gradescope.{key} = {gradescope[key]!r}; one of {', '.join(VISIBILITIES)}")
@@ -103,7 +107,7 @@ def load_points(path: Path = DEFAULT_POINTS_FILE) -> Points:
     questions.sort(key=lambda q: order.index(q.check))
     listed = {q.check for q in questions}
     return Points(questions, grading["public_cases"], float(grading["cpu_scale"]), float(grading["cpu_floor"]),
-                  gradescope["stdout_visibility"], [f"{s.topic}/{c}" for c, s in SPECS.items() if c not in listed])
+                  gradescope["stdout_visibility"], grading["term_seed"], [f"{s.topic}/{c}" for c, s in SPECS.items() if c not in listed])
 
 
 def _settings(table, defaults: dict, name: str, problems: list) -> dict:

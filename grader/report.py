@@ -20,17 +20,6 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def output_text(result: CheckResult) -> str:
-    """The verdict line, then (if any) what the code printed, capped."""
-    text = result.line
-    printed = result.output.rstrip()
-    if printed:
-        text += "\n\nprinted output:\n" + printed
-    if result.output_dropped:
-        text += f"\n... ({result.output_dropped} more characters of printed output not shown)"
-    return text
-
-
 def table(graded: Graded) -> str:
     """The per-question score table printed on the console; verdict lines are never cut."""
     name_w = max([len(q.name) for q in graded.questions] + [8])
@@ -98,7 +87,9 @@ def report_dict(graded: Graded) -> dict:
 
 def gradescope_dict(graded: Graded, stdout_visibility: str = "hidden") -> dict:
     """Gradescope autograder results.json: the score and one test per question, each with its
-    visibility from points.toml."""
+    visibility from points.toml. Students see this file, so it holds the verdict lines only: what a
+    submission printed may carry the inputs of hidden cases (next term's too), and stays in report.json,
+    which only the instructor sees."""
     return {
         "score": graded.score,
         "execution_time": round(graded.seconds, 2),
@@ -107,7 +98,7 @@ def gradescope_dict(graded: Graded, stdout_visibility: str = "hidden") -> dict:
         "stdout_visibility": stdout_visibility,
         "tests": [{"name": q.name, "number": str(i + 1), "score": q.points if r.passed else 0.0,
                    "max_score": q.points, "status": "passed" if r.passed else "failed",
-                   "output": output_text(r), "visibility": q.visibility}
+                   "output": r.line, "visibility": q.visibility}
                   for i, (q, r) in enumerate(zip(graded.questions, graded.results))],
     }
 

@@ -91,8 +91,7 @@ class SubmissionRun:
                 results[check] = self._result(check, Verdict(check, False, findings[check].reason, Kind.FORBIDDEN))
                 continue
             if topic not in self.child.imported and failure is None:
-                failure = self.child.import_topic(topic, lambda: (limit, 2 * limit + 20),
-                                                  lambda reply: f"did not finish within {limit:g} s of CPU time")
+                failure = self.child.import_topic(topic, lambda: (limit, 2 * limit + 20), _import_timeout(limit))
             if failure is not None:
                 results[check] = self._result(check, Verdict(check, False, failure.problem, failure.kind))
                 continue
@@ -145,6 +144,16 @@ class SubmissionRun:
         kept, more = _capped(printable(output))
         return CheckResult(SPECS[check].topic, check, verdict.passed, verdict.status, one_line(verdict.line, 2000),
                            cpu, wall, reference, limit, cases_run, len(self.plan.cases[check]), kept, dropped + more)
+
+
+def _import_timeout(limit: float):
+    """The timeout line of an import, naming the clock that ran out."""
+    def describe(reply) -> str:
+        if reply.why == "cpu":
+            return f"did not finish within {limit:g} s of CPU time"
+        return (f"did not finish within {2 * limit + 20:g} s of wall-clock time, using only {reply.cpu:.2g} s of CPU "
+                "(it waits for something: sleep, input, a lock?)")
+    return describe
 
 
 def _capped(text: str) -> tuple[str, int]:

@@ -20,6 +20,15 @@ HIDING = ("exec", "eval", "compile", "__import__", "importlib", "runpy", "pkguti
           "sys.setprofile", "sys.settrace", "sys.monitoring", "threading.setprofile", "threading.settrace")
 HIDING_WORDS = {"setprofile", "settrace", "exec", "eval", "compile", "__import__", "import_module"}
 WHY_HIDING = "hides what it calls ({name}, {where}): the grader must be able to read which functions run"
+# Names that reach into the running checks (the kit's checking code, the loaded modules, the callers' frames):
+# code that can see or change what measures it. Exercise code has no need for any of them.
+REACHING = ("checks", "sys.modules", "sys._getframe", "sys._current_frames", "inspect", "gc",
+            "ctypes", "traceback", "builtins.globals", "builtins.vars", "builtins.locals", "__builtins__")
+REACHING_ATTRIBUTES = {"f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "gi_frame", "cr_frame",
+                       "__globals__", "__closure__", "__subclasses__", "__self__", "__func__", "__code__"}
+REACHING_WORDS = {"checks", "modules", "_getframe", "f_back", "f_globals", "f_locals", "__globals__", "__builtins__"}
+WHY_REACHING = ("reaches into the running checks ({name}, {where}): code that can see or change what measures "
+                "it cannot be graded; an exercise needs only its arguments, torch and the kit's model")
 
 
 @dataclass(frozen=True)
@@ -133,10 +142,17 @@ class Module:
         parents = {id(child): node for node in nodes for child in ast.iter_child_nodes(node)}
         for node in nodes:
             where = f"{self.filename} line {getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
+                return Finding(WHY_REACHING.format(name="." + node.attr, where=where))
             if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parents.get(id(node)), ast.Attribute):
                 name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
                 if name is None:
                     continue
+                plain = name.removeprefix("builtins.") if name.startswith("builtins.__") else name
+                if any(plain == r or plain.startswith(r + ".") for r in REACHING) or (
+                        isinstance(node, ast.Name) and node.id in ("globals", "vars", "locals", "__builtins__")
+                        and node.id not in self.definitions):
+                    return Finding(WHY_REACHING.format(name=plain, where=where))
                 f = _matches(name, forbidden) if id(node) in reached else None
                 if f:
                     return Finding(f"calls {f}: the exercise is to write it yourself ({where})")
@@ -146,10 +162,14 @@ class Module:
             elif id(node) not in reached:
                 if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in HIDING_WORDS:
                     return Finding(WHY_HIDING.format(name=repr(node.value), where=where))
+                if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in REACHING_WORDS:
+                    return Finding(WHY_REACHING.format(name=repr(node.value), where=where))
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
                 for name in names:
+                    if any(name == r or name.startswith(r + ".") for r in REACHING):
+                        return Finding(WHY_REACHING.format(name=name, where=where))
                     f = _matches(name, forbidden)
                     if f:
                         what = f if name == f else f"{name}, which holds {f}"
@@ -166,6 +186,8 @@ class Module:
                     return Finding(f"names {word[:60]!r} (for {f}): the exercise is to write it yourself ({where})")
                 if word in HIDING_WORDS:
                     return Finding(WHY_HIDING.format(name=repr(word), where=where))
+                if word in REACHING_WORDS:
+                    return Finding(WHY_REACHING.format(name=repr(word), where=where))
         return None
 
 

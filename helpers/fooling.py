@@ -44,10 +44,11 @@ def make_fooling_image(model, images: torch.Tensor, targets, step_size: float = 
                        extra_steps: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Change images just enough that the model predicts the target classes (Szegedy et al. 2014).
 
-    Each image takes :func:`fooling_step` steps until the model's top-1 class is its target, then goes on
-    until the target has stayed top-1 for ``extra_steps`` more steps, so the result is not balanced on the
-    decision boundary; then it stops while the others go on. An image not fooled within ``max_steps`` steps
-    stops there; none takes more than ``max_steps + extra_steps`` steps in all.
+    Each image takes :func:`fooling_step` steps. The model's top-1 class is checked once before the first step
+    and after every step. An image stops as soon as its target was top-1 at ``extra_steps + 1`` checks in a
+    row, so the result is not balanced on the decision boundary; losing the target starts that count again.
+    The others go on. Caps: an image never fooled stops after ``max_steps`` steps; an image fooled at least
+    once stops after ``max_steps + extra_steps`` steps in all, whether or not it holds the target then.
 
     Args:
         model: classifier on [0, 1] images.

@@ -119,7 +119,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
             learning rate ``lr``, multiplied by ``lr_decay`` after each step).
     Returns:
         (image, history): the result (N, 3, H, W) in [0, 1], detached, and ``history``, holding the
-        (total, content, style, tv) losses of every evaluation in order.
+        (total, content, style, tv) losses of every evaluation in order: call
+        ``history.record(total, content, style, tv)`` once per evaluation, with that evaluation's losses,
+        and ``history.close()`` once the run ends, however it ends (it closes the progress bar).
 
     The loss is content_loss (``settings.content_weight``, against ``content_target``) + style_loss
     (``settings.style_layers`` and ``settings.style_weights``, against ``targets``) + tv_loss

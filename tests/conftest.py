@@ -12,6 +12,11 @@ os.environ.setdefault("CONVLENS_DEVICE", "cpu")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Other numerics, as another machine has them (tests/test_numerics.py runs the checks' own tests so):
+# CONVLENS_ONEDNN=0 turns oneDNN off; ATEN_CPU_CAPABILITY (read by torch itself) picks older CPU kernels.
+if os.environ.get("CONVLENS_ONEDNN") == "0":
+    torch.backends.mkldnn.enabled = False
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -348,7 +348,7 @@ FIRST_TRIES = [
     ("style", "style_loss", "        total = term if total is None else total + term\n", "        total = term\n",
      "only the last layer"),
     ("style", "style_transfer", "                    opt.step(closure)\n                    decay.step()",
-     "                    decay.step()\n                    opt.step(closure)", "the run went"),
+     "                    decay.step()\n                    opt.step(closure)", "the losses along the way: evaluation 2"),
     ("style", "style_transfer", "s_loss = style_loss(style_feats, settings.style_layers, targets, settings.style_weights)",
      "s_loss = style_loss(style_feats, settings.style_layers, targets, settings.style_weights[::-1])",
      "total, style differ, content, tv match"),

@@ -132,6 +132,16 @@ def test_results_json_takes_visibility_from_points_and_says_the_isolation():
     assert times.items() <= report["questions"][0].items()
 
 
+def test_printed_output_stays_out_of_what_students_see():
+    """What a submission printed may hold the inputs of hidden cases: the instructor's report.json keeps it,
+    the students' results.json does not."""
+    graded = _graded("hal", PASS)
+    graded.results[0].output = "label 281, photo pixels 0.12 0.56 ..."
+    assert json.dumps(gradescope_dict(graded)).count("photo pixels") == 0
+    assert [t["output"] for t in gradescope_dict(graded)["tests"]] == [r.line for r in graded.results]
+    assert report_dict(graded)["questions"][0]["output"].startswith("label 281")
+
+
 # ------------------------------------------------------------------------------------------------ the source scan
 
 def _scan(topic: str, source: str) -> dict:
@@ -161,6 +171,19 @@ def test_scan_passes_the_reference_solutions():
       "integrated_gradients": "imports everything from captum.attr"}),
     ("_impl = __import__('captum.attr', fromlist=['x'])\ndef occlusion_map(m, x, y, **k):\n    return x\n",
      {"saliency_map": "__import__", "occlusion_map": "__import__", "integrated_gradients": "__import__"}),
+    # reaching into the running checks: the kit's checking code, the loaded modules, the callers' frames
+    ("import sys\ndef saliency_map(m, x, y, objective='score'):\n    sys.modules['checks.compute'].x = 1\n"
+     "    return x\n", {"saliency_map": "reaches into the running checks (sys.modules"}),
+    ("from checks import fixtures as f\nf.metered = None\ndef saliency_map(m, x, y, objective='score'):\n"
+     "    return x\n", {c: "reaches into the running checks (checks.fixtures.metered"
+                        for c in ("saliency_map", "occlusion_map", "integrated_gradients")}),
+    ("def saliency_map(m, x, y, objective='score'):\n    import inspect\n"
+     "    inspect.currentframe().f_back.f_locals['case'] = None\n    return x\n",
+     {"saliency_map": "reaches into the running checks (inspect"}),
+    ("def saliency_map(m, x, y, objective='score'):\n    getattr(__import__('s' + 'ys'), 'modules')\n    return x\n",
+     {"saliency_map": "reaches into the running checks ('modules'"}),
+    ("def saliency_map(m, x, y, objective='score'):\n    g = saliency_map.__globals__\n    return x\n",
+     {"saliency_map": "reaches into the running checks (.__globals__"}),
     # a docstring or a comment that mentions Captum, and an unused import, are not calls
     ('import captum\ndef saliency_map(m, x, y, objective="score"):\n    """Like captum.attr.Saliency."""\n'
      "    # captum.attr.Saliency(m) would do it\n    return x\n", {}),

@@ -1,5 +1,5 @@
-"""Hidden cases decide: a submission that knows every shipped answer passes the public checks a student can
-run, and earns nothing from the grader; a case an instructor adds to tools/cases.toml is graded once
+"""Hidden cases decide: a submission that knows every shipped answer gets the public values right (their
+gradients give it away) and earns nothing from the grader; a case an instructor adds to tools/cases.toml is graded once
 ``kit.py references`` has rebuilt the files.
 """
 from __future__ import annotations
@@ -76,14 +76,17 @@ def lookup(tmp_path_factory) -> Path:
     return folder
 
 
-def test_memorized_public_answers_pass_the_public_checks(lookup):
+def test_memorized_public_answers_fail_the_public_checks_through_their_gradient(lookup):
+    """Every shipped value is right, but a table has no gradient: the public checks compare the loss's
+    gradient with respect to what the optimizer changes."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("memorized", lookup / "helpers" / "style.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name in LOOKED_UP:
-        assert check(name, module=module, quiet=True).passed, name
+        verdict = check(name, module=module, quiet=True)
+        assert not verdict.passed and "the value is right, but its gradient" in verdict.line, verdict.line
 
 
 @pytest.mark.parametrize("public", [False, True])

@@ -80,4 +80,4 @@ def test_names_are_listed_and_unknown_ones_refused(kit):
     for name in ("saliency", "occlusion_map", "guided_grad_cam", "class_visualization_step", "tv_loss"):
         assert name in result.stdout
     one = run_check(kit, "tv_loss")
-    assert one.stdout.strip().splitlines() == ["PASS tv_loss: scalar matches the reference", "1 passed, 0 failed"]
+    assert one.stdout.strip().splitlines() == ["PASS tv_loss: scalar and its gradient match the reference", "1 passed, 0 failed"]

@@ -19,7 +19,7 @@ INPUTS = {"images": torch.rand(3, 3, 8, 10)}
     (E.roll(1, dims=3), "shifted by one position along the columns"),
     (E * torch.tensor([1.0, 0.5, 2.0]).view(3, 1, 1, 1), "each image is off by its own factor"),
     (E[:1].expand(3, -1, -1, -1), "every image got the same output"),
-    (torch.cat([E[:1], E[1:] + 1]), "right for the first image only"),
+    (torch.cat([E[:1], E[1:] + 1]), "image 1 matches the reference; images 2, 3 of 3 differ"),
 ])
 def test_each_relation_is_named(actual, words):
     assert words in describe(actual, E, INPUTS, 1e-3)

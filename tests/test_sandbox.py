@@ -66,24 +66,129 @@ def run(mech, code, scratch, *args, limits=SMALL, readable=(), timeout=30):
     return child.returncode, out.decode(), err.decode()
 
 
+# What the child reads about itself, without /proc (bubblewrap shows none): its capabilities (capget) and
+# no_new_privs (prctl).
+SELF = """if True:
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    assert libc.capget(header, data) == 0
+    effective, permitted = data[0] | data[3] << 32, data[1] | data[4] << 32
+    no_new_privs = libc.prctl(39, 0, 0, 0, 0)  # PR_GET_NO_NEW_PRIVS
+"""
+
+
 def test_child_runs_unprivileged_in_scratch(mech, scratch):
-    code = """if True:
-        import os
-        status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
-        print(os.getuid(), os.geteuid(), int(status["CapEff"], 16), int(status["CapPrm"], 16),
-              status["NoNewPrivs"].strip(), os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"])
-        open("mine.txt", "w").write("ok")
+    code = SELF + """
+    print(os.getuid(), os.geteuid(), effective, permitted, no_new_privs,
+          os.getcwd() == os.environ["HOME"] == os.environ["TMPDIR"])
+    open("mine.txt", "w").write("ok")
     """
     rc, out, err = run(mech, code, scratch)
     assert rc == 0, err
     uid, euid, cap_eff, cap_prm, nnp, home = out.split()
     if os.geteuid() == 0:
         assert int(uid) != 0 and int(euid) != 0, "the child runs as root"
+        assert int(uid) in sandbox.mechanism.SANDBOX_UIDS  # its own uid, not a classmate's
     else:
         assert int(uid) == os.getuid()
     assert (cap_eff, cap_prm, nnp) == ("0", "0", "1"), out
     assert home == "True"
     assert (scratch / "mine.txt").read_text() == "ok"
+
+
+def test_cannot_create_user_namespaces(mech, scratch):
+    """A user namespace would give the child capabilities there, and with them kernel code it cannot reach
+    otherwise. Threads and processes still start."""
+    code = """if True:
+        import ctypes, errno, os, threading
+        libc = ctypes.CDLL(None, use_errno=True)
+        print("unshare", libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()])  # CLONE_NEWUSER
+        thread = threading.Thread(target=print, args=("thread",))
+        thread.start()
+        thread.join()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(7)
+        print("fork", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert rc == 0, err
+    assert out.split() == ["unshare", "-1", "EPERM", "thread", "fork", "7"], out
+
+
+def test_sees_no_host_paths_in_proc(mech, scratch):
+    """/proc would show the mount table and bubblewrap's command line (every host path it binds): the child
+    gets the processor's description alone."""
+    needs_private_files(mech)
+    code = """if True:
+        import os
+        print(sorted(os.listdir("/proc")), os.path.exists("/proc/self/mountinfo"), os.path.exists("/proc/1/cmdline"))
+        print(open("/proc/cpuinfo").read().count("processor") >= 1)
+    """
+    rc, out, err = run(mech, code, scratch)
+    assert rc == 0, err
+    assert out.split("\n")[:2] == ["['cpuinfo'] False False", "True"], out
+
+
+def test_shared_memory_counts_against_the_memory_limit_without_a_cgroup(mech, scratch):
+    """RLIMIT_DATA leaves shared mappings out; the address-space limit counts them."""
+    import dataclasses
+
+    bare = dataclasses.replace(mech, cgroups=False)
+    code = """if True:
+        import mmap, sys
+        for size in map(int, sys.argv[1:]):
+            try:
+                block = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+                block[::4096] = b"x" * len(range(0, size, 4096))
+                print("mapped", size >> 20)
+                block.close()
+            except (OSError, MemoryError) as err:
+                print("refused", size >> 20)
+    """
+    rc, out, err = run(bare, code, scratch, SMALL.memory_bytes // 2, SMALL.address_bytes)
+    assert rc == 0, err
+    assert out.split("\n")[:2] == [f"mapped {SMALL.memory_bytes >> 21}", f"refused {SMALL.address_bytes >> 20}"], out
+
+
+def test_a_sandboxs_processes_do_not_count_against_another_without_a_cgroup(mech, tmp_path):
+    """RLIMIT_NPROC counts a uid's processes: each sandbox has its own, so one that starts as many threads as
+    it may leaves another's allowance whole."""
+    import dataclasses
+
+    if not mech.isolated or (os.geteuid() != 0 and not mech.bwrap):
+        pytest.skip(f"{mech.name}: no uid or user namespace of its own")
+    bare = dataclasses.replace(mech, cgroups=False)
+    code = """if True:
+        import sys, threading
+        done = threading.Event()
+        started = 0
+        try:
+            for _ in range(int(sys.argv[1])):
+                threading.Thread(target=done.wait).start()
+                started += 1
+        except RuntimeError:
+            pass
+        print("started", started, flush=True)
+        sys.stdin.readline()
+        done.set()
+    """
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for f in folders:
+        f.mkdir()
+    children = [start(bare, code, f, SMALL.processes - 8, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE) for f in folders]
+    try:
+        lines = [c.stdout.readline().decode().split() for c in children]
+        for c in children:
+            c.stdin.write(b"\n")
+            c.stdin.flush()
+    finally:
+        for c in children:
+            c.kill_tree()
+    assert lines == [["started", str(SMALL.processes - 8)]] * 2, lines
 
 
 def test_cannot_read_or_change_the_graders_files(mech, tmp_path, scratch):

@@ -16,7 +16,10 @@ solution tree: the student build's helpers are stubs.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import random
+import re
 import sys
 import tomllib
 import types
@@ -30,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from checks import fixtures, references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402
-from checks.core import DEFAULT_TOL, CaseResult, relative_error  # noqa: E402
+from checks.core import DEFAULT_TOL, FOLLOW_UP, CaseResult, relative_error  # noqa: E402
 from checks.judge import judge_case  # noqa: E402
 
 CASES_FILE = ROOT / "tools" / "cases.toml"
@@ -81,7 +84,8 @@ def _features(params: dict) -> dict:
 
 
 # Keys of a photo case in cases.toml that describe the case, not the function's keyword arguments.
-CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "width", "labels", "composite", "follow_up"}
+CASE_KEYS = {"check", "hidden", "label", "model", "photos", "size", "width", "labels", "composite", "follow_up",
+             "dtype", "layout"}
 
 
 def _photo_inputs(params: dict) -> dict:
@@ -234,7 +238,8 @@ def _loop_inputs(params: dict) -> dict:
     style = load_style(params["style"], size)[None]
     settings = {"content_layer": "c3", "content_weight": params["content_weight"], "style_layers": ("c1", "c2"),
                 "style_weights": tuple(params["style_weights"]), "tv_weight": params["tv_weight"]}
-    inputs = {"content": content, "style": style, "network": weights, "settings": settings}
+    inputs = {"content": content, "style": style, "network": weights, "settings": settings,
+              "optimizer": params["optimizer"]}
     init = params.get("init", "content")
     if init == "tensor":
         generator = torch.Generator().manual_seed(params["seed"] + 7)
@@ -298,6 +303,11 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
         if spec.topic != topic:
             continue
         case = build_inputs(params)
+        if "dtype" in params:  # every floating-point input in that dtype (a model follows its images)
+            case["inputs"] = _in_dtype(case["inputs"], getattr(torch, params["dtype"]))
+            case["dtype"] = params["dtype"]
+        if "layout" in params:  # how the inputs reach the function (checks.compute.laid_out)
+            case["layout"] = params["layout"]
         case["check"] = spec.name
         if "grad" in params:  # a differentiable check's case where the output does not depend on the inputs
             case["grad"] = params["grad"]
@@ -315,9 +325,49 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
             variant = compute_case(spec, module, case, device)
             if not variant.ok or _same(spec, variant.outputs, case["output"], case):
                 continue
-            case["variants"].append({"cause": mistake["cause"], "output": variant.outputs})
+            kept = spec.outputs + FOLLOW_UP  # what naming it compares (not the gradient parts)
+            case["variants"].append({"cause": mistake["cause"],
+                                     "output": {k: v for k, v in variant.outputs.items() if k in kept}})
+        case["mutants"] = _mutant_sketches(spec, case, device) if spec.measure is None else []
         (hidden if params.get("hidden") else public).append(case)
     return public, hidden
+
+
+@functools.lru_cache(maxsize=None)
+def _mutant_modules(topic: str, function: str) -> list:
+    from tools.mutants import mutant_module, mutants
+
+    return [(words, mutant_module(topic, text, f"{function} mutant {i}"))
+            for i, (words, text) in enumerate(mutants(topic, function))]
+
+
+def _mutant_sketches(spec: specs.Spec, case: dict, device) -> list[dict]:
+    """[{"words", "sketch": {part: sketch}}] of the generated mutants (tools/mutants.py) whose outputs differ
+    from the reference's on this case: sketches, not outputs, to keep the files small."""
+    from checks.sketch import sketch
+
+    found = []
+    for words, module in _mutant_modules(spec.topic, spec.name):
+        torch.manual_seed(SEED)
+        try:
+            result = compute_case(spec, module, case, device)
+        except Exception:  # noqa: BLE001 - a mutant that breaks the kit's harness tells nothing
+            continue
+        if not result.ok or _same(spec, result.outputs, case["output"], case):
+            continue
+        if all(part in result.outputs for part in spec.outputs):
+            found.append({"words": words, "sketch": {part: sketch(result.outputs[part]) for part in spec.outputs}})
+    return found
+
+
+def _in_dtype(value, dtype: torch.dtype):
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _in_dtype(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_in_dtype(v, dtype) for v in value)
+    return value
 
 
 def _terms(spec: specs.Spec, solution, case: dict, device) -> list[dict]:
@@ -343,12 +393,42 @@ def _same(spec: specs.Spec, outputs: dict, reference: dict, case: dict | None = 
                for part in spec.outputs)
 
 
-def build(topic: str) -> tuple[list[dict], list[dict]]:
+def draw_hidden(cases: list[dict], term_seed: int) -> list[dict]:
+    """The cases with every hidden one drawn afresh from ``term_seed``: its photos (from the shipped ones),
+    its seeds, its target classes and its jitter; its kind (check, sizes, settings) stays. A case that leaks
+    out of one term's grading then says nothing about the next term's."""
+    from convlens.images import read_photo_table
+
+    pool = [p.name for p in read_photo_table()]
+    rng = random.Random(f"convlens term {term_seed}")
+    drawn = []
+    for params in cases:
+        params = dict(params)
+        if params.get("hidden"):
+            for key in ("photos", "style_photos"):
+                if key in params:
+                    params[key] = rng.sample(pool, len(params[key]))
+            if "seed" in params:
+                old, params["seed"] = params["seed"], rng.randrange(100, 100_000)
+                params["label"] = re.sub(rf"\bseed={old}\b", f"seed={params['seed']}", params.get("label", ""))
+            if "targets" in params:  # the small fixture networks have 10 classes, the pretrained one 1000
+                classes = 10 if params.get("model") == "smooth" else 1000
+                params["targets"] = rng.sample(range(classes), len(params["targets"]))
+            if "jitter" in params:
+                params["jitter"] = [rng.randint(-6, 6), rng.randint(-6, 6)]
+        drawn.append(params)
+    return drawn
+
+
+def build(topic: str, term_seed: int | None = None) -> tuple[list[dict], list[dict]]:
     torch.use_deterministic_algorithms(True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    cases = load_table(CASES_FILE, "case")
+    if term_seed is not None:
+        cases = draw_hidden(cases, term_seed)
     try:
-        return build_topic(topic, load_table(CASES_FILE, "case"), load_table(MISTAKES_FILE, "mistake"))
+        return build_topic(topic, cases, load_table(MISTAKES_FILE, "mistake"))
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
@@ -357,15 +437,25 @@ def build(topic: str) -> tuple[list[dict], list[dict]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("topics", nargs="*", default=list(specs.TOPICS), help=f"default: all of {list(specs.TOPICS)}")
+    parser.add_argument("--term-seed", type=int, metavar="N",
+                        help="draw the hidden cases afresh from N (default: grading.term_seed in grader/points.toml, "
+                             "if set) and rebuild only them; the shipped public cases stay as they are")
     args = parser.parse_args(argv)
     unknown = [t for t in args.topics if t not in specs.TOPICS]
     if unknown:
         parser.error(f"unknown topic(s) {unknown}; known: {list(specs.TOPICS)}")
+    term_seed = args.term_seed
+    if term_seed is None:
+        from grader.points import load_points
+
+        term_seed = load_points().term_seed
     meta = {"seed": SEED, "device": "cpu", "dtype": "float32", "threads": 1, "model": "efficientnet_lite0"}
     for topic in args.topics:
-        public, hidden = build(topic)
-        references.save(references.REFERENCES_DIR / f"{topic}.pt", public, {**meta, "topic": topic})
-        references.save(HIDDEN_DIR / f"{topic}.pt", hidden, {**meta, "topic": topic, "hidden": True})
+        public, hidden = build(topic, term_seed)
+        if term_seed is None:
+            references.save(references.REFERENCES_DIR / f"{topic}.pt", public, {**meta, "topic": topic})
+        references.save(HIDDEN_DIR / f"{topic}.pt", hidden,
+                        {**meta, "topic": topic, "hidden": True, "term_seed": term_seed})
         variants = sum(len(c["variants"]) for c in public + hidden)
         print(f"{topic}: {len(public)} public and {len(hidden)} hidden case(s), {variants} stored mistake output(s)")
     return 0

@@ -12,18 +12,20 @@ computes.
 
 What the child gets under bubblewrap: ``scratch`` (read-write; its working directory, HOME and TMPDIR),
 the ``readable`` paths (read-only), the system's /usr and shared libraries, and the calling interpreter's
-prefixes (the venv and its base Python) read-only, all at their real paths; a fresh /proc showing only its
-own processes, a minimal /dev, a small private /tmp, no network, and the resource limits in
-:class:`Limits`. Nothing else of the machine's file system exists for it: not the kit checkout, reference
+prefixes (the venv and its base Python) read-only, all at their real paths; of /proc only the processor's
+description (a whole /proc, even a fresh one, shows the host's mount table and paths), a minimal /dev, a
+small private /tmp, no network, no new user namespaces (a seccomp filter), and the resource limits in
+:class:`Limits`, which hold without a cgroup. Nothing else of the machine's file system exists for it: not the kit checkout, reference
 answers, other submissions or the grader's output folder. Guards written in Python inside the child would
 count for nothing (the student's code runs in the same interpreter), so every barrier here is the
 kernel's. The mechanisms, strongest first (:func:`detect` takes the first that works):
 
 * ``bubblewrap+user`` (the grader runs as root): bubblewrap builds new mount, pid, network, IPC and UTS
-  namespaces; inside them a small trampoline sets the rlimits and drops to a dedicated system user
-  (``convlens-grader``, created if missing) with no capabilities and no_new_privs. The user must be a real
-  uid, not a user namespace: bubblewrap run by root maps a namespace's uid to root outside, whose files the
-  child could then own and for which the kernel never enforces RLIMIT_NPROC.
+  namespaces; inside them a small trampoline sets the rlimits and drops to a uid of its own
+  (``SANDBOX_UIDS``: one per sandbox, so RLIMIT_NPROC counts that sandbox alone) in the group of a dedicated
+  system user (``convlens-grader``, created if missing), with no capabilities and no_new_privs. The uid must
+  be a real one, not a user namespace: bubblewrap run by root maps a namespace's uid to root outside, whose
+  files the child could then own and for which the kernel never enforces RLIMIT_NPROC.
 * ``bubblewrap`` (an ordinary user): the same view through an unprivileged user namespace; the child keeps
   the caller's uid, has no capabilities, and may not create further user namespaces.
 * ``namespaces+user`` (root, no bubblewrap): util-linux ``unshare`` gives new pid, network and IPC

@@ -70,8 +70,12 @@ def bwrap_args(mechanism: Mechanism, scratch: Path, readable: list[str], limits:
     # bubblewrap's /dev is an unbounded tmpfs: give /dev/shm a size like /tmp's (bubblewrap 0.7 and later;
     # a memory cgroup bounds both anyway)
     size = ["--size", str(max(limits.file_bytes, 1 << 20))] if bwrap_has(mechanism.bwrap, "--size") else []
-    args += ["--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm",
-             "--perms", "1777", *size, "--tmpfs", "/tmp"]
+    # No /proc: even a fresh one shows the host's paths (its mount table, bubblewrap's own command line as
+    # process 1). PyTorch reads only the processor's description (/proc/cpuinfo and /sys's CPU folder; without
+    # them it takes other, slower kernels).
+    args += ["--dir", "/proc", "--ro-bind-try", "/proc/cpuinfo", "/proc/cpuinfo",
+             "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+             "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--perms", "1777", *size, "--tmpfs", "/tmp"]
     binds = [("--ro-bind", p) for p in _python_prefixes()] + [("--bind", str(scratch))]
     binds += [("--ro-bind", p) for p in readable]
     # Outer folders first, so that a readable folder inside scratch stays read-only, and scratch inside a

@@ -151,7 +151,27 @@ def _probe(mechanism: Mechanism, guard: Guard = Guard()) -> str | None:
         except ValueError:
             return f"the probe's answer cannot be read ({out.decode(errors='replace').strip()[:200]})"
         if [prefix, base] != [sys.prefix, sys.base_prefix]:
-            return f"the sandboxed interpreter does not find this environment ({prefix}, {base})"
+            return f"the sandboxed interpreter does not find this environment ({prefix}, {base})" + (
+                _unreachable(mechanism) or "")
         if problems:
             return "no guarantee: " + ", ".join(problems[:4]) + (" ..." if len(problems) > 4 else "")
         return None
+
+
+def _unreachable(mechanism: Mechanism) -> str | None:
+    """Why the sandbox user cannot reach this Python (': the Python lives in <prefix>, inside a folder others
+    cannot enter ...'), or None.
+    Without bubblewrap the child sees the machine's files with its own uid, as "others"."""
+    if mechanism.user is None or mechanism.bwrap:
+        return None
+    for prefix in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)):
+        for folder in [*reversed(Path(prefix).parents), Path(prefix)]:
+            try:
+                mode = folder.stat().st_mode
+            except OSError:
+                continue
+            if not mode & 0o001:
+                return (f": the Python lives in {prefix}, inside {folder} (mode {mode & 0o777:o}), which the sandbox "
+                        "user cannot enter; install the environment where every user can read it (under /opt or "
+                        "/usr/local), or install bubblewrap, which shows it to the sandbox itself")
+    return None

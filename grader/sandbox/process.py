@@ -13,7 +13,7 @@ from pathlib import Path
 
 from grader.sandbox.bubblewrap import bwrap_args
 from grader.sandbox.cgroups import Cgroup
-from grader.sandbox.mechanism import Limits, Mechanism
+from grader.sandbox.mechanism import SANDBOX_UIDS, Limits, Mechanism
 
 _TRAMPOLINE = (Path(__file__).with_name("trampoline.py")).read_text(encoding="utf-8")
 
@@ -144,14 +144,29 @@ def _is_zombie(pid: int) -> bool:
 def _rlimits(limits: Limits, mechanism: Mechanism, cgroup: Cgroup | None) -> list[tuple[str, int, int]]:
     found = [("RLIMIT_CORE", 0, 0), ("RLIMIT_CPU", limits.cpu_seconds, limits.cpu_seconds + 1),
              ("RLIMIT_DATA", limits.memory_bytes, limits.memory_bytes),
+             ("RLIMIT_AS", limits.address_bytes, limits.address_bytes),
              ("RLIMIT_FSIZE", limits.file_bytes, limits.file_bytes)]
     if not (cgroup and cgroup.bounds_processes):  # a pids cgroup bounds this sandbox alone; RLIMIT_NPROC
-        # counts the uid: in a user namespace the uid there (this sandbox), else the whole machine's
+        # counts the uid: the sandbox's own (as root), the user namespace's (bubblewrap unprivileged), else the
+        # caller's
         nproc = limits.processes
         if mechanism.name == "none":  # the caller's uid, whose own processes count as well
             nproc += _tasks_of(os.getuid())
         found.append(("RLIMIT_NPROC", nproc, nproc))
     return found
+
+
+_next_uid = [os.getpid() * 7919]
+
+
+def sandbox_uid() -> int:
+    """A uid of SANDBOX_UIDS that no running process has: this sandbox's own."""
+    for _ in range(len(SANDBOX_UIDS)):
+        _next_uid[0] += 1
+        uid = SANDBOX_UIDS[_next_uid[0] % len(SANDBOX_UIDS)]
+        if _tasks_of(uid) == 0:
+            return uid
+    raise OSError("every sandbox uid is in use")
 
 
 def _tasks_of(uid: int) -> int:
@@ -189,10 +204,13 @@ def spawn(argv: list[str], *, scratch: Path, readable: list[Path], limits: Limit
     for p in readable:
         if not os.path.exists(p):
             raise FileNotFoundError(f"readable path {p} does not exist")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **env}
+    # USER and LOGNAME: as root the child's uid has no passwd entry, and getpass.getuser() would raise
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "sandbox", "LOGNAME": "sandbox", **env}
     env.update({k: str(scratch) for k in ("HOME", "TMPDIR", "TMP", "TEMP")})
+    uid = gid = None
     if mechanism.user is not None:
-        os.chown(scratch, *mechanism.user)
+        uid, gid = sandbox_uid(), mechanism.user[1]
+        os.chown(scratch, uid, gid)
         scratch.chmod(0o700)
     cgroup = None
     if mechanism.cgroups:
@@ -208,8 +226,7 @@ def spawn(argv: list[str], *, scratch: Path, readable: list[Path], limits: Limit
                 raise OSError(f"the sandbox's cgroup could not be created: {err}") from None
     spec = {"cgroup_fds": cgroup.fds if cgroup else [], "rlimits": _rlimits(limits, mechanism, cgroup),
             "init": bool(mechanism.unshare),
-            "uid": mechanism.user[0] if mechanism.user else None,
-            "gid": mechanism.user[1] if mechanism.user else None,
+            "uid": uid, "gid": gid, "userns": mechanism.isolated,
             "no_new_privs": mechanism.bwrap is None,  # bubblewrap sets it itself
             "cwd": str(scratch)}
     command = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, json.dumps(spec), *argv]

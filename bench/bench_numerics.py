@@ -1,0 +1,98 @@
+"""How much a loop's outcomes move with the machine's numerics, and whether a stored mistake keeps its pattern.
+
+Runs every case of each check judged by outcomes (the reference solution and every stored mistake) under
+several numerical settings, each in a fresh process: the CPU kernels torch picks (ATEN_CPU_CAPABILITY:
+AVX-512 where the CPU has it, AVX2, the portable default), oneDNN on and off, one and two threads. Printed
+per outcome: the largest change from the first setting, relative to the reference run's scale (a property's
+allowance for properties: the spread a stored mistake must be matched across), and how many mistake runs change their failure pattern (which
+outcomes fail, which way), which decides whether its cause is named on another machine
+(checks/judge.py matches a stored mistake by that pattern first).
+
+    python bench/bench_numerics.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+from _common import ROOT, machine_line
+
+SETTINGS = {"this CPU's kernels": {}, "AVX2 kernels": {"ATEN_CPU_CAPABILITY": "avx2"},
+            "portable kernels": {"ATEN_CPU_CAPABILITY": "default"}, "oneDNN off": {"CONVLENS_ONEDNN": "0"},
+            "two threads": {"OMP_NUM_THREADS": "2"}}
+
+RUN = r"""
+import json, os, sys, warnings
+warnings.simplefilter("ignore")
+sys.path.insert(0, os.getcwd())
+import torch
+if os.environ.get("CONVLENS_ONEDNN") == "0":
+    torch.backends.mkldnn.enabled = False
+from checks import outcomes, references, specs
+from checks.compute import compute_case
+from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
+import importlib
+found = {}
+for name, spec in specs.SPECS.items():
+    if spec.measure is None:
+        continue
+    runs = {"reference": importlib.import_module(f"helpers.{spec.topic}")}
+    for i, m in enumerate(m for m in load_table(MISTAKES_FILE, "mistake") if m["check"] == name):
+        runs[m["cause"]] = mutated_module(spec.topic, m["edit"], f"{name} {i}")
+    cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
+    for k, case in enumerate(cases):
+        reference = spec.measure(case["inputs"], case["output"])
+        for run, module in runs.items():
+            torch.manual_seed(0)
+            result = compute_case(spec, module, references.without_answers(case), torch.device("cpu"))
+            if not result.ok:
+                continue
+            mine = spec.measure(case["inputs"], result.outputs)
+            scale = {o.name: float(reference[o.scale]) if o.scale else o.tol if o.rule == "at_most"
+                     else max(float(reference[o.name].abs().max()), 1e-6) for o in spec.outcomes}
+            found[f"{name}|{k}|{run}"] = {
+                "values": {o.name: (mine[o.name].double() / scale[o.name]).flatten().tolist() for o in spec.outcomes},
+                "pattern": repr(outcomes.failures(spec.outcomes, mine, reference))}
+print(json.dumps(found))
+"""
+
+
+def measure(env: dict) -> dict:
+    done = subprocess.run([sys.executable, "-c", RUN], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    print(machine_line())
+    results = {label: measure(env) for label, env in SETTINGS.items()}
+    base_label, base = next(iter(results.items()))
+    for label, runs in list(results.items())[1:]:
+        spread: dict[str, float] = {}
+        moved = []
+        for key, run in base.items():
+            other = runs.get(key)
+            if other is None:
+                continue
+            for outcome, values in run["values"].items():
+                gaps = [abs(a - b) for a, b in zip(values, other["values"][outcome])]
+                spread[outcome] = max(spread.get(outcome, 0.0), max(gaps, default=0.0))
+            if not key.split("|")[2] == "reference" and run["pattern"] != other["pattern"]:
+                moved.append(key)
+        parts = ", ".join(f"{k} {v:.1e}" for k, v in spread.items())
+        print(f"{label} vs {base_label}: largest change per outcome (of the reference's scale): {parts}; "
+              f"mistake runs whose failure pattern changed: {len(moved)} of "
+              f"{sum(1 for k in base if not k.endswith('|reference'))}")
+        for key in moved[:5]:
+            check, case, cause = key.split("|")
+            print(f"    {check} case {case}: {cause[:90]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The public cases cover every kind of input the hidden cases use (hidden cases differ in values, not in
+kinds), so a submission that passes every public case is not failed by a kind of input it never saw: a
+non-square image, a batch of one, float64, a non-contiguous or channels-last layout. And every stored
+mistake that fails a hidden case also fails a public one."""
+from collections import defaultdict
+
+import pytest
+import torch
+
+from checks import references, specs
+from tools.references import HIDDEN_DIR
+
+
+def kinds(case: dict) -> set[tuple]:
+    """(input, dtype, square or not, a batch of one or not, layout) of each floating-point input of 2-D or more."""
+    found = set()
+
+    def walk(value, name):
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and value.dim() >= 2:
+                found.add((name, str(value.dtype).removeprefix("torch."),
+                           "square" if value.shape[-1] == value.shape[-2] else "not square",
+                           "batch of one" if value.dim() == 4 and value.shape[0] == 1 else "",
+                           case.get("layout", "contiguous")))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k if name == "" else name)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, name)
+
+    walk(case["inputs"], "")
+    return found
+
+
+def _cases(topic: str) -> tuple[list, list]:
+    return (references.load(references.REFERENCES_DIR / f"{topic}.pt")["cases"],
+            references.load(HIDDEN_DIR / f"{topic}.pt")["cases"])
+
+
+@pytest.mark.parametrize("check", list(specs.SPECS))
+def test_every_kind_of_hidden_input_is_among_the_public_cases(check):
+    public, hidden = _cases(specs.SPECS[check].topic)
+    seen = set().union(*[kinds(c) for c in public if c["check"] == check])
+    needed = set().union(*[kinds(c) for c in hidden if c["check"] == check])
+    assert needed <= seen, f"hidden-only kinds of input: {sorted(needed - seen)}"
+
+
+@pytest.mark.parametrize("check", ["content_loss", "gram_matrix", "style_loss", "tv_loss"])
+def test_the_tensor_losses_meet_float64_and_non_contiguous_inputs(check):
+    public, _ = _cases(specs.SPECS[check].topic)
+    found = set().union(*[kinds(c) for c in public if c["check"] == check])
+    assert any(k[1] == "float64" and k[4] == "transposed" for k in found), found
+    assert any(k[2] == "not square" for k in found) or check in ("content_loss",), found
+
+
+def _failing(topic: str) -> dict[tuple, tuple[list, list]]:
+    """(check, stored mistake's cause) -> (labels of the public cases it fails, of the hidden ones)."""
+    failed = defaultdict(lambda: ([], []))
+    for i, cases in enumerate(_cases(topic)):
+        for case in cases:
+            for variant in case["variants"]:
+                failed[(case["check"], variant["cause"])][i].append(case["label"])
+    return failed
+
+
+@pytest.mark.parametrize("topic", list(specs.TOPICS))
+def test_a_stored_mistake_that_fails_a_hidden_case_fails_a_public_one(topic):
+    only_hidden = {key: hidden for key, (public, hidden) in _failing(topic).items() if hidden and not public}
+    assert not only_hidden, only_hidden
+
+
+@pytest.mark.parametrize("topic", list(specs.TOPICS))
+def test_a_stored_mistake_that_fails_a_public_case_fails_a_hidden_one(topic):
+    """The grader counts hidden cases only: it must see every mistake a student's own checks show."""
+    only_public = {key: public for key, (public, hidden) in _failing(topic).items() if public and not hidden}
+    assert not only_public, only_public

@@ -1,0 +1,256 @@
+"""Mistakes generated from the reference solutions: every single edit of a kind students make, applied to the
+body of one exercise function (instructor-only, like tools/mistakes.toml).
+
+Each operator finds the places in the function's syntax tree where it applies and makes one mutant per place.
+A mutant carries words for what changed, taken from the operator, never the solution's code: "an average where
+the reference sums", "a term of a sum left out". The reference build (tools/references.py) runs every mutant on
+every case and stores a sketch of its outputs where they differ from the reference's (checks/sketch.py), so a
+FAIL line can name the nearest mutant when no hand-written mistake matches. Loops judged by outcomes are left
+to their stored mistakes: one edit of a loop rarely tells which outcome moves.
+
+    python tools/mutants.py saliency_map      # lists the mutants of one function
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import sys
+import types
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+REDUCTIONS = {"sum": "mean", "mean": "sum"}
+REDUCTION_WORDS = {("sum", "mean"): "an average where the reference sums",
+                   ("mean", "sum"): "a sum where the reference averages"}
+AXIS_CALLS = {"sum", "mean", "amax", "amin", "max", "min", "norm", "softmax", "log_softmax", "argmax", "flatten",
+              "cumsum", "roll"}
+
+
+def _is_call(node: ast.AST, names) -> str | None:
+    """The name of a call's function (``x.sum(...)``, ``torch.sum(...)``) when it is one of ``names``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in names:
+        return node.func.attr
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+        return node.func.id
+    return None
+
+
+def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """(words, replacement node) for every mutation of ``node`` itself."""
+    name = _is_call(node, REDUCTIONS)
+    if name:
+        other = copy.deepcopy(node)
+        other.func = copy.deepcopy(node.func)
+        if isinstance(other.func, ast.Attribute):
+            other.func.attr = REDUCTIONS[name]
+        else:
+            other.func.id = REDUCTIONS[name]
+        yield REDUCTION_WORDS[(name, REDUCTIONS[name])], other
+    name = _is_call(node, AXIS_CALLS)
+    if name:
+        for keyword in node.keywords:
+            if keyword.arg in ("dim", "dims", "start_dim") and isinstance(keyword.value, ast.Constant) \
+                    and isinstance(keyword.value.value, int):
+                for shift in (-1, 1):
+                    other = copy.deepcopy(node)
+                    next(k for k in other.keywords if k.arg == keyword.arg).value = ast.Constant(keyword.value.value + shift)
+                    yield f"a {name} over another axis", other
+    if _is_call(node, {"norm"}):
+        has_p = [k for k in node.keywords if k.arg == "p"]
+        for p, words in ((1, "an L1 norm where the reference takes L2"),
+                         (float("inf"), "an L-infinity norm (the largest value) where the reference takes L2")):
+            if has_p and isinstance(has_p[0].value, ast.Constant) and has_p[0].value.value != 2:
+                continue
+            other = copy.deepcopy(node)
+            other.keywords = [k for k in other.keywords if k.arg != "p"] + [
+                ast.keyword("p", ast.Constant(p) if p != float("inf") else ast.parse("float('inf')").body[0].value)]
+            yield words, other
+    if _is_call(node, {"roll"}):
+        for keyword in node.keywords:
+            if keyword.arg == "shifts" and isinstance(keyword.value, ast.Tuple):
+                other = copy.deepcopy(node)
+                shifts = next(k for k in other.keywords if k.arg == "shifts")
+                shifts.value = ast.Tuple([ast.UnaryOp(ast.USub(), e) for e in shifts.value.elts], ast.Load())
+                yield "a shift in the opposite direction", other
+                swapped = copy.deepcopy(node)
+                shifts = next(k for k in swapped.keywords if k.arg == "shifts")
+                shifts.value = ast.Tuple(list(reversed(shifts.value.elts)), ast.Load())
+                yield "a shift with its two directions (down, right) swapped", swapped
+    if _is_call(node, {"pow"}) and isinstance(node.func, ast.Attribute):
+        yield "a value that is not squared", node.func.value
+    if _is_call(node, {"abs"}) and isinstance(node.func, ast.Attribute):
+        yield "an absolute value left out", node.func.value
+    if _is_call(node, {"clamp", "clamp_", "clip"}) and isinstance(node.func, ast.Attribute):
+        yield "a clamp left out", node.func.value
+    if _is_call(node, {"relu"}) and isinstance(node.func, ast.Attribute) and node.func.attr == "relu" and node.args:
+        yield "a ReLU left out", node.args[0]
+    inner = node.args[0] if isinstance(node, ast.Call) and len(node.args) == 1 else None
+    outer = _is_call(node, {"relu", "abs"})
+    reduced = _is_call(inner, {"sum", "mean"}) if inner is not None else None
+    if outer and reduced and isinstance(inner.func, ast.Attribute):
+        # f(x.sum()) -> f(x).sum(): the function moved inside the reduction
+        moved = copy.deepcopy(node)
+        moved.args = [inner.func.value]
+        yield (f"a {'ReLU' if outer == 'relu' else 'absolute value'} taken of each term before the "
+               f"{reduced} where the reference takes it after"), ast.Call(
+            ast.Attribute(moved, reduced, ast.Load()), inner.args, inner.keywords)
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant) and node.right.value == 2:
+            yield "a value that is not squared", node.left
+        if isinstance(node.op, ast.Sub):
+            yield "the two sides of a difference swapped (its sign)", ast.BinOp(node.right, ast.Sub(), node.left)
+            yield "a subtracted term left out (x where the reference has x - y)", node.left
+        if isinstance(node.op, ast.Add):
+            yield "a term of a sum left out", node.left
+            yield "a term of a sum left out", node.right
+        if isinstance(node.op, ast.Mult):
+            yield "a factor of a product left out", node.left
+            yield "a factor of a product left out", node.right
+            for weight, total in ((node.left, node.right), (node.right, node.left)):
+                if isinstance(total, ast.BinOp) and isinstance(total.op, (ast.Add, ast.Sub)):
+                    # re-associated: the weight reaches one term of the sum only
+                    yield "a weight applied to one term of a sum only", ast.BinOp(
+                        ast.BinOp(weight, ast.Mult(), total.left), total.op, total.right)
+                    yield "a weight applied to one term of a sum only", ast.BinOp(
+                        total.left, total.op, ast.BinOp(weight, ast.Mult(), total.right))
+        if isinstance(node.op, ast.Div):
+            yield "a division left out", node.left
+            yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        flip = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}.get(type(node.ops[0]))
+        if flip:
+            yield "a comparison on the other side of its boundary (< against <=)", ast.Compare(
+                node.left, [flip()], node.comparators)
+    if _is_call(node, {"range"}) and len(node.args) >= 2:
+        for shift, words in ((-1, "a loop range that stops one early"), (1, "a loop range that goes one further")):
+            other = copy.deepcopy(node)
+            other.args[1] = ast.BinOp(other.args[1], ast.Add(), ast.Constant(shift))
+            yield words, other
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, target: ast.AST, replacement: ast.AST):
+        self.target, self.replacement = target, replacement
+
+    def generic_visit(self, node):
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list):
+                value[:] = [self.replacement if v is self.target else v for v in value]
+            elif value is self.target:
+                setattr(node, field, self.replacement)
+        return super().generic_visit(node)
+
+
+def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, str]]:
+    """(words, name, other) for names that can stand for each other: the sizes unpacked from one ``.shape``
+    (``n, c, h, w = x.shape``), and the integer settings a loop's ``range`` steps by. Each substitution is
+    applied at every place the name is used that way (one mistake, written everywhere)."""
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple) and \
+                isinstance(node.value, ast.Attribute) and node.value.attr == "shape":
+            names = [t.id for t in node.targets[0].elts if isinstance(t, ast.Name)]
+            for a in names:
+                for b in names:
+                    if a != b:
+                        yield "one of the input's sizes used where the reference uses another", a, b
+    params = [a.arg for a in function.args.args]
+    steps = {n.args[2].id for n in ast.walk(function) if _is_call(n, {"range"}) and len(n.args) == 3
+             and isinstance(n.args[2], ast.Name)}
+    for a in steps:
+        for b in params:
+            if b != a and b not in ("model", "images", "labels", "targets"):
+                yield f"the loop steps by `{b}` where the contract says `{a}`", a, b
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, name: str, other: str, only_range_steps: bool):
+        self.name, self.other, self.only_range_steps = name, other, only_range_steps
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if self.only_range_steps and _is_call(node, {"range"}) and len(node.args) == 3 and \
+                isinstance(node.args[2], ast.Name) and node.args[2].id == self.name:
+            node.args[2] = ast.Name(self.other, ast.Load())
+        return node
+
+    def visit_Name(self, node):
+        if not self.only_range_steps and node.id == self.name and isinstance(node.ctx, ast.Load):
+            return ast.Name(self.other, ast.Load())
+        return node
+
+
+def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]:
+    """[(words, the module's source with one edit in ``function``)], at most ``limit``, simplest first (in the
+    order of the function's body), duplicates (the same source) dropped."""
+    source = (ROOT / "helpers" / f"{topic}.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    target = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function), None)
+    if target is None:
+        return []
+    body = target.body[1:] if ast.get_docstring(target) else target.body
+    found, seen = [], {ast.unparse(tree)}
+    sizes: dict[str, list[str]] = {}
+    for words, name, other in _substitutions(target):
+        if words.startswith("one of the input's sizes"):
+            sizes.setdefault(name, []).append(other)
+
+    def edits(node):
+        yield from _edits(node)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in sizes:
+            for other in sizes[node.id]:  # this one use only
+                yield "one of the input's sizes used where the reference uses another", ast.Name(other, ast.Load())
+
+    for statement in body:
+        for node in ast.walk(statement):
+            for words, replacement in edits(node):
+                mutated = copy.deepcopy(tree)
+                # the same node in the copy: found by its position in a walk of the same shape
+                index = [i for i, n in enumerate(ast.walk(tree)) if n is node][0]
+                twin = list(ast.walk(mutated))[index]
+                new = copy.deepcopy(replacement)
+                _Replace(twin, new).visit(mutated)
+                ast.fix_missing_locations(mutated)
+                try:
+                    text = ast.unparse(mutated)
+                    compile(text, f"helpers/{topic}.py", "exec")
+                except (SyntaxError, ValueError, RecursionError):
+                    continue
+                if text in seen:
+                    continue
+                seen.add(text)
+                found.append((words, text))
+                if len(found) >= limit:
+                    return found
+    for words, name, other in _substitutions(target):
+        mutated = copy.deepcopy(tree)
+        twin = next(n for n in mutated.body if isinstance(n, ast.FunctionDef) and n.name == function)
+        renamer = _Rename(name, other, only_range_steps=words.startswith("the loop steps"))
+        twin.body = [renamer.visit(statement) for statement in twin.body]
+        ast.fix_missing_locations(mutated)
+        text = ast.unparse(mutated)
+        if text not in seen and len(found) < limit:
+            seen.add(text)
+            found.append((words, text))
+    return found
+
+
+def mutant_module(topic: str, text: str, name: str) -> types.ModuleType:
+    """A mutant's source loaded as a module (under another name than the solution's)."""
+    path = ROOT / "helpers" / f"{topic}.py"
+    module = types.ModuleType(f"helpers.{topic}")
+    module.__file__ = str(path)
+    exec(compile(text, str(path), "exec"), module.__dict__)  # noqa: S102 - the instructor's own solution, edited
+    return module
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    from checks.specs import SPECS
+
+    for name in sys.argv[1:] or list(SPECS):
+        found = mutants(SPECS[name].topic, name)
+        print(f"{name}: {len(found)} mutants")
+        for words, _ in found:
+            print(f"    {words}")
