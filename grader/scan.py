@@ -25,7 +25,9 @@ WHY_HIDING = "hides what it calls ({name}, {where}): the grader must be able to 
 REACHING = ("checks", "sys.modules", "sys._getframe", "sys._current_frames", "inspect", "gc",
             "ctypes", "traceback", "builtins.globals", "builtins.vars", "builtins.locals", "__builtins__")
 REACHING_ATTRIBUTES = {"f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "gi_frame", "cr_frame",
-                       "__globals__", "__closure__", "__subclasses__", "__self__", "__func__", "__code__"}
+                       "__globals__", "__closure__", "__subclasses__", "__self__", "__func__", "__code__", "__dict__"}
+# Parts of a dotted name that lead into the running interpreter however the chain starts (torch.sys.modules)
+REACHING_PARTS = {"sys", "modules", "_getframe", "gc", "inspect", "ctypes", "checks", "builtins"}
 REACHING_WORDS = {"checks", "modules", "_getframe", "f_back", "f_globals", "f_locals", "__globals__", "__builtins__"}
 WHY_REACHING = ("reaches into the running checks ({name}, {where}): code that can see or change what measures "
                 "it cannot be graded; an exercise needs only its arguments, torch and the kit's model")
@@ -144,12 +146,23 @@ class Module:
             where = f"{self.filename} line {getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
                 return Finding(WHY_REACHING.format(name="." + node.attr, where=where))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id in ("getattr", "setattr", "delattr") and len(node.args) >= 2 and \
+                    isinstance(node.args[0], ast.Name) and node.args[0].id in self.aliases and \
+                    _constant_text(node.args[1]) is None:
+                # an attribute of a module named by a computed string: what it reaches cannot be read
+                return Finding(WHY_HIDING.format(name=f"getattr({node.args[0].id}, <computed name>)", where=where))
             if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parents.get(id(node)), ast.Attribute):
                 name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
                 if name is None:
                     continue
                 plain = name.removeprefix("builtins.") if name.startswith("builtins.__") else name
-                if any(plain == r or plain.startswith(r + ".") for r in REACHING) or (
+                base = node
+                while isinstance(base, ast.Attribute):
+                    base = base.value
+                through_module = isinstance(base, ast.Name) and base.id in self.aliases and \
+                    REACHING_PARTS & set(plain.split(".")[1:])
+                if through_module or any(plain == r or plain.startswith(r + ".") for r in REACHING) or (
                         isinstance(node, ast.Name) and node.id in ("globals", "vars", "locals", "__builtins__")
                         and node.id not in self.definitions):
                     return Finding(WHY_REACHING.format(name=plain, where=where))

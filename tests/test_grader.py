@@ -184,6 +184,13 @@ def test_scan_passes_the_reference_solutions():
      {"saliency_map": "reaches into the running checks ('modules'"}),
     ("def saliency_map(m, x, y, objective='score'):\n    g = saliency_map.__globals__\n    return x\n",
      {"saliency_map": "reaches into the running checks (.__globals__"}),
+    ("import sys, base64\ndef saliency_map(m, x, y, objective='score'):\n"
+     "    return getattr(sys, base64.b64decode(b'bW9kdWxlcw==').decode())\n",
+     {"saliency_map": "hides what it calls (getattr(sys, <computed name>)"}),
+    ("import torch\ndef saliency_map(m, x, y, objective='score'):\n    s = torch.sys.modules\n    return x\n",
+     {"saliency_map": "reaches into the running checks (torch.sys.modules"}),
+    ("import sys\ndef saliency_map(m, x, y, objective='score'):\n    d = sys.__dict__\n    return x\n",
+     {"saliency_map": "reaches into the running checks (.__dict__"}),
     # a docstring or a comment that mentions Captum, and an unused import, are not calls
     ('import captum\ndef saliency_map(m, x, y, objective="score"):\n    """Like captum.attr.Saliency."""\n'
      "    # captum.attr.Saliency(m) would do it\n    return x\n", {}),
