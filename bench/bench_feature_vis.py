@@ -10,11 +10,19 @@ Prints one figure per line, with wall and CPU seconds, after the machine's load 
     each then histogram matched (12 or 100 iterations, blurred first or not), beside the distance between the
     two halves of the style image.
 
+  * candidate recipes for class images (convlens.priors.CANDIDATES) on 16 classes drawn with DRAW_SEED from
+    tools/blind_test.py's pool, two seeds each: one row per candidate with the screen's mean share (the share
+    of 16 random views at 260 px in which EfficientNet-Lite2, a network the images were not made for, puts
+    the class in its top 5), its spread between the seeds, Lite0's probability at the size shown, the time,
+    and saturation and RMS contrast beside the photos'.
+
 ``--pixel-224`` adds the pixel-space images at notebook 3's former settings (224 px, 150 steps; slow).
+``--only candidates --candidates today,logprob`` runs some rows only.
 """
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 
 import torch
@@ -32,6 +40,9 @@ from convlens.style import DEFAULT_SETTINGS, compute_style_targets, with_stem
 from convlens.visualize import create_class_visualization
 
 CLASSES = [130, 945, 980]  # notebook 3: flamingo, bell pepper, volcano
+DRAW_SEED = 20261206  # draws the candidate table's 16 classes from tools/blind_test.POOL; recorded before any run
+DRAWN_CLASSES = 16
+CANDIDATE_SEEDS = (0, 1)
 STYLES = ["mosaic", "swirls", "stained_glass"]  # notebook 4's texture synthesis
 
 
@@ -64,6 +75,38 @@ def class_figures(model, photos) -> None:
               f"RMS contrast {_row(rms_contrast(images))}")
 
 
+def candidate_table(model, photos, names=None) -> None:
+    from tools.blind_test import POOL
+
+    drawn = random.Random(DRAW_SEED).sample(POOL, DRAWN_CLASSES)
+    classes = [index for index, _, _ in drawn]
+    judge = priors.fast_copy(load_model("cpu", arch="efficientnet_lite2"))
+    print(f"candidates on {len(classes)} classes drawn with seed {DRAW_SEED} from tools/blind_test.POOL "
+          f"({', '.join(name for _, name, _ in drawn)}); seeds {', '.join(map(str, CANDIDATE_SEEDS))}")
+    print(f"  screen: share of 16 views (zoom 0.8-1.2, +-15 deg, +-16 px, 260 px) with the class in Lite2's top 5; "
+          f"the photos: saturation {saturation(photos).mean():.2f}, RMS contrast {rms_contrast(photos).mean():.2f}")
+    print(f"  {'candidate':<14}{'screen':>8}{'seed 0':>8}{'seed 1':>8}{'spread':>8}{'p Lite0':>9}{'s/class':>9}"
+          f"{'sat.':>7}{'contr.':>8}  settings")
+    for name in names or priors.CANDIDATES:
+        options = priors.CANDIDATES[name]
+        shares, probs, seconds, sats, contrasts = [], [], 0.0, [], []
+        for seed in CANDIDATE_SEEDS:
+            images, wall, _ = timed(lambda: priors.class_images(model, classes, seed=seed, progress=False,
+                                                                 **options)[0])
+            seconds += wall
+            shares.append(priors.screen(images, classes, judge).mean().item())
+            with torch.no_grad():
+                probs.append(model(images).softmax(dim=1)[torch.arange(len(classes)), classes].mean().item())
+            sats.append(saturation(images).mean().item())
+            contrasts.append(rms_contrast(images).mean().item())
+        mean = sum(shares) / len(shares)
+        per_class = seconds / len(CANDIDATE_SEEDS) / len(classes)
+        settings = ", ".join(f"{k}={v}" for k, v in options.items())
+        print(f"  {name:<14}{mean:8.2f}{shares[0]:8.2f}{shares[1]:8.2f}{abs(shares[0] - shares[1]):8.2f}"
+              f"{sum(probs) / len(probs):9.2f}{per_class:9.2f}{sum(sats) / len(sats):7.2f}"
+              f"{sum(contrasts) / len(contrasts):8.2f}  {settings}", flush=True)
+
+
 def texture_figures(model) -> None:
     small = [F.interpolate(load_style(n, 256)[None], size=128, mode="bilinear", antialias=True) for n in STYLES]
     print(f"texture synthesis ({', '.join(STYLES)}): Hellinger distance of 8x8x8 colour histograms to the style")
@@ -92,15 +135,18 @@ def main(argv=None) -> int:
     global ARGS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pixel-224", action="store_true", help="also the former 224 px pixel-space images")
-    parser.add_argument("--only", choices=["classes", "textures"], help="one part only")
+    parser.add_argument("--only", choices=["classes", "textures", "candidates"], help="one part only")
+    parser.add_argument("--candidates", help="comma-separated rows of the candidate table (default: all)")
     ARGS = parser.parse_args(argv)
     torch.set_num_threads(choose_threads())  # the notebooks' thread rule, so CPU-s compare with theirs
     print(machine_line())
     model = fast_copy(load_model("cpu"))
-    if ARGS.only != "textures":
+    if ARGS.only in (None, "classes"):
         class_figures(model, load_photos(size=224)[0])
-    if ARGS.only != "classes":
+    if ARGS.only in (None, "textures"):
         texture_figures(model)
+    if ARGS.only in (None, "candidates"):
+        candidate_table(model, load_photos(size=224)[0], ARGS.candidates and ARGS.candidates.split(","))
     print(machine_line())
     return 0
 

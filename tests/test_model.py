@@ -1,4 +1,4 @@
-"""The pretrained EfficientNet-Lite0: weights load strictly, the shipped photos get the labels a person
+"""The pretrained EfficientNet-Lite0 (and Lite2, the second opinion): weights load strictly, the shipped photos get the labels a person
 gives them, layers are reachable by short names, and other weights load safely or fail clearly."""
 import math
 
@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convlens.images import load_photos
-from convlens.model import (EfficientNetLite0, ReLU6, SamePadConv2d, default_weights_path, get_layer,
-                           imagenet_classes, load_model)
+from convlens.images import load_more_photos, load_photos
+from convlens.model import (LITE0_STAGES, EfficientNetLite, EfficientNetLite0, ReLU6, SamePadConv2d,
+                            default_weights_path, get_layer, imagenet_classes, lite_stages, load_model,
+                            scaled_channels)
 
 # Set by looking at the photos (see datasets/photos.csv), not by running the model.
 TOP1_EXPECTED = {
@@ -32,6 +33,29 @@ def test_state_dict_matches_the_architecture_key_for_key():
     bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 49 and all(bn.eps == 1e-3 for bn in bns)
     assert sum(isinstance(m, ReLU6) for m in net.modules()) == 2 + 15 * 2 + 1  # stem, blocks, head
+
+
+def test_lite2_loads_strictly_with_the_scaled_stages():
+    state = torch.load(default_weights_path("efficientnet_lite2"), map_location="cpu", weights_only=True)
+    net = EfficientNetLite(arch="efficientnet_lite2")
+    assert set(state) == set(net.state_dict())
+    assert all(state[k].shape == v.shape for k, v in net.state_dict().items())
+    # Lite2 (width 1.1, depth 1.2; first and last stages fixed): 1 + 3 + 3 + 4 + 4 + 5 + 1 blocks
+    assert len(net._blocks) == 21 and net._conv_head.in_channels == 352
+    assert lite_stages(1.0, 1.0) == list(LITE0_STAGES)  # Lite0 unchanged
+    assert [scaled_channels(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+
+
+def test_lite2_agrees_with_lite0_on_the_shipped_photos(model):
+    """Lite0's top-1 class is in Lite2's top 5 on at least 9 of the 10 shipped photos (the same 260 px crops,
+    Lite2's training size)."""
+    lite2 = load_model("cpu", arch="efficientnet_lite2")
+    photos = torch.cat([load_photos(size=260)[0], load_more_photos(size=260)[0]])
+    with torch.no_grad():
+        top1 = model(photos).argmax(dim=1)
+        top5 = lite2(photos).topk(5, dim=1).indices
+    agree = (top5 == top1[:, None]).any(dim=1)
+    assert len(agree) == 10 and agree.sum() >= 9, agree.tolist()
 
 
 def test_shipped_photos_are_classified_as_a_person_would(model):

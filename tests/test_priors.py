@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from convlens import colour
 from convlens import priors
@@ -82,6 +83,63 @@ def test_transparent_image_is_a_composite(model):
     torch.testing.assert_close(image, alpha * rgb + (1 - alpha) * 0.9)
 
 
+def test_a_fourier_image_started_from_a_picture_renders_it():
+    picture = torch.rand(2, 3, 24, 24) * 0.8 + 0.1
+    rendered = priors.FourierImage(2, 24, start=picture)()
+    torch.testing.assert_close(rendered, picture, atol=1e-4, rtol=0)
+    bigger = priors.FourierImage(2, 48, start=picture)()  # a final pass at a larger size starts upsampled
+    upsampled = F.interpolate(picture, size=(48, 48), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(bigger, upsampled, atol=1e-4, rtol=0)
+
+
+def test_log_probability_objective_pushes_other_classes_down(model):
+    kwargs = dict(size=64, steps=24, progress=False)
+    score = priors.class_images(model, [945], **kwargs)[0]
+    log_probability = priors.class_images(model, [945], objective="log_probability", **kwargs)[0]
+    with torch.no_grad():
+        p_score, p_log = (model(x).softmax(dim=1)[0, 945] for x in (score, log_probability))
+    assert p_log > p_score
+    with pytest.raises(ValueError, match="objective"):
+        priors.class_images(model, [945], objective="probability", **kwargs)
+
+
+def test_restarts_keep_per_class_the_most_robust_run(model):
+    kwargs = dict(size=48, steps=3, progress=False)
+    runs = [priors.class_images(model, [945, 1], seed=s, **kwargs)[0] for s in (5, 6)]
+    kept = priors.class_images(model, [945, 1], seed=5, restarts=2, **kwargs)[0]
+    robust = [priors.robustness(model, run, [945, 1], transforms=8, seed=s) for run, s in zip(runs, (5, 6))]
+    for i in range(2):
+        winner = runs[0] if robust[0][i] >= robust[1][i] else runs[1]
+        torch.testing.assert_close(kept[i], winner[i])
+
+
+def test_screen_counts_views_with_the_target_in_the_judges_top5():
+    class Judge(torch.nn.Module):  # ranks class 3 first on bright images, class 7 first on dark ones
+        def forward(self, x):
+            logits = torch.zeros(len(x), 10)
+            bright = x.mean(dim=(1, 2, 3)) > 0.5
+            logits[bright, 3] = 1.0
+            logits[~bright, 7] = 1.0
+            logits[:, :5] += torch.arange(5.0) * 0.1  # classes 0-4 next
+            return logits
+
+    images = torch.cat([torch.full((1, 3, 32, 32), 0.9), torch.full((1, 3, 32, 32), 0.1)])
+    share = priors.screen(images, [3, 3], judge=Judge(), views=4, size=40, top=5)
+    assert share.tolist() == [1.0, 1.0]  # the dark image still has class 3 among the top 5 (0-4)
+    share = priors.screen(images, [7, 7], judge=Judge(), views=4, size=40, top=1)
+    assert share.tolist() == [0.0, 1.0]
+
+
+def test_candidates_are_class_images_options(model):
+    import inspect
+
+    allowed = set(inspect.signature(priors.class_images).parameters) | set(
+        inspect.signature(priors.optimize_image).parameters)
+    assert len(priors.CANDIDATES) >= 6 and "today" in priors.CANDIDATES
+    for name, options in priors.CANDIDATES.items():
+        assert set(options) <= allowed, name
+
+
 def test_colour_statistics():
     grey = torch.full((1, 3, 8, 8), 0.5)
     red = torch.zeros(1, 3, 8, 8)
@@ -121,3 +179,22 @@ def test_histogram_matching_reaches_the_style_images_own_spread():
         style = F.interpolate(load_style(name, 192)[None], size=96, mode="bilinear", antialias=True)
         matched = colour.match_histograms(photos, style)
         assert (colour.histogram_distance(matched, style) <= colour.crop_distance(style)).all(), name
+
+
+def test_notebook_3_uses_the_chosen_candidate_and_cites_its_row():
+    """The recipe notebook 3 runs is the one the candidate table chose, and the shares it cites are rows of
+    that dated table."""
+    import ast
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "3_fooling_and_class_images.ipynb"
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    calls = [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+             and n.func.attr == "class_images"]
+    assert len(calls) == 1
+    options = {k.arg: ast.literal_eval(k.value) for k in calls[0].keywords}
+    assert options == priors.CANDIDATES[priors.NOTEBOOK_CANDIDATE]
+    table = priors.CANDIDATE_TABLE
+    assert set(table["shares"]) <= set(priors.CANDIDATES) and priors.NOTEBOOK_CANDIDATE in table["shares"]
+    assert table["shares"][priors.NOTEBOOK_CANDIDATE] == max(table["shares"].values())

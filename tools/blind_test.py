@@ -1,15 +1,17 @@
 """Blind readability test of class visualizations on classes nobody picked:
-``python tools/blind_test.py --seed N [--out out/blind]``.
+``python tools/blind_test.py --seed N [--candidates A,B] [--out out/blind]``.
 
 The protocol, in order: (1) eight classes are drawn with the seed from POOL (everyday ImageNet classes, none of
 them used in the notebooks' examples) and eight more as distractors, and the draw is written to draw.json
-before any image is made; (2) one image per class with each method (the pixel-space ascent of notebook 3's
-exercise, and the better priors of convlens.priors), at the notebook's settings; (3) per method, a shuffled
-contact sheet of numbered, untitled tiles at the resolution each image was optimized at (sheet_A.png,
-sheet_B.png: the letters do not say which method is which), the forced-choice list of 16 names (the 8 drawn
-and the 8 distractors, shuffled) and, for the scorer only, the answer key with the network's probability for
-each image at the size it was optimized and shown at. The viewer gets INSTRUCTIONS.txt and the sheets, and
-names.txt only after the free naming. Use a fresh viewer per method, one who has not seen the images.
+before any image is made; (2) one image per class with each of two methods: ``pixel`` (the pixel-space ascent
+of notebook 3's exercise) or a candidate recipe of convlens.priors.CANDIDATES (default: ``pixel,today``),
+made with SHEET_THREADS CPU threads so that the seed gives the same images on any machine with the same
+torch; (3) per method, a shuffled contact sheet of numbered, untitled tiles at the resolution each image was
+optimized at (sheet_A.png, sheet_B.png: the letters do not say which method is which), the forced-choice list
+of 16 names (the 8 drawn and the 8 distractors, shuffled) and, for the scorer only, the answer key with the
+network's probability for each image at the size it was optimized and shown at, and tensors.pt, the images
+shown, with the seed, the thread count and the torch version. The viewer gets INSTRUCTIONS.txt and the sheets,
+and names.txt only after the free naming. Use a fresh viewer per method, one who has not seen the images.
 
 Scoring: free naming counts a tile when the answer names the class or its obvious kind (the key lists the
 answers that count); forced choice counts exact matches among the 16 names.
@@ -60,21 +62,30 @@ def draw_classes(seed: int) -> tuple[list[tuple], list[tuple]]:
     return picked[:DRAWN], picked[DRAWN:]
 
 
-def make_images(classes, seed: int) -> dict:
-    """{method name: (N, 3, size, size) images, at the size each method optimizes} for the classes, on CPU."""
-    from convlens.priors import class_images
+SHEET_THREADS = 1  # class images change with the thread count; one fixed setting makes a seed reproducible
+PIXEL = "pixel"
+
+
+def make_images(classes, seed: int, methods=(PIXEL, "today")) -> dict:
+    """{method: (N, 3, size, size) images, at the size each method optimizes} for the classes, on CPU with
+    SHEET_THREADS threads. ``pixel`` is notebook 3's exercise at its clearest (224 px, 150 steps); any other
+    method is a recipe of convlens.priors.CANDIDATES, shown at the size it was optimized at."""
+    from convlens.priors import CANDIDATES, class_images
     from convlens.model import fast_copy, load_model
     from convlens.visualize import create_class_visualization
     from helpers import fooling
 
+    torch.set_num_threads(SHEET_THREADS)
     model = fast_copy(load_model("cpu"))
-    # The pixel-space settings are notebook 3's exercise at its clearest (224 px, 150 steps).
-    pixel = create_class_visualization(model, fooling.class_visualization_step, classes, size=224, num_steps=150,
-                                       l2_reg=3e-3, blur_every=5, blur_sigma=1.0, seed=seed, progress=False)
-    # The better priors at notebook 3's settings (128 px, 96 steps, transparent), shown at the size they were
-    # optimized at: upsampled, they no longer convince the network.
-    priors = class_images(model, classes, size=128, steps=96, transparent=True, seed=seed, progress=False)[0]
-    return {"pixel space (notebook 3 exercise)": pixel, "better priors (convlens.priors)": priors}
+    images = {}
+    for method in methods:
+        if method == PIXEL:
+            images[method] = create_class_visualization(
+                model, fooling.class_visualization_step, classes, size=224, num_steps=150, l2_reg=3e-3,
+                blur_every=5, blur_sigma=1.0, seed=seed, progress=False)
+        else:
+            images[method] = class_images(model, classes, seed=seed, progress=False, **CANDIDATES[method])[0]
+    return images
 
 
 def probabilities(images: torch.Tensor, classes: list[int]) -> list[float]:
@@ -121,7 +132,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "blind")
     parser.add_argument("--seed", type=int, required=True, help="draws the classes; seeds the images and shuffles")
+    parser.add_argument("--candidates", default=f"{PIXEL},today",
+                        help="the two methods, comma-separated: 'pixel' or names in convlens.priors.CANDIDATES")
     args = parser.parse_args(argv)
+    from convlens.priors import CANDIDATES
+
+    methods = args.candidates.split(",")
+    unknown = [m for m in methods if m != PIXEL and m not in CANDIDATES]
+    if len(methods) != 2 or len(set(methods)) != 2 or unknown:
+        parser.error(f"--candidates takes two different names among {PIXEL}, {', '.join(CANDIDATES)}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     drawn, distractors = draw_classes(args.seed)
@@ -130,11 +149,12 @@ def main(argv=None) -> int:
         "distractors": [name for _, name, _ in distractors]}, indent=2) + "\n")
     start = time.perf_counter()
     indices = [index for index, _, _ in drawn]
-    images = make_images(indices, args.seed)
+    images = make_images(indices, args.seed, methods)
     rng = random.Random(args.seed)
     methods = list(images)
     rng.shuffle(methods)  # which method is sheet A is itself random
-    key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "draw": "draw.json", "sheets": {}}
+    key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "draw": "draw.json", "tensors": "tensors.pt",
+           "threads": SHEET_THREADS, "torch": str(torch.__version__), "sheets": {}}
     for letter, method in zip("AB", methods):
         order = list(range(len(drawn)))
         rng.shuffle(order)
@@ -149,10 +169,14 @@ def main(argv=None) -> int:
     names = [name for _, name, _ in drawn + distractors]
     rng.shuffle(names)
     (args.out / "answer_key.json").write_text(json.dumps(key, indent=2) + "\n")
+    torch.save({"seed": args.seed, "threads": SHEET_THREADS, "torch": str(torch.__version__), "classes": indices,
+                "images": {f"sheet_{letter}.png": images[method] for letter, method in zip("AB", methods)},
+                "methods": {f"sheet_{letter}.png": method for letter, method in zip("AB", methods)}},
+               args.out / "tensors.pt")
     (args.out / "INSTRUCTIONS.txt").write_text(INSTRUCTIONS)
     (args.out / "names.txt").write_text("\n".join(names) + "\n")
     print(f"drew {', '.join(n for _, n, _ in drawn)} (seed {args.seed}); wrote {args.out}/draw.json, sheet_A.png, "
-          f"sheet_B.png, INSTRUCTIONS.txt, names.txt (viewer) and answer_key.json (scorer only) in "
+          f"sheet_B.png, INSTRUCTIONS.txt, names.txt (viewer), answer_key.json and tensors.pt (scorer only) in "
           f"{time.perf_counter() - start:.0f} s")
     return 0
 

@@ -1,0 +1,50 @@
+"""tools/blind_test.py: the draw is recorded, sheets hide which method is which, and a seed gives the same
+images again (fixed thread count), saved beside the sheets for the scorer."""
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from convlens import priors
+from tools import blind_test
+
+
+@pytest.fixture
+def tiny_candidates(monkeypatch):
+    tiny = {"tiny_a": dict(size=32, steps=2, transparent=True), "tiny_b": dict(size=40, steps=2)}
+    monkeypatch.setattr(priors, "CANDIDATES", {**priors.CANDIDATES, **tiny})
+    return list(tiny)
+
+
+def test_two_candidates_give_sheets_tensors_and_a_key(tmp_path, tiny_candidates):
+    threads = torch.get_num_threads()
+    try:
+        for run in ("first", "again"):
+            assert blind_test.main(["--seed", "3", "--candidates", ",".join(tiny_candidates),
+                                    "--out", str(tmp_path / run)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "first"
+    key = json.loads((out / "answer_key.json").read_text())
+    saved = torch.load(out / "tensors.pt", weights_only=True)
+    again = torch.load(tmp_path / "again" / "tensors.pt", weights_only=True)
+    assert saved["threads"] == key["threads"] == blind_test.SHEET_THREADS and saved["seed"] == 3
+    assert sorted(saved["methods"].values()) == sorted(tiny_candidates)
+    for sheet, method in saved["methods"].items():
+        size = priors.CANDIDATES[method]["size"]
+        assert key["sheets"][sheet]["method"] == method and saved["images"][sheet].shape == (8, 3, size, size)
+        assert torch.equal(saved["images"][sheet], again["images"][sheet])  # the seed gives the same images
+        assert Image.open(out / sheet).size[0] > 4 * size
+    viewer_files = (out / "INSTRUCTIONS.txt").read_text() + (out / "names.txt").read_text()
+    assert not any(m in viewer_files for m in tiny_candidates)
+    drawn = json.loads((out / "draw.json").read_text())["drawn"]
+    index = {name: i for i, name, _ in blind_test.POOL}
+    assert saved["classes"] == [index[name] for name in drawn]
+
+
+def test_unknown_candidates_are_refused(tmp_path):
+    with pytest.raises(SystemExit):
+        blind_test.main(["--seed", "1", "--candidates", "today,nonsense", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        blind_test.main(["--seed", "1", "--candidates", "today,today", "--out", str(tmp_path)])
