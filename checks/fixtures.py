@@ -81,8 +81,10 @@ def _frozen(net: nn.Module, weights: dict) -> nn.Module:
 
 
 def smooth_skeleton() -> nn.Module:
-    """A small classifier without kinks (tanh): 3 x 16 x 16 images -> 10 classes, untrained."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    """A small classifier without kinks (tanh): 3 x H x W images (16 x 16 and other sizes near it) -> 10
+    classes, untrained. The pooling to 8 x 8 is the identity at 16 x 16 and lets non-square cases through."""
+    pool = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten())  # one module: the state dict keeps its keys
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Tanh(), pool, nn.Linear(8 * 8 * 8, 10))
 
 
 def smooth_network(weights: dict) -> nn.Module:

@@ -228,7 +228,7 @@ def class_images(model, targets, size: int = 128, steps: int = 128, seed: int = 
             logits = logits.log_softmax(dim=1)
         elif objective != "score":
             raise ValueError(f"objective must be 'score' or 'log_probability', not {objective!r}")
-        return logits.gather(1, targets.to(views.device).view(-1, 1)).squeeze(1)
+        return logits.gather(1, targets.to(views.device)[:, None])[:, 0]
 
     best, best_robust = None, None
     for restart in range(restarts):

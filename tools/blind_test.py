@@ -5,8 +5,10 @@ The protocol, in order: (1) eight classes are drawn with the seed from POOL (eve
 them used in the notebooks' examples) and eight more as distractors, and the draw is written to draw.json
 before any image is made; (2) one image per class with each of two methods: ``pixel`` (the pixel-space ascent
 of notebook 3's exercise) or a candidate recipe of convlens.priors.CANDIDATES (default: ``pixel,today``),
-made with SHEET_THREADS CPU threads so that the seed gives the same images on any machine with the same
-torch; (3) per method, a shuffled contact sheet of numbered, untitled tiles at the resolution each image was
+made with SHEET_THREADS CPU threads: the seed gives the same images again on a machine with the same torch
+and the same CPU kernels (``torch.backends.cpu.get_cpu_capability()``, recorded), not on others (with
+ATEN_CPU_CAPABILITY=default instead of AVX512 the pixels moved by 0.16 on average), so the images shown are
+saved; (3) per method, a shuffled contact sheet of numbered, untitled tiles at the resolution each image was
 optimized at (sheet_A.png, sheet_B.png: the letters do not say which method is which), the forced-choice list
 of 16 names (the 8 drawn and the 8 distractors, shuffled) and, for the scorer only, the answer key with the
 network's probability for each image at the size it was optimized and shown at, and tensors.pt, the images
@@ -62,7 +64,7 @@ def draw_classes(seed: int) -> tuple[list[tuple], list[tuple]]:
     return picked[:DRAWN], picked[DRAWN:]
 
 
-SHEET_THREADS = 1  # class images change with the thread count; one fixed setting makes a seed reproducible
+SHEET_THREADS = 1  # class images change with the thread count (and the CPU kernels: see the docstring)
 PIXEL = "pixel"
 
 
@@ -154,7 +156,8 @@ def main(argv=None) -> int:
     methods = list(images)
     rng.shuffle(methods)  # which method is sheet A is itself random
     key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "draw": "draw.json", "tensors": "tensors.pt",
-           "threads": SHEET_THREADS, "torch": str(torch.__version__), "sheets": {}}
+           "threads": SHEET_THREADS, "torch": str(torch.__version__),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sheets": {}}
     for letter, method in zip("AB", methods):
         order = list(range(len(drawn)))
         rng.shuffle(order)
@@ -169,7 +172,8 @@ def main(argv=None) -> int:
     names = [name for _, name, _ in drawn + distractors]
     rng.shuffle(names)
     (args.out / "answer_key.json").write_text(json.dumps(key, indent=2) + "\n")
-    torch.save({"seed": args.seed, "threads": SHEET_THREADS, "torch": str(torch.__version__), "classes": indices,
+    torch.save({"seed": args.seed, "threads": SHEET_THREADS, "torch": str(torch.__version__),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "classes": indices,
                 "images": {f"sheet_{letter}.png": images[method] for letter, method in zip("AB", methods)},
                 "methods": {f"sheet_{letter}.png": method for letter, method in zip("AB", methods)}},
                args.out / "tensors.pt")

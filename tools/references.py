@@ -116,9 +116,10 @@ def _fooling_loop_inputs(params: dict) -> dict:
     net_weights = _random_weights(fixtures.wavy_skeleton() if wavering else fixtures.smooth_skeleton(), params["seed"])
     net = fixtures.wavy_network(net_weights) if wavering else fixtures.smooth_network(net_weights)
     generator = torch.Generator().manual_seed(params["seed"] + 1)
-    images = 0.2 + 0.6 * torch.rand(params["count"], 3, 16, 16, generator=generator)
+    width = params.get("width", 16)  # a non-square case (the smooth network only)
+    images = 0.2 + 0.6 * torch.rand(params["count"], 3, 16, width, generator=generator)
     # Each class's stand-in step direction: that class's input gradient at mid-grey, of unit L2 length.
-    grey = torch.full((10, 3, 16, 16), 0.5, requires_grad=True)
+    grey = torch.full((10, 3, 16, width), 0.5, requires_grad=True)
     (grads,) = torch.autograd.grad(net(grey).diagonal().sum(), grey)
     directions = grads / grads.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     with torch.no_grad():
@@ -188,7 +189,7 @@ def _attack_inputs(params: dict) -> dict:
     """model, images, labels, epsilon, step size, steps: an attack on a small smooth network."""
     weights = _random_weights(fixtures.smooth_skeleton(), params["seed"])
     generator = torch.Generator().manual_seed(params["seed"] + 1)
-    images = torch.rand(params["count"], 3, 16, 16, generator=generator)
+    images = torch.rand(params["count"], 3, 16, params.get("width", 16), generator=generator)
     if params.get("edges"):  # values at 0 and 1, where a step leaves [0, 1] unless clamped
         images[:, :, :4] = images[:, :, :4].round()
     with torch.no_grad():
@@ -208,8 +209,9 @@ def _image_weight_inputs(params: dict) -> dict:
 
 def _feature_pair_inputs(params: dict) -> dict:
     current = _features(params)[params["layers"][0]]
+    target = current.flip(0)[:1] if params.get("one_target") else current.flip(0)  # one content image for all
     return {"model": None, "args": [params["weight"], "@current", "@target"], "arg_names": ["current", "target"],
-            "label": params.get("label", ""), "inputs": {"current": current, "target": current.flip(0).clone()}}
+            "label": params.get("label", ""), "inputs": {"current": current, "target": target.clone()}}
 
 
 def _features_inputs(params: dict) -> dict:
@@ -235,6 +237,8 @@ def _loop_inputs(params: dict) -> dict:
     size = params["size"]
     weights = _random_weights(fixtures.FeatureNetwork(), params["seed"])
     content, _, _ = load_photos(params["photos"], size=size)
+    if "width" in params:  # a non-square case: the left part of each square photo
+        content = content[..., : params["width"]].contiguous()
     style = load_style(params["style"], size)[None]
     settings = {"content_layer": "c3", "content_weight": params["content_weight"], "style_layers": ("c1", "c2"),
                 "style_weights": tuple(params["style_weights"]), "tv_weight": params["tv_weight"]}
