@@ -120,7 +120,7 @@ def test_a_case_added_to_cases_toml_is_graded_after_kit_py_references(tmp_path):
     of the kit). A tv_loss that is wrong only when the weight is 0 passes every existing case and fails the
     new one, by its label."""
     kit = tmp_path / "kit"
-    for part in ("checks", "convlens", "helpers", "datasets", "grader/hidden", "tools"):
+    for part in ("checks", "convlens", "helpers", "datasets", "grader", "tools"):  # grader: hidden cases, term seed
         shutil.copytree(ROOT / part, kit / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(ROOT / "kit.py", kit / "kit.py")
     shutil.copyfile(ROOT / "requirements.txt", kit / "requirements.txt")
