@@ -86,7 +86,7 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
         for name in checks:
             used_before.update(cpu=child.cpu, wall=child.wall)
             if failure is not None:
-                verdict = Verdict(name, False, failure.problem, failure.kind)
+                verdict = Verdict(name, False, failure.problem, failure.kind, finding=failure.finding)
             else:
                 try:
                     verdict = run_check(SPECS[name], references.public_cases(name, topic),

@@ -176,7 +176,7 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                 for m, mode in zip(net.modules(), modes):
                     m.training = mode
     except RecursionError as err:
-        return CaseResult.failure(Kind.EXCEPTION, f"raised {describe_exception(err)}")
+        return CaseResult.failure(Kind.EXCEPTION, f"raised {describe_exception(err)}", "raises RecursionError")
     weights_changed = fixture is not None and fixture.pretrained and _weights_changed(net, device)  # undone
     when = " when the forward pass raises" if raises else ""
     # What the call left behind, in the order a student should hear of it: before its own exception (a
@@ -193,9 +193,11 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
                                                  "every setting you change on the model (try: ... finally:)"),
         (isinstance(error, fixtures.OverBudget), Kind.EXCEPTION,
          f"the loop did not stop: it went on past {budget} forward passes of the model, more than "
-         f"{case.get('budget_argument', 'its step budget')} allows; count the steps and stop at the budget"),
+         f"{case.get('budget_argument', 'its step budget')} allows; count the steps and stop at the budget",
+         "ignores its step budget"),
         (error is not None and not (raises and isinstance(error, fixtures.Interrupted)), Kind.EXCEPTION,
-         f"raised {describe_exception(error)}{_explain(error)}" if error is not None else ""),
+         f"raised {describe_exception(error)}{_explain(error)}" if error is not None else "",
+         f"raises {type(error).__name__}"),
     ])
     if first is not None or raises:
         return first or CaseResult(follow)  # a raising forward pass: only the clean-up is checked
@@ -228,26 +230,29 @@ def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | No
     for name, value in parts.items():
         if value is None:
             return CaseResult.failure(Kind.FORM, "returned None; did you forget the return statement?"
-                                      if name == "output" else f"the {name} part is None")
+                                      if name == "output" else f"the {name} part is None", "returns None")
         if not isinstance(value, torch.Tensor):
             return CaseResult.failure(Kind.FORM, f"returned a Python {type(value).__name__}"
                                       + ("" if name == "output" else f" as {name}") + ", expected a torch.Tensor")
         if value.requires_grad and not spec.attached_ok:
-            return CaseResult.failure(Kind.FORM, "the output still requires grad; return it with .detach()")
+            return CaseResult.failure(Kind.FORM, "the output still requires grad; return it with .detach()",
+                                      "output still requires grad")
         if grad_case and not value.requires_grad:
             return CaseResult.failure(Kind.FORM, "the result carries no gradient back to the inputs (detached, "
-                                      ".item(), numpy, or torch.no_grad()?): the optimizer differentiates this loss")
+                                      ".item(), numpy, or torch.no_grad()?): the optimizer differentiates this loss",
+                                      "no gradient")
         expected_device = watched[0][1].device if watched else device
         if value.device.type != expected_device.type:
             return CaseResult.failure(Kind.FORM, f"output is on {value.device.type}, expected "
-                                      f"{expected_device.type} (create new tensors with device=x.device)")
+                                      f"{expected_device.type} (create new tensors with device=x.device)",
+                                      "wrong device")
         expected_dtype = next((t.dtype for _, t in watched if t.is_floating_point()), None)
         if (name not in KIT_PARTS and value.is_floating_point() and expected_dtype is not None
                 and value.dtype != expected_dtype):
             what = "output" if name == "output" else f"the {name} part"
             return CaseResult.failure(Kind.FORM, f"{what} is {_dtype(value.dtype)}, expected {_dtype(expected_dtype)}"
                                       " like the input: make new tensors like the input (torch.zeros_like(x), "
-                                      "or dtype=x.dtype, device=x.device), and do not convert it")
+                                      "or dtype=x.dtype, device=x.device), and do not convert it", "wrong dtype")
         outputs[name] = value.detach().cpu()
     outputs.update(follow)
     if grad_case and "output" in outputs:
@@ -305,8 +310,9 @@ def _follow_up(model: nn.Module, args: list, inputs: dict) -> dict:
 
 
 def _first(findings: list) -> CaseResult | None:
-    """The failure of the first (condition, kind, message) whose condition holds, or None."""
-    return next((CaseResult.failure(kind, message) for holds, kind, message in findings if holds), None)
+    """The failure of the first (condition, kind, message[, words for reports]) whose condition holds, or
+    None."""
+    return next((CaseResult.failure(*finding[1:]) for finding in findings if finding[0]), None)
 
 
 # Messages of errors with a typical cause in these exercises: (part of the message, the cause).

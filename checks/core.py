@@ -37,6 +37,18 @@ class Kind(str, enum.Enum):
     MALFORMED = "malformed"  # a child process sent a reply that cannot be used
     KIT_ERROR = "kit_error"  # the kit's own code failed: never the student's fault
 
+    @property
+    def words(self) -> str:
+        """A few words for reports (the class summary's "most common failure")."""
+        return KIND_WORDS[self]
+
+
+KIND_WORDS = {Kind.NOT_IMPLEMENTED: "not implemented", Kind.EXCEPTION: "raises an exception",
+              Kind.SIDE_EFFECT: "leaves something changed", Kind.FORM: "returns the wrong form",
+              Kind.FORBIDDEN: "forbidden library call", Kind.MISSING: "file or function missing",
+              Kind.IMPORT_ERROR: "module cannot be imported", Kind.TIMEOUT: "timed out", Kind.CRASHED: "crashed",
+              Kind.MALFORMED: "unusable reply", Kind.KIT_ERROR: "the kit failed"}
+
 
 # A case with ``follow_up``: after the student's function returns, one clean pass of the same model on the same
 # input tensor (its class scores, and the gradient of a fixed random mix of them at a copy of it). A hook
@@ -60,10 +72,11 @@ class CaseResult:
     outputs: dict = field(default_factory=dict)
     problem: str | None = None
     kind: Kind | None = None
+    finding: str = ""  # a few words for reports when the kind's own are too vague ("raises TypeError")
 
     @classmethod
-    def failure(cls, kind: Kind, problem: str) -> "CaseResult":
-        return cls({}, problem, Kind(kind))
+    def failure(cls, kind: Kind, problem: str, finding: str = "") -> "CaseResult":
+        return cls({}, problem, Kind(kind), finding)
 
     @property
     def ok(self) -> bool:
@@ -72,15 +85,15 @@ class CaseResult:
     def to_message(self) -> dict:
         """Plain values only, for a process boundary (loaded back with ``weights_only=True``)."""
         return {"outputs": dict(self.outputs), "problem": self.problem,
-                "kind": None if self.kind is None else self.kind.value}
+                "kind": None if self.kind is None else self.kind.value, "finding": self.finding}
 
     @classmethod
     def from_message(cls, value, parts: tuple) -> "CaseResult":
         """A child's reply, checked: only the expected keys, a known kind, text of bounded length, plain CPU
         tensors of bounded size for the parts in ``parts``; ValueError saying what is wrong otherwise."""
-        if not isinstance(value, dict) or set(value) != {"outputs", "problem", "kind"}:
+        if not isinstance(value, dict) or set(value) != {"outputs", "problem", "kind", "finding"}:
             raise ValueError("not a reply to a case")
-        outputs, problem, kind = value["outputs"], value["problem"], value["kind"]
+        outputs, problem, kind, finding = value["outputs"], value["problem"], value["kind"], value["finding"]
         if not isinstance(outputs, dict) or len(outputs) > 64 or not all(
                 name in parts or (isinstance(name, str) and name.startswith(GRADIENT) and len(name) < 200)
                 for name in outputs):
@@ -95,8 +108,10 @@ class CaseResult:
             raise ValueError("a problem without a kind")
         if kind is not None and (not isinstance(kind, str) or kind not in {k.value for k in CHILD_KINDS}):
             raise ValueError("unknown kind of problem")
+        if not isinstance(finding, str):
+            raise ValueError("the finding is not text")
         if problem is not None:
-            return cls.failure(Kind(kind), one_line(problem))
+            return cls.failure(Kind(kind), one_line(problem), one_line(finding, 80))
         return cls(dict(outputs))
 
 
@@ -116,13 +131,23 @@ def printable(text: str) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one check. ``str(verdict)`` is the one line the notebook prints; ``kind`` is why it
-    failed, when a case failed before its outputs could be compared (None for a PASS or a wrong value)."""
+    """The outcome of one check, kept structured from the judge to every report. ``str(verdict)`` is the one
+    line the notebook prints, composed from the fields:
+    ``FAIL <check>: [<case>: ]<detail>[; likely cause: <cause>][; <relation>]``.
+
+    ``kind``: why a case failed before its outputs could be compared (None for a PASS or a wrong value);
+    ``case``: the label of the case that failed; ``cause``: the stored or generated mistake the output matches,
+    in words; ``relation``: what the output has to do with the reference when no mistake matches;
+    ``finding``: a few words for reports, the same for submissions that failed the same way."""
 
     check: str
     passed: bool
     detail: str
     kind: Kind | None = None
+    case: str = ""
+    cause: str = ""
+    relation: str = ""
+    finding: str = ""
 
     @property
     def status(self) -> str:
@@ -130,8 +155,20 @@ class Verdict:
         return "pass" if self.passed else (self.kind.value if self.kind else "fail")
 
     @property
+    def summary(self) -> str:
+        """Why it failed, in a few words ('' for a PASS): the likely cause, else the finding, else the kind's
+        words."""
+        if self.passed:
+            return ""
+        return self.cause or self.finding or (self.kind.words if self.kind else "wrong values")
+
+    @property
     def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'} {self.check}: {self.detail}"
+        if self.passed:
+            return f"PASS {self.check}: {self.detail}"
+        return (f"FAIL {self.check}: {self.case + ': ' if self.case else ''}{self.detail}"
+                f"{'; likely cause: ' + self.cause if self.cause else ''}"
+                f"{'; ' + self.relation if self.relation else ''}")
 
     def __str__(self) -> str:
         return self.line
@@ -139,9 +176,15 @@ class Verdict:
     def __bool__(self) -> bool:
         return self.passed
 
-    def prefixed(self, prefix: str) -> Verdict:
-        """A FAIL verdict with ``prefix`` put before its detail (saying which case failed); a PASS as is."""
-        return self if self.passed or not prefix else replace(self, detail=prefix + self.detail)
+    def in_case(self, label: str) -> Verdict:
+        """A FAIL verdict said of the case ``label``; a PASS as is."""
+        return self if self.passed or not label else replace(self, case=label)
+
+    def to_dict(self) -> dict:
+        """Plain values for a report (report.json)."""
+        return {"check": self.check, "passed": self.passed, "status": self.status, "case": self.case,
+                "detail": self.detail, "cause": self.cause, "relation": self.relation, "finding": self.finding,
+                "summary": self.summary, "line": self.line}
 
     def _ipython_display_(self) -> None:
         # The check already printed its line; showing the return value again would print it twice.

@@ -32,14 +32,14 @@ def run_check(spec: specs.Spec, cases: list[dict], compute: Callable[[dict], Cas
         if not verdict.passed:
             if verdict.kind in _SAME_IN_EVERY_CASE:
                 return verdict
-            return verdict.prefixed(f"{case['label']}: " if case.get("label") else "")
+            return verdict.in_case(case.get("label", ""))
     return Verdict(spec.name, True, spec.what)
 
 
 def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     name = spec.name
     if not result.ok:
-        return Verdict(name, False, str(result.problem), result.kind)
+        return Verdict(name, False, str(result.problem), result.kind, finding=result.finding)
     outputs = result.outputs
     expected = case["output"]
     if case.get("model") == "raising":  # only what the call left behind is compared
@@ -48,9 +48,9 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         return _judge_outcomes(spec, case, outputs)
     for part in spec.outputs:
         actual = outputs.get(part)
-        problem = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
+        problem, finding = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
         if problem:
-            return Verdict(name, False, problem + _cause(spec, case, outputs))
+            return Verdict(name, False, problem, cause=_cause(spec, case, outputs), finding=finding)
     worst = None
     for part in spec.outputs:
         tol = spec.tol.get(part, DEFAULT_TOL)
@@ -61,10 +61,13 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         return _follow_up(spec, expected, outputs, _gradients(spec, case, expected, outputs))
     part, error, tol = worst
     cause = _cause(spec, case, outputs) or _mutant_cause(spec, case, outputs)
+    relation = ""
     if not cause and torch.is_floating_point(expected[part]):
-        cause = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol, case.get("terms", ()))
+        relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
+                                      case.get("terms", ()))
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
-                                            part if len(spec.outputs) > 1 else "") + cause)
+                                            part if len(spec.outputs) > 1 else ""),
+                   cause=cause, relation=relation, finding="wrong values")
 
 
 GRADIENT_TOL = 1e-3  # the same loss written another way: its gradient differs by round-off only
@@ -80,16 +83,17 @@ def _gradients(spec: specs.Spec, case: dict, expected: dict, outputs: dict) -> V
         actual, wanted = outputs.get(part), expected[part]
         if actual is None or tuple(actual.shape) != tuple(wanted.shape):
             return Verdict(spec.name, False, f"the value is right, but it carries no gradient back to {shown}: the "
-                                             "optimizer changes the image through it")
+                                             "optimizer changes the image through it", finding="no gradient")
         if not bool(actual.abs().max() > 0) and bool(wanted.abs().max() > 0):
             return Verdict(spec.name, False, f"the value is right, but its gradient with respect to {shown} is zero "
                            f"({shown} detached, or used through .item() or NumPy?): the optimizer changes the image "
-                           "through it")
+                           "through it", finding="no gradient")
         error = relative_error(actual, wanted)
         if error > GRADIENT_TOL:
             return Verdict(spec.name, False, f"the value is right, but its gradient with respect to {shown} is not "
                            f"(relative error {error:.2g}, allowed {GRADIENT_TOL:.0e}): part of the expression is "
-                           "detached or computed outside torch" + _cause(spec, case, outputs))
+                           "detached or computed outside torch", cause=_cause(spec, case, outputs),
+                           finding="wrong gradient")
     return Verdict(spec.name, True, spec.what)
 
 
@@ -106,7 +110,7 @@ def _follow_up(spec: specs.Spec, expected: dict, outputs: dict, passed: Verdict)
             return Verdict(spec.name, False, f"after your function returned, a clean pass of the same model on the "
                            f"same images tensor gives other {what} than it should: something the call left "
                            "behind (a hook still on the model, the images changed in place, the model left in "
-                           "another mode) changes what the next cell computes")
+                           "another mode) changes what the next cell computes", finding="leaves something changed")
     return passed
 
 
@@ -114,22 +118,21 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     """A loop's verdict from its outcomes: each of ``spec.outcomes`` in turn, the student's run against the
     reference run; the first that fails gives the line, with the stored mistake whose outcomes these are."""
     first = spec.outputs[0]
-    problem = _structure(outputs.get(first), case["output"][first], first)
+    problem, finding = _structure(outputs.get(first), case["output"][first], first)
     if problem:
-        return Verdict(spec.name, False, problem + _cause(spec, case, outputs))
+        return Verdict(spec.name, False, problem, cause=_cause(spec, case, outputs), finding=finding)
     inputs = case.get("inputs", {})
     mine, reference = spec.measure(inputs, outputs), spec.measure(inputs, case["output"])
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
-            line = outcomes.describe(outcome, mine, reference)
-            cause = _outcome_cause(spec, case, mine, reference)
-            return Verdict(spec.name, False, line + cause)
+            return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference),
+                           cause=_outcome_cause(spec, case, mine, reference), finding=f"outcome {outcome.name!r} off")
     return Verdict(spec.name, True, spec.what)
 
 
 def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:
-    """'; likely cause: ...' for the stored mistake whose run fails the same outcomes the same way (fewer
+    """The words of the stored mistake whose run fails the same outcomes the same way (fewer
     evaluations, a loss too high...) and is nearest to the student's among those; else the nearest stored run
     within ``spec.variant_tol``. A loop's trajectory depends on the machine's round-off (another CPU's kernels,
     oneDNN), the pattern of what fails much less."""
@@ -151,24 +154,25 @@ def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) ->
 PATTERN_MATCH = 0.5
 
 
-def _structure(actual, expected: torch.Tensor, part: str) -> str:
-    """What is wrong with the output's form (shape, dtype, NaNs), or ''."""
+def _structure(actual, expected: torch.Tensor, part: str) -> tuple[str, str]:
+    """(what is wrong with the output's form (shape, dtype, NaNs), a few words for reports), or ('', '')."""
     where = f"{part}: " if part else ""
     if actual is None:
-        return f"{where}missing from the result"
+        return f"{where}missing from the result", "a part missing"
     if tuple(actual.shape) != tuple(expected.shape):
         return f"{where}shape {fmt_shape(actual.shape)}, expected {fmt_shape(expected.shape)}" + shape_hint(
-            actual.shape, expected.shape)
+            actual.shape, expected.shape), "wrong shape"
     if actual.dtype != expected.dtype:
         return (f"{where}dtype {str(actual.dtype).replace('torch.', '')}, expected "
-                f"{str(expected.dtype).replace('torch.', '')}")
+                f"{str(expected.dtype).replace('torch.', '')}"), "wrong dtype"
     if torch.is_floating_point(actual):
         bad = ~torch.isfinite(actual)
         if bad.any() and not bool((bad == ~torch.isfinite(expected)).all()):
             index = tuple(bad.nonzero()[0].tolist())
             kind = "NaN" if torch.isnan(actual).any() else "inf"
-            return f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)} (a division by zero?)"
-    return ""
+            return (f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)} (a division by zero?)",
+                    f"{kind} values")
+    return "", ""
 
 
 def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol: float, part: str) -> str:
@@ -190,7 +194,7 @@ def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol:
 
 
 def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
-    """'; likely cause: ...' for the stored mistake whose outputs these are nearest to, if near enough."""
+    """The words of the stored mistake whose outputs these are nearest to, if near enough, else ''."""
     def distance(theirs: dict) -> float:
         return max((_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
                     for part in spec.outputs if part in theirs), default=float("inf"))
@@ -201,8 +205,8 @@ def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
 
 
 def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
-    """'; likely cause: ...' in the words of the generated mutant (tools/mutants.py) whose outputs' sketches are
-    nearest to the student's, if near enough."""
+    """The words of the generated mutant (tools/mutants.py) whose outputs' sketches are nearest to the
+    student's, if near enough, else ''."""
     mutants = case.get("mutants", [])
     if not mutants:
         return ""
@@ -215,12 +219,12 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
                      for part, s in mutant["sketch"].items()), default=float("inf"))
         if found <= best_distance:
             best, best_distance = mutant, found
-    return f"; likely cause: {best['words']}" if best is not None else ""
+    return best["words"] if best is not None else ""
 
 
 def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, deviation: float | None = None) -> str:
-    """'; likely cause: ...' of the stored mistake whose outputs are at the smallest ``distance`` (at most
-    ``tol``), or ''."""
+    """The words of the stored mistake whose outputs are at the smallest ``distance`` (at most ``tol``), or
+    ''."""
     # A mistake must also explain most of the deviation: nearer to the student's output than half its distance
     # from the reference, or a small deviation would be pinned on whichever mistake lies near the reference.
     deviation = distance(case["output"]) if deviation is None else deviation
@@ -229,7 +233,7 @@ def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, de
         found = distance(variant["output"])
         if found <= best_distance:
             best, best_distance = variant, found
-    return f"; likely cause: {best['cause']}" if best is not None else ""
+    return best["cause"] if best is not None else ""
 
 
 def _distance(actual: torch.Tensor, variant: torch.Tensor) -> float:

@@ -16,7 +16,7 @@ FIT = 1e-3  # a relation holds when it explains the output to this fraction of t
 
 
 def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=()) -> str:
-    """'; <what relation holds>' or ''. ``actual`` and ``expected``: float tensors of one shape; ``terms``: the
+    """The relation that holds, in words, or ''. ``actual`` and ``expected``: float tensors of one shape; ``terms``: the
     reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them."""
     a, e = actual.detach().to(torch.float64), expected.detach().to(torch.float64)
     if a.shape != e.shape or not (torch.isfinite(a).all() and torch.isfinite(e).all()):
@@ -31,12 +31,12 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
 
     found = _subset_of_terms(a, terms, near)
     if found:
-        return "; " + found
+        return found
 
     for check in (_factor, _sign, _axes, _shift, _per_image):
         found = check(a, e, near, inputs)
         if found:
-            return "; " + found
+            return found
     return ""
 
 

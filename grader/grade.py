@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from checks import references
+from checks.core import Kind, Verdict
 from checks.specs import SPECS, TOPICS
 from grader import sandbox
 from grader import submission as submissions
@@ -175,8 +176,7 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
             except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
                 cause = f"the grader could not grade this submission ({type(err).__name__}: {str(err)[:120]})"
                 problems.append(cause)
-                ordered = [CheckResult(q.topic, q.check, False, "kit_error", f"ERROR {q.check}: {cause}")
-                           for q in questions]
+                ordered = [CheckResult(q.topic, Verdict(q.check, False, cause, Kind.KIT_ERROR)) for q in questions]
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
             graded = Graded(sub.name, str(sub.source), questions, ordered, time.perf_counter() - start,

@@ -6,15 +6,9 @@ import csv
 import json
 import re
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
 
 from grader.grade import CheckResult, Graded
-
-GRADER_STATUSES = {"timeout": "timed out", "crashed": "crashed", "missing": "file or function missing",
-                   "import_error": "module cannot be imported", "not_implemented": "not implemented",
-                   "forbidden": "forbidden library call", "malformed": "unusable reply", "kit_error": "the kit failed"}
-
 
 def _num(x: float) -> str:
     return f"{x:g}"
@@ -35,21 +29,9 @@ def table(graded: Graded) -> str:
 
 
 def cause(result: CheckResult) -> str:
-    """A few words for why a check failed, the same for submissions that failed the same way."""
-    if result.status in GRADER_STATUSES:
-        return GRADER_STATUSES[result.status]
-    if "; likely cause: " in result.line:
-        return result.line.split("; likely cause: ", 1)[1]
-    if result.status == "exception":
-        match = re.search(r"raised (\w+)", result.line)
-        return f"raises {match[1]}" if match else "raises an exception"
-    for words, short in (("shape", "wrong shape"), ("dtype", "wrong dtype"), ("NaN", "NaN values"),
-                         ("inf value", "inf values"), ("requires grad", "output still requires grad"),
-                         ("in place", "changes an input in place"), ("hooks", "hooks left behind"),
-                         ("worst element", "wrong values"), ("got ", "wrong values")):
-        if words in result.line:
-            return short
-    return result.status.replace("_", " ")
+    """A few words for why a check failed, the same for submissions that failed the same way: the verdict's
+    likely cause, else what the judge found, else its kind's words."""
+    return result.verdict.summary
 
 
 def summary(all_graded: list[Graded]) -> str:
@@ -80,7 +62,7 @@ def report_dict(graded: Graded) -> dict:
         "score": graded.score, "max_score": graded.max_score, "seconds": round(graded.seconds, 2),
         "cpu_seconds": round(graded.cpu_seconds, 2), "notebooks": graded.notebooks, "warnings": graded.warnings,
         "questions": [{"question": q.name, "points": q.points if r.passed else 0.0, "max_points": q.points,
-                       **asdict(r)}
+                       **r.to_dict()}
                       for q, r in zip(graded.questions, graded.results)],
     }
 

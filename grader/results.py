@@ -1,20 +1,20 @@
 """What grading gives: one result per graded check, and one outcome per submission."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+from checks.core import Verdict, one_line
 
 from grader.points import Question
 
 
 @dataclass
 class CheckResult:
-    """One graded check. ``status``: pass, fail (wrong values) or a :class:`checks.core.Kind`'s value."""
+    """One graded check: the judge's :class:`checks.core.Verdict` as it came, with the times and what the
+    submission printed. Every report is rendered from these fields; none parses the verdict's line."""
 
     topic: str
-    check: str
-    passed: bool
-    status: str
-    line: str
+    verdict: Verdict
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     reference_cpu_seconds: float | None = None
@@ -23,6 +23,28 @@ class CheckResult:
     cases: int = 0
     output: str = ""
     output_dropped: int = 0
+
+    @property
+    def check(self) -> str:
+        return self.verdict.check
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+    @property
+    def status(self) -> str:
+        """pass, fail (wrong values) or a :class:`checks.core.Kind`'s value."""
+        return self.verdict.status
+
+    @property
+    def line(self) -> str:
+        return one_line(self.verdict.line, 2000)
+
+    def to_dict(self) -> dict:
+        """The structured verdict, the times and the printed output, for report.json."""
+        fields = {k: v for k, v in asdict(self).items() if k != "verdict"}
+        return {"topic": self.topic, **self.verdict.to_dict(), "line": self.line, **fields}
 
 
 @dataclass

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from checks.core import CaseResult, Kind, Verdict, one_line, printable
+from checks.core import CaseResult, Kind, Verdict, printable
 from checks.judge import run_check
 from checks.session import OUTPUT_CAP, ChildChecks, ChildError, Reply, Session
 from checks.specs import SPECS
@@ -142,8 +142,8 @@ class SubmissionRun:
                 limit=None, cases_run: int = 0) -> CheckResult:
         output, dropped = self.child.take_output()
         kept, more = _capped(printable(output))
-        return CheckResult(SPECS[check].topic, check, verdict.passed, verdict.status, one_line(verdict.line, 2000),
-                           cpu, wall, reference, limit, cases_run, len(self.plan.cases[check]), kept, dropped + more)
+        return CheckResult(SPECS[check].topic, verdict, cpu, wall, reference, limit, cases_run,
+                           len(self.plan.cases[check]), kept, dropped + more)
 
 
 def _import_timeout(limit: float):

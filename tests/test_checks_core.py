@@ -77,8 +77,9 @@ def test_exceptions_are_one_line_with_the_place_in_helpers():
 
 def test_a_verdict_prints_one_line():
     assert str(Verdict("c", False, "broken")) == "FAIL c: broken" and not Verdict("c", False, "x")
-    assert Verdict("c", False, "x").prefixed("case 2: ").detail == "case 2: x"
-    assert Verdict("c", True, "ok").prefixed("case 2: ").detail == "ok"
+    assert Verdict("c", False, "x").in_case("case 2").line == "FAIL c: case 2: x"
+    assert Verdict("c", False, "x", cause="doubled").in_case("case 2").case == "case 2"
+    assert Verdict("c", True, "ok").in_case("case 2").line == "PASS c: ok"
 
 
 def test_printed_text_and_problems_lose_their_control_characters():

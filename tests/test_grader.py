@@ -21,7 +21,7 @@ from grader.grade import CheckResult, Graded, grade
 from grader.points import PointsError, Question, load_points
 from grader.report import gradescope_dict, report_dict, summary, table, write_roster
 from grader.scan import scan
-from checks.core import CaseResult, Kind
+from checks.core import CaseResult, Kind, Verdict
 from grader.submission import safe_extract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,11 +83,20 @@ def test_shipped_points_file_grades_every_check():
 
 # ------------------------------------------------------------------------------------------------ reports
 
+def _verdict(line: str, status: str) -> Verdict:
+    """The judge's verdict behind a test's line (a line with '; likely cause: ' keeps its cause apart)."""
+    check, detail = line.split(" ", 1)[1].split(": ", 1)
+    detail, _, cause = detail.partition("; likely cause: ")
+    kind = None if status in ("pass", "fail") else Kind(status)
+    finding = "wrong shape" if detail.startswith("shape") else ""
+    return Verdict(check, line.startswith("PASS"), detail, kind, cause=cause, finding=finding)
+
+
 def _graded(name: str, lines: dict, statuses: dict | None = None, isolation="bubblewrap+user") -> Graded:
     questions = [Question("saliency", "saliency_map", 3, "visible"), Question("saliency", "occlusion_map", 2, "hidden")]
-    results = [CheckResult("saliency", q.check, lines[q.check].startswith("PASS"),
-                           (statuses or {}).get(q.check, "pass" if lines[q.check].startswith("PASS") else "fail"),
-                           lines[q.check], cpu_seconds=1.5, reference_cpu_seconds=0.5, cpu_limit_seconds=10)
+    results = [CheckResult("saliency", _verdict(lines[q.check], (statuses or {}).get(
+                   q.check, "pass" if lines[q.check].startswith("PASS") else "fail")),
+                           cpu_seconds=1.5, reference_cpu_seconds=0.5, cpu_limit_seconds=10)
                for q in questions]
     return Graded(name, f"/subs/{name}", questions, results, 4.0, isolation=isolation)
 
@@ -117,6 +126,25 @@ def test_console_keeps_whole_verdicts_and_ends_with_a_class_summary():
     assert "2/3" in lines["saliency/saliency_map"]
     assert "the gradient of the loss is taken" in lines["saliency/saliency_map"]
     assert "1/3" in lines["saliency/occlusion_map"] and "wrong shape (2)" in lines["saliency/occlusion_map"]
+
+
+def test_reports_read_the_structured_verdict_never_its_line():
+    """The class summary and report.json take the judge's fields: a line that merely contains the words
+    '; likely cause: ' (a student's exception message, say) does not become a cause."""
+    from grader.report import cause
+
+    decoy = Verdict("saliency_map", False, "raised ValueError: x; likely cause: decoy", Kind.EXCEPTION,
+                    finding="raises ValueError")
+    named = Verdict("saliency_map", False, "worst element [0]: got 1, expected 2", cause="a sum where the "
+                    "reference averages", finding="wrong values").in_case("objective='loss'")
+    assert cause(CheckResult("saliency", decoy)) == "raises ValueError"
+    assert cause(CheckResult("saliency", named)) == "a sum where the reference averages"
+    assert cause(CheckResult("saliency", Verdict("saliency_map", False, "slow", Kind.TIMEOUT))) == "timed out"
+    questions = [Question("saliency", "saliency_map", 3, "visible")]
+    (entry,) = report_dict(Graded("ann", "/subs/ann", questions, [CheckResult("saliency", named)]))["questions"]
+    assert (entry["case"], entry["cause"], entry["finding"], entry["status"]) == (
+        "objective='loss'", "a sum where the reference averages", "wrong values", "fail")
+    assert entry["line"] == named.line
 
 
 def test_results_json_takes_visibility_from_points_and_says_the_isolation():
@@ -213,18 +241,23 @@ def test_scan_skips_stand_ins_and_ignores_unparsable_files():
 # ------------------------------------------------------------------------------------------------ replies
 
 def test_replies_from_the_child_are_checked():
-    good = {"outputs": {"output": torch.zeros(2, 3)}, "problem": None, "kind": None}
+    good = {"outputs": {"output": torch.zeros(2, 3)}, "problem": None, "kind": None, "finding": ""}
     assert CaseResult.from_message(good, ("output",)).outputs["output"].shape == (2, 3)
-    long = CaseResult.from_message({"outputs": {}, "problem": "x\n" * 5000, "kind": "exception"}, ("output",))
+    long = CaseResult.from_message({"outputs": {}, "problem": "x\n" * 5000, "kind": "exception",
+                                    "finding": "raises " + "E" * 500}, ("output",))
     assert len(long.problem) < 700 and "\n" not in long.problem and long.kind is Kind.EXCEPTION
-    escaped = CaseResult.from_message({"outputs": {}, "problem": "\x1b[2K\rok \x1b[32mPASS", "kind": "exception"},
-                                      ("output",))
+    assert len(long.finding) < 100
+    escaped = CaseResult.from_message({"outputs": {}, "problem": "\x1b[2K\rok \x1b[32mPASS", "kind": "exception",
+                                       "finding": ""}, ("output",))
     assert "\x1b" not in escaped.problem and "\r" not in escaped.problem
+    assert CaseResult.from_message(CaseResult.failure(Kind.EXCEPTION, "raised X", "raises X").to_message(),
+                                   ("output",)).finding == "raises X"
     for bad in ({**good, "passed": True}, {**good, "outputs": {"verdict": torch.zeros(1)}},
                 {**good, "outputs": {"output": [1.0, 2.0]}}, {**good, "kind": "pass"},
                 {**good, "problem": "oops"}, {**good, "outputs": {"output": torch.nn.Parameter(torch.zeros(2))}},
                 {**good, "outputs": {"output": torch.zeros(3).to_sparse()}}, "PASS", None,
-                {"outputs": {}, "problem": "slow", "kind": "timeout"}):  # only the parent finds a timeout
+                {**good, "finding": 3}, {"outputs": {}, "problem": "oops", "kind": "exception"},
+                {"outputs": {}, "problem": "slow", "kind": "timeout", "finding": ""}):  # only the parent times out
         with pytest.raises(ValueError):
             CaseResult.from_message(bad, ("output",))
 

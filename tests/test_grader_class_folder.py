@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from checks.specs import TOPICS
+from checks.core import Verdict
 from grader import submission as submissions
 from grader.points import Question
 from grader.report import spreadsheet_safe, write_roster
@@ -114,7 +115,7 @@ def test_roster_cells_never_start_a_formula(cell, shown):
 
 def test_the_roster_escapes_what_it_writes(tmp_path):
     question = Question(topic="saliency", check="saliency_map", points=2.0)
-    graded = Graded("x", "=1+2", [question], [CheckResult("saliency", "saliency_map", False, "fail", "FAIL")],
+    graded = Graded("x", "=1+2", [question], [CheckResult("saliency", Verdict("saliency_map", False, "wrong"))],
                     warnings=["name cleaned from '=HYPERLINK(1)'", "=cmd|' /C calc'!A0"])
     roster = write_roster([graded], tmp_path / "roster.csv")
     with open(roster, newline="", encoding="utf-8") as f:

@@ -5,10 +5,11 @@ The protocol, in order: (1) eight classes are drawn with the seed from POOL (eve
 them used in the notebooks' examples) and eight more as distractors, and the draw is written to draw.json
 before any image is made; (2) one image per class with each of two methods: ``pixel`` (the pixel-space ascent
 of notebook 3's exercise) or a candidate recipe of convlens.priors.CANDIDATES (default: ``pixel,today``),
-made with SHEET_THREADS CPU threads: the seed gives the same images again on a machine with the same torch
-and the same CPU kernels (``torch.backends.cpu.get_cpu_capability()``, recorded), not on others (with
-ATEN_CPU_CAPABILITY=default instead of AVX512 the pixels moved by 0.16 on average), so the images shown are
-saved; (3) per method, a shuffled contact sheet of numbered, untitled tiles at the resolution each image was
+made in a child process with portable numerics (PORTABLE_ENV: one thread, PyTorch's plain CPU kernels,
+oneDNN off, MKL's reproducible mode), so the seed gives the same images on any x86-64 machine with the same
+torch. With each machine's fastest kernels the images differ between machines (AVX512 against AVX2: 0.09 mean
+pixel difference on a short run; AVX512 against the plain kernels: 0.16 on a sheet). ``--native`` skips the
+child process (faster; the key records which numerics made the images); (3) per method, a shuffled contact sheet of numbered, untitled tiles at the resolution each image was
 optimized at (sheet_A.png, sheet_B.png: the letters do not say which method is which), the forced-choice list
 of 16 names (the 8 drawn and the 8 distractors, shuffled) and, for the scorer only, the answer key with the
 network's probability for each image at the size it was optimized and shown at, and tensors.pt, the images
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,8 +67,25 @@ def draw_classes(seed: int) -> tuple[list[tuple], list[tuple]]:
     return picked[:DRAWN], picked[DRAWN:]
 
 
-SHEET_THREADS = 1  # class images change with the thread count (and the CPU kernels: see the docstring)
+SHEET_THREADS = 1  # class images change with the thread count (and with the CPU kernels: PORTABLE_ENV)
 PIXEL = "pixel"
+# Set before torch starts: PyTorch's plain (non-vectorized) kernels and MKL's conditional numerical
+# reproducibility make the arithmetic the same on every x86-64 CPU; oneDNN, which picks its code by CPU, is
+# turned off in make_images().
+PORTABLE_ENV = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+
+
+def portable() -> bool:
+    """Whether this process was started with PORTABLE_ENV in effect."""
+    return (torch.backends.cpu.get_cpu_capability() == "DEFAULT"
+            and os.environ.get("MKL_CBWR") == PORTABLE_ENV["MKL_CBWR"])
+
+
+def numerics() -> str:
+    """The numerical settings images are made with here, in words (recorded in the key and tensors.pt)."""
+    if portable():
+        return f"portable: {SHEET_THREADS} thread, plain CPU kernels, oneDNN off, MKL_CBWR=COMPATIBLE"
+    return f"native: {SHEET_THREADS} thread, {torch.backends.cpu.get_cpu_capability()} kernels"
 
 
 def make_images(classes, seed: int, methods=(PIXEL, "today")) -> dict:
@@ -78,6 +98,8 @@ def make_images(classes, seed: int, methods=(PIXEL, "today")) -> dict:
     from helpers import fooling
 
     torch.set_num_threads(SHEET_THREADS)
+    if portable():
+        torch.backends.mkldnn.enabled = False
     model = fast_copy(load_model("cpu"))
     images = {}
     for method in methods:
@@ -136,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, required=True, help="draws the classes; seeds the images and shuffles")
     parser.add_argument("--candidates", default=f"{PIXEL},today",
                         help="the two methods, comma-separated: 'pixel' or names in convlens.priors.CANDIDATES")
+    parser.add_argument("--native", action="store_true",
+                        help="make the images in this process with this CPU's fastest kernels (not portable)")
     args = parser.parse_args(argv)
     from convlens.priors import CANDIDATES
 
@@ -143,6 +167,10 @@ def main(argv=None) -> int:
     unknown = [m for m in methods if m != PIXEL and m not in CANDIDATES]
     if len(methods) != 2 or len(set(methods)) != 2 or unknown:
         parser.error(f"--candidates takes two different names among {PIXEL}, {', '.join(CANDIDATES)}")
+    if not args.native and not portable():  # the same images on any x86-64 machine: start over in a child
+        argv = sys.argv[1:] if argv is None else list(argv)
+        return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv],
+                               env={**os.environ, **PORTABLE_ENV})
     args.out.mkdir(parents=True, exist_ok=True)
 
     drawn, distractors = draw_classes(args.seed)
@@ -157,7 +185,7 @@ def main(argv=None) -> int:
     rng.shuffle(methods)  # which method is sheet A is itself random
     key = {"seed": args.seed, "protocol": "INSTRUCTIONS.txt", "draw": "draw.json", "tensors": "tensors.pt",
            "threads": SHEET_THREADS, "torch": str(torch.__version__),
-           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "sheets": {}}
+           "numerics": numerics(), "sheets": {}}
     for letter, method in zip("AB", methods):
         order = list(range(len(drawn)))
         rng.shuffle(order)
@@ -173,7 +201,7 @@ def main(argv=None) -> int:
     rng.shuffle(names)
     (args.out / "answer_key.json").write_text(json.dumps(key, indent=2) + "\n")
     torch.save({"seed": args.seed, "threads": SHEET_THREADS, "torch": str(torch.__version__),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "classes": indices,
+                "numerics": numerics(), "classes": indices,
                 "images": {f"sheet_{letter}.png": images[method] for letter, method in zip("AB", methods)},
                 "methods": {f"sheet_{letter}.png": method for letter, method in zip("AB", methods)}},
                args.out / "tensors.pt")
