@@ -5,9 +5,10 @@ answers, to a ``compute`` function (in-process in the notebook; a child process'
 the grader, which adds only its time limits) and judges each :class:`~checks.core.CaseResult` as it
 arrives; the first failing case gives the FAIL line. Judging uses only stored tensors: no formula of an
 exercise. When the values are wrong, the likely cause is the stored mistake (made by the instructor's build
-from the solution plus one mutation each) whose outputs the student's outputs match; when none matches,
-checks/relations.py names the relation it finds between the output and the reference (a factor, a sign,
-swapped axes, a shift, a per-image normalization).
+from the solution plus one mutation each) whose outputs the student's outputs match; else a generated mutant
+(tools/mutants.py) that gives the output to round-off; else the relation checks/relations.py finds between the
+output and the reference (a factor, a sign, swapped axes, a shift, a per-image normalization, an L2 ball);
+else the nearest generated mutant. The verdict keeps these apart (checks/core.py's Verdict), for every report.
 """
 from __future__ import annotations
 
@@ -60,11 +61,18 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     if worst is None:
         return _follow_up(spec, expected, outputs, _gradients(spec, case, expected, outputs))
     part, error, tol = worst
-    cause = _cause(spec, case, outputs) or _mutant_cause(spec, case, outputs)
-    relation = ""
+    # A stored mistake first; then a generated mutant that reproduces the output to round-off; then a relation
+    # (which holds to round-off too); then the nearest mutant, which only lies near: an exact statement beats
+    # an approximate one.
+    cause, relation = _cause(spec, case, outputs), ""
+    mutant, apart = _mutant_cause(spec, case, outputs)
+    if not cause and apart <= relations.FIT:
+        cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
         relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
                                       case.get("terms", ()))
+    if not cause and not relation:
+        cause = mutant
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
                                             part if len(spec.outputs) > 1 else ""),
                    cause=cause, relation=relation, finding="wrong values")
@@ -204,12 +212,12 @@ def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
     return _nearest_cause(case, distance, spec.variant_tol, deviation)
 
 
-def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
-    """The words of the generated mutant (tools/mutants.py) whose outputs' sketches are nearest to the
-    student's, if near enough, else ''."""
+def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
+    """(the words of the generated mutant (tools/mutants.py) whose outputs' sketches are nearest to the
+    student's, their distance relative to the output's scale) if near enough, else ('', inf)."""
     mutants = case.get("mutants", [])
     if not mutants:
-        return ""
+        return "", float("inf")
     mine = {part: sketch.sketch(outputs[part]) for part in spec.outputs if part in outputs}
     reference = max((sketch.distance(mine[part], sketch.sketch(case["output"][part])) if part in mine
                      else float("inf") for part in spec.outputs), default=float("inf"))
@@ -219,7 +227,7 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
                      for part, s in mutant["sketch"].items()), default=float("inf"))
         if found <= best_distance:
             best, best_distance = mutant, found
-    return best["words"] if best is not None else ""
+    return (best["words"], best_distance) if best is not None else ("", float("inf"))
 
 
 def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, deviation: float | None = None) -> str:

@@ -3,7 +3,8 @@
 :func:`describe` tries a short list of relations that common bugs leave behind and names the first that
 holds: a sum that leaves out some of its terms, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
-instead of per image, or the reverse), one image's output given to all, right for the first image only.
+instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
+from the input bounded per image (an L2 ball) where the reference bounds each value.
 It reads only the output, the reference and the sizes of the case's inputs: no formula of an exercise.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     if found:
         return found
 
-    for check in (_factor, _sign, _axes, _shift, _per_image):
+    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball):
         found = check(a, e, near, inputs)
         if found:
             return found
@@ -146,4 +147,26 @@ def _per_image(a, e, near, inputs) -> str:
         listed = ", ".join(map(str, differ[:6])) + (", ..." if len(differ) > 6 else "")
         return f"image 1 matches the reference; image{'s' if len(differ) > 1 else ''} {listed} of {n} differ" + (
             "s" if len(differ) == 1 else "")
+    return ""
+
+
+def _l2_ball(a, e, near, inputs) -> str:
+    """The output's change from an input of its shape stays inside an L2 ball whose radius is the largest
+    change the reference makes to one value: a budget per image where the reference's is per value (an
+    L-infinity ball), as when an attack projects with a norm instead of a clamp."""
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(a.shape) or value.dim() < 2 \
+                or not value.is_floating_point():
+            continue
+        x = value.detach().to(torch.float64)
+        mine, theirs = (a - x).flatten(1), (e - x).flatten(1)
+        radius = theirs.abs().max().item()
+        if radius == 0:
+            continue
+        norms = mine.norm(dim=1)
+        if bool((norms <= radius * (1 + 1e-3)).all()) and bool((norms >= 0.9 * radius).any()) \
+                and bool((theirs.norm(dim=1) > 1.5 * radius).any()):
+            return (f"each image's change from {name} has an L2 norm of at most {radius:.3g}, the largest change "
+                    "the reference makes to one value: the budget is spent per image (an L2 ball) where it is "
+                    "per value (an L-infinity ball: every value within epsilon of the original)")
     return ""

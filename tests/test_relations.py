@@ -55,3 +55,59 @@ def test_stored_terms_add_up_to_the_output():
     for case in cases:
         total = sum(t["output"].double() for t in case["terms"])
         assert torch.allclose(total, case["output"]["output"].double(), rtol=1e-5), spec.name
+
+
+def test_a_change_bounded_per_image_is_told_from_one_bounded_per_value():
+    """An attack projected onto an L2 ball where the contract's ball is L-infinity: the relation reads the
+    radius off the reference (its largest change to one value) and needs no argument of the exercise."""
+    generator = torch.Generator().manual_seed(3)
+    images = torch.rand(2, 3, 8, 8, generator=generator) * 0.5 + 0.25
+    step = torch.randn(2, 3, 8, 8, generator=generator)
+    box = images + 0.05 * step.sign()  # the reference: every value moved by epsilon
+    ball = images + 0.05 * step / step.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert "an L2 ball" in describe(ball, box, {"images": images}, 1e-4)
+    assert "L2 ball" not in describe(box * 1.01, box, {"images": images}, 1e-4)
+    assert "L2 ball" not in describe(ball, box, {}, 1e-4)  # nothing to measure the change from
+
+
+@pytest.mark.parametrize("topic, check, edits, words", [
+    # integrated gradients with path points from torch.linspace(0, 1, steps) instead of interval midpoints
+    ("saliency", "integrated_gradients", [{"replace": "(k + 0.5) / steps", "with": "k / max(steps - 1, 1)"}],
+     "torch.linspace(0, 1, steps)"),
+    # PGD projected onto an L2 ball of radius epsilon
+    ("fooling", "pgd_attack", [{"replace": "attacked = torch.min(torch.max(stepped, original - epsilon), "
+                                           "original + epsilon).clamp(0, 1)",
+                                "with": "delta = stepped - original\n            attacked = (original + delta * "
+                                        "(epsilon / delta.flatten(1).norm(dim=1)).clamp(max=1).view(-1, 1, 1, 1)"
+                                        ").clamp(0, 1)"}],
+     "an L2 ball"),
+    # occlusion windows stepped by the window instead of the stride: a mutant that reproduces the output to
+    # round-off is named before a looser relation ("image 1 matches the reference")
+    ("saliency", "occlusion_map",
+     [{"replace": "for top in range(0, height - window + stride, stride):",
+       "with": "for top in range(0, height - window + stride, window):"},
+      {"replace": "for left in range(0, width - window + stride, stride):",
+       "with": "for left in range(0, width - window + stride, window):"}],
+     "the loop steps by `window` where the contract says `stride`"),
+    # class visualization with the jitter rolled the other way, both there and back
+    ("fooling", "class_visualization_step",
+     [{"replace": "shifted = torch.roll(images.detach(), shifts=(oy, ox), dims=(2, 3))",
+       "with": "shifted = torch.roll(images.detach(), shifts=(-oy, -ox), dims=(2, 3))"},
+      {"replace": "return torch.roll(stepped, shifts=(-oy, -ox), dims=(2, 3))",
+       "with": "return torch.roll(stepped, shifts=(oy, ox), dims=(2, 3))"}],
+     "a shift in the opposite direction, at every place it occurs"),
+])
+def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
+    """Mistakes reviewers wrote that no stored mistake describes, named by a generated mutant (one edit, or
+    one edit made at every place it applies) or by a relation, on the public cases (what a student sees) and
+    the hidden ones (the grader)."""
+    from checks import references, specs
+    from checks.compute import compute_case
+    from checks.judge import run_check
+    from tools.references import HIDDEN_DIR, mutated_module
+
+    module, spec = mutated_module(topic, edits, check), specs.SPECS[check]
+    for folder in (references.REFERENCES_DIR, HIDDEN_DIR):
+        cases = [c for c in references.load(folder / f"{topic}.pt")["cases"] if c["check"] == check]
+        verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
+        assert not verdict.passed and words in verdict.line, verdict.line

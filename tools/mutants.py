@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REDUCTIONS = {"sum": "mean", "mean": "sum"}
 REDUCTION_WORDS = {("sum", "mean"): "an average where the reference sums",
                    ("mean", "sum"): "a sum where the reference averages"}
+# Edits that a student makes at every place at once when they hold one convention the other way round.
+EVERYWHERE = {"a shift in the opposite direction", "an average where the reference sums",
+              "a sum where the reference averages", "a value that is not squared", "an absolute value left out"}
 AXIS_CALLS = {"sum", "mean", "amax", "amin", "max", "min", "norm", "softmax", "log_softmax", "argmax", "flatten",
               "cumsum", "roll"}
 
@@ -115,6 +118,15 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                         ast.BinOp(weight, ast.Mult(), total.left), total.op, total.right)
                     yield "a weight applied to one term of a sum only", ast.BinOp(
                         total.left, total.op, ast.BinOp(weight, ast.Mult(), total.right))
+        if isinstance(node.op, ast.Div) and isinstance(node.left, ast.BinOp) and isinstance(node.left.op, ast.Add) \
+                and isinstance(node.left.right, ast.Constant) and node.left.right.value == 0.5:
+            # (k + 0.5) / n, the midpoint of the k-th of n intervals: the other ways to place n points on [0, 1]
+            count = node.right
+            yield ("points from one end of the path to the other (torch.linspace(0, 1, steps)) where the reference "
+                   "takes the midpoints of equal intervals"), ast.BinOp(node.left.left, ast.Div(), ast.Call(
+                       ast.Name("max", ast.Load()), [ast.BinOp(count, ast.Sub(), ast.Constant(1)), ast.Constant(1)], []))
+            yield "points at the right ends of the intervals where the reference takes their midpoints", ast.BinOp(
+                ast.BinOp(node.left.left, ast.Add(), ast.Constant(1)), ast.Div(), count)
         if isinstance(node.op, ast.Div):
             yield "a division left out", node.left
             yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
@@ -201,6 +213,30 @@ def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in sizes:
             for other in sizes[node.id]:  # this one use only
                 yield "one of the input's sizes used where the reference uses another", ast.Name(other, ast.Load())
+
+    # One edit made consistently at every place it applies (a student who flips one convention flips it
+    # everywhere): both rolls of a jitter the other way, every sum an average.
+    places: dict[str, list] = {}
+    for statement in body:
+        for node in ast.walk(statement):
+            for words, replacement in _edits(node):
+                if words in EVERYWHERE:
+                    places.setdefault(words, []).append((node, replacement))
+    walk = list(ast.walk(tree))
+    for words, pairs in places.items():
+        nodes = [node for node, _ in pairs]
+        if len(pairs) < 2 or len({id(n) for n in nodes}) < len(nodes) or any(
+                inner is not outer and inner in ast.walk(outer) for outer in nodes for inner in nodes):
+            continue
+        mutated = copy.deepcopy(tree)
+        twins = list(ast.walk(mutated))
+        for node, replacement in pairs:
+            _Replace(twins[walk.index(node)], copy.deepcopy(replacement)).visit(mutated)
+        ast.fix_missing_locations(mutated)
+        text = ast.unparse(mutated)
+        if text not in seen:
+            seen.add(text)
+            found.append((f"{words}, at every place it occurs", text))
 
     for statement in body:
         for node in ast.walk(statement):

@@ -81,7 +81,7 @@ class Cgroup:
                 except OSError:
                     if attempt % 50 == 49:
                         for pid in self.pids():
-                            _kill(pid)
+                            kill(pid)
                     time.sleep(0.02)
         self.dirs = []
 
@@ -121,7 +121,8 @@ def _cgroup_bases() -> list[tuple[Path, set[str]]]:
     return bases
 
 
-def _kill(pid: int) -> None:
+def kill(pid: int) -> None:
+    """SIGKILL ``pid``; one that is gone already (or not ours to kill) is left alone."""
     try:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.sandbox.bubblewrap import bwrap_args
-from grader.sandbox.cgroups import Cgroup
+from grader.sandbox.cgroups import Cgroup, kill
 from grader.sandbox.mechanism import SANDBOX_UIDS, Limits, Mechanism
 
 _TRAMPOLINE = (Path(__file__).with_name("trampoline.py")).read_text(encoding="utf-8")
@@ -86,14 +86,14 @@ class Child:
             return
         if self.ns_init and self.popen.poll() is None and _ns_of(self.ns_init) == self.ns_id:
             # The kernel kills every process of a pid namespace when its first process dies.
-            _kill(self.ns_init)
+            kill(self.ns_init)
         if self.cgroup:
             for _ in range(100):  # repeat: a fork may have raced the previous round
                 members = self.cgroup.pids()
                 if not members:
                     break
                 for p in members:
-                    _kill(p)
+                    kill(p)
                 time.sleep(0.01)
         if not self.ns_init and not self.cgroup:
             try:  # "none": best effort only; a descendant that left the session survives this
@@ -118,13 +118,6 @@ class Child:
 
     def __exit__(self, *exc) -> None:
         self.kill_tree()
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _ns_of(pid: int) -> str | None:
