@@ -80,7 +80,7 @@ def candidate_table(model, photos, names=None) -> None:
 
     drawn = random.Random(DRAW_SEED).sample(POOL, DRAWN_CLASSES)
     classes = [index for index, _, _ in drawn]
-    judge = priors.fast_copy(load_model("cpu", arch="efficientnet_lite2"))
+    judge = fast_copy(load_model("cpu", arch="efficientnet_lite2"))
     print(f"candidates on {len(classes)} classes drawn with seed {DRAW_SEED} from tools/blind_test.POOL "
           f"({', '.join(name for _, name, _ in drawn)}); seeds {', '.join(map(str, CANDIDATE_SEEDS))}")
     print(f"  screen: share of 16 views (zoom 0.8-1.2, +-15 deg, +-16 px, 260 px) with the class in Lite2's top 5; "

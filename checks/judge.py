@@ -65,7 +65,7 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     # (which holds to round-off too); then the nearest mutant, which only lies near: an exact statement beats
     # an approximate one.
     cause, relation = _cause(spec, case, outputs), ""
-    mutant, apart = _mutant_cause(spec, case, outputs)
+    mutant, apart = ("", float("inf")) if cause else _mutant_cause(spec, case, outputs)
     if not cause and apart <= relations.FIT:
         cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
