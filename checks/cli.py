@@ -5,6 +5,9 @@ checks/session.py's :class:`~checks.session.ChildChecks`, as in the grader), and
 comes back. A syntax error, a crash or an endless loop in one file costs only that file's checks: every
 other check still runs, and the summary line always prints. Exit code 0 when every check passed, 1
 otherwise, 2 for an unknown name.
+
+The first child is started before this process imports torch, so the two imports overlap: a single check
+costs about one interpreter start, one torch import and its own cases (``bench/bench_check.py``).
 """
 from __future__ import annotations
 
@@ -12,13 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from checks.specs import SPECS, TOPICS, checks_of
+from checks.session import LocalProcess, Session
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TIMEOUT = 120  # CPU seconds per check; the slowest takes about 15 s on a 2-core laptop
 
 
 def usage() -> str:
+    from checks.specs import TOPICS, checks_of
+
     lines = ["usage: python3 kit.py check [TOPIC|FUNCTION ...] [--timeout CPU_SECONDS_PER_CHECK]", "",
              "Without names, every check runs. A topic (one notebook, one file helpers/TOPIC.py) runs all of",
              "its functions' checks; a function runs its own. Topics and their functions:"]
@@ -28,6 +33,8 @@ def usage() -> str:
 
 def selection(names: list[str]) -> dict[str, list[str]]:
     """{topic: [check, ...]} for the given topic and function names (all when empty)."""
+    from checks.specs import SPECS, TOPICS, checks_of
+
     chosen: dict[str, list[str]] = {}
     for name in names or list(TOPICS):
         if name in TOPICS:
@@ -42,18 +49,24 @@ def selection(names: list[str]) -> dict[str, list[str]]:
     return chosen
 
 
-def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
-    """Run one topic's checks in a child process, printing what the code printed and one line per check."""
+def start_child() -> Session:
+    """Start a worker (checks/worker.py) without waiting for it; its first reply says it is ready. It picks
+    its device and thread count by the kit's rules (convlens/runtime.py)."""
+    return Session(lambda argv, fds: LocalProcess(argv, fds, cwd=ROOT), [sys.executable, "-m", "checks.worker"],
+                   ["--watch", "all"])
+
+
+def run_topic(topic: str, checks: list[str], timeout: float, started: Session | None = None) -> list[bool]:
+    """Run one topic's checks in a child process, printing what the code printed and one line per check.
+    ``started``: a child already started for it (else one is started here)."""
     from checks import references
-    from checks.compute import check_device
     from checks.core import Kind, Verdict, printable
     from checks.judge import run_check
-    from checks.session import ChildChecks, ChildError, LocalProcess, Session
-    from convlens.runtime import choose_threads
+    from checks.session import ChildChecks, ChildError
+    from checks.specs import SPECS
 
-    options = ["--device", str(check_device()), "--threads", str(choose_threads()), "--watch", "all"]
-    child = ChildChecks(lambda: Session(lambda argv, fds: LocalProcess(argv, fds, cwd=ROOT),
-                                        [sys.executable, "-m", "checks.worker"], options))
+    waiting = [started] if started is not None else []
+    child = ChildChecks(lambda: waiting.pop() if waiting else start_child())
 
     def describe_timeout(reply) -> str:
         if reply.why == "cpu":
@@ -101,7 +114,7 @@ def run_topic(topic: str, checks: list[str], timeout: float) -> list[bool]:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(usage=usage(), add_help=False)
+    parser = argparse.ArgumentParser(prog="kit.py check", add_help=False)  # usage() imports torch: only on -h
     parser.add_argument("names", nargs="*")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     parser.add_argument("-h", "--help", action="store_true")
@@ -109,14 +122,17 @@ def main(argv=None) -> int:
     if args.help:
         print(usage())
         return 0
+    started = start_child()  # it imports torch while this process does
     try:
         chosen = selection(args.names)
     except KeyError as err:
+        started.close()
         print(f"kit.py check: unknown topic or function {err.args[0]!r}\n\n{usage()}")
         return 2
     results = []
     for topic, checks in chosen.items():
-        results += run_topic(topic, checks, args.timeout)
+        results += run_topic(topic, checks, args.timeout, started)
+        started = None
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
     return 0 if passed == len(results) else 1

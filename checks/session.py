@@ -8,6 +8,9 @@ child's tree (``/proc/<pid>/stat``, the child's own threads and the children it 
 machine does not make a check time out. A wall-clock limit stays only as a backstop for code that waits
 without computing (a sleep), set far above what the CPU limit allows.
 
+This module imports no torch, so that ``kit.py check`` can start its child before the parent imports torch
+(the two imports then overlap); :class:`ChildChecks` imports what it judges with when it is first used.
+
 Replies are checked before use (:meth:`checks.core.CaseResult.from_message`). Loading them
 (``torch.load(weights_only=True)``) cannot run code.
 """
@@ -25,7 +28,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from checks.channel import HEADER, decode, encode
-from checks.core import FOLLOW_UP, CaseResult, Kind, one_line
 
 OUTPUT_CAP = 8_000  # characters of printed output kept per request
 MAX_REPLY_BYTES = 64 << 20  # far above any exercise's outputs
@@ -367,6 +369,8 @@ class ChildChecks:
 
     def import_topic(self, topic: str, limits, describe_timeout: Callable[[Reply], str]) -> CaseResult | None:
         """Import helpers/<topic>.py in the child: None, or the failure every check of the topic gets."""
+        from checks.core import CaseResult, Kind, one_line
+
         reply = self._request({"op": "import", "topic": topic}, limits)
         what = f"helpers/{topic}.py"
         if reply.outcome == "ok":
@@ -391,6 +395,8 @@ class ChildChecks:
     def compute(self, spec, limits, describe_timeout: Callable[[Reply], str]):
         """A ``compute`` for :func:`checks.judge.run_check`: each case runs in the child. ``limits()``: the
         (CPU, wall-clock) seconds a request may still take, asked again while it runs."""
+        from checks.core import FOLLOW_UP, CaseResult, Kind
+
         def compute(case: dict) -> CaseResult:
             if spec.topic not in self.imported:  # a fresh child after a timeout or a crash
                 failure = self.import_topic(spec.topic, limits, describe_timeout)

@@ -37,16 +37,16 @@ def describe_import_error(err: BaseException, topic: str) -> str:
 
 
 class Worker:
-    """The state one child keeps between requests: the model's layout and the student's imported modules."""
+    """The state one child keeps between requests: the model's layout and the student's imported modules.
+
+    The pretrained model is loaded by the first case that uses it (1.4 s), so a check that needs none
+    (``kit.py check tv_loss``) never waits for it."""
 
     def __init__(self, device: str, threads: int, watch: str):
         import torch
 
-        from checks.compute import pretrained
-
         self.torch, self.device, self.threads, self.watch = torch, torch.device(device), threads, watch
-        self.model = pretrained(str(self.device))
-        self.layout = self._layout()
+        self.layout = None  # the pretrained model's {weight: shape}, taken before any student code runs
         self.modules = {}
 
     def import_topic(self, topic: str) -> dict:
@@ -72,6 +72,9 @@ class Worker:
             # imported; the grader reads the source for imports (grader/scan.py) and hides the libraries.
             spec = dataclasses.replace(spec, forbidden=tuple(f for f in spec.forbidden
                                                              if f.rsplit(".", 1)[0] in sys.modules))
+        fixture = fixtures.MODELS.get(case.get("model"))
+        if fixture is not None and fixture.pretrained and self.layout is None:
+            self.layout = self._layout()
         self._reset()
         try:
             result = compute_case(spec, self.modules[spec.topic], case, self.device)
@@ -81,7 +84,6 @@ class Worker:
             result = CaseResult.failure(Kind.EXCEPTION, f"raised {type(err).__name__}; return a value instead")
         # compute_case notices (and undoes) changed weights; a model whose layers were replaced is noticed
         # here and loaded afresh, so the next case gets the real one.
-        fixture = fixtures.MODELS.get(case.get("model"))
         if fixture is not None and fixture.pretrained and not self._model_intact():
             result = CaseResult.failure(Kind.SIDE_EFFECT, "the model's layers were replaced; never modify the model")
         try:
@@ -107,7 +109,9 @@ class Worker:
         torch.manual_seed(0)
 
     def _layout(self) -> dict:
-        return {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        from checks.compute import pretrained
+
+        return {k: tuple(v.shape) for k, v in pretrained(str(self.device)).state_dict().items()}
 
     def _model_intact(self) -> bool:
         try:
@@ -118,7 +122,6 @@ class Worker:
         from checks import compute
 
         compute.pretrained.cache_clear()
-        self.model = compute.pretrained(str(self.device))
         return False
 
 
@@ -137,15 +140,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("requests", type=int)
     parser.add_argument("replies", type=int)
     parser.add_argument("marker")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", help="default: the kit's device rule (convlens.runtime.choose_device)")
+    parser.add_argument("--threads", type=int, help="default: the kit's rule (convlens.runtime.choose_threads)")
     parser.add_argument("--watch", choices=("imported", "all"), default="imported")
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(args.threads)
-    worker = Worker(args.device, args.threads, args.watch)
+    from convlens.runtime import choose_device, choose_threads
+
+    threads = args.threads or choose_threads()
+    torch.set_num_threads(threads)
+    worker = Worker(args.device or str(choose_device()), threads, args.watch)
     marker = args.marker.encode()
+    _end_piece(marker)  # what starting printed is a piece of its own: the parent need not wait for it
     write_message(args.replies, {"ready": True})
     while True:
         request = read_message(args.requests)
