@@ -15,8 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
-CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "outcomes.py", "compute.py", "channel.py",
-                "worker.py")
+CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "outcomes.py", "compute.py", "probes.py",
+                "channel.py", "worker.py")
 # The kit modules the exercises' contracts name (the model, style settings, the device rule): hidden from the
 # child are the attribution methods, the explorer, the visualizations and everything else a submission could
 # call instead of writing its exercise.

@@ -27,6 +27,9 @@ REDUCTION_WORDS = {("sum", "mean"): "an average where the reference sums",
 # Edits that a student makes at every place at once when they hold one convention the other way round.
 EVERYWHERE = {"a shift in the opposite direction", "an average where the reference sums",
               "a sum where the reference averages", "a value that is not squared", "an absolute value left out"}
+# Other values a string argument is often given by mistake.
+KEYWORD_CHOICES = {"reduction": {"sum": ["mean"], "mean": ["sum"]},
+                   "mode": {"bilinear": ["nearest", "bicubic"], "nearest": ["bilinear"]}}
 AXIS_CALLS = {"sum", "mean", "amax", "amin", "max", "min", "norm", "softmax", "log_softmax", "argmax", "flatten",
               "cumsum", "roll"}
 
@@ -59,7 +62,7 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                 for shift in (-1, 1):
                     other = copy.deepcopy(node)
                     next(k for k in other.keywords if k.arg == keyword.arg).value = ast.Constant(keyword.value.value + shift)
-                    yield f"a {name} over another axis", other
+                    yield f"the {name} taken over another axis", other
     if _is_call(node, {"norm"}):
         has_p = [k for k in node.keywords if k.arg == "p"]
         for p, words in ((1, "an L1 norm where the reference takes L2"),
@@ -81,8 +84,48 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                 shifts = next(k for k in swapped.keywords if k.arg == "shifts")
                 shifts.value = ast.Tuple(list(reversed(shifts.value.elts)), ast.Load())
                 yield "a shift with its two directions (down, right) swapped", swapped
+    name = _is_call(node, {"amax"})
+    if name and isinstance(node.func, ast.Attribute):
+        for other, words in (("mean", "an average where the reference takes the maximum"),
+                             ("sum", "a sum where the reference takes the maximum")):
+            yield words, ast.Call(ast.Attribute(node.func.value, other, ast.Load()), node.args, node.keywords)
+        inner = node.func.value
+        if _is_call(inner, {"abs"}) and isinstance(inner.func, ast.Attribute):
+            # x.abs().amax(...) -> x.amax(...).abs(): the order of two steps
+            yield "the maximum taken before the absolute value where the reference takes it after", ast.Call(
+                ast.Attribute(ast.Call(ast.Attribute(inner.func.value, "amax", ast.Load()), node.args, node.keywords),
+                              "abs", ast.Load()), [], [])
     if _is_call(node, {"pow"}) and isinstance(node.func, ast.Attribute):
         yield "a value that is not squared", node.func.value
+        yield "an absolute value where the reference squares", ast.Call(
+            ast.Attribute(node.func.value, "abs", ast.Load()), [], [])
+    if _is_call(node, {"sum"}) and isinstance(node.func, ast.Attribute) and not node.args and not node.keywords:
+        yield "a square root taken of a sum of squares (a distance where the reference has its square)", ast.Call(
+            ast.Attribute(node, "sqrt", ast.Load()), [], [])
+    if _is_call(node, {"clamp", "clamp_"}) and isinstance(node.func, ast.Attribute) and \
+            [k.arg for k in node.keywords] in (["min"], ["max"]):
+        side = {"min": "max", "max": "min"}[node.keywords[0].arg]
+        yield "a clamp on the other side (it keeps what the reference removes)", ast.Call(
+            node.func, node.args, [ast.keyword(side, node.keywords[0].value)])
+    if isinstance(node, ast.Call):
+        for keyword in node.keywords:
+            value = keyword.value.value if isinstance(keyword.value, ast.Constant) else None
+            others = ([not value] if isinstance(value, bool) else
+                      KEYWORD_CHOICES.get(keyword.arg, {}).get(value, []) if isinstance(value, str) else [])
+            for other in others:
+                changed = copy.deepcopy(node)
+                next(k for k in changed.keywords if k.arg == keyword.arg).value = ast.Constant(other)
+                yield f"{keyword.arg}={other!r} where the reference passes {keyword.arg}={value!r}", changed
+        for keyword in node.keywords:
+            if isinstance(keyword.value, ast.Name) and keyword.value.id == keyword.arg:
+                yield f"the argument `{keyword.arg}` not passed on (the callee's default used)", ast.Call(
+                    node.func, node.args, [k for k in node.keywords if k is not keyword])
+        if isinstance(node.func, ast.Name) and node.func.id == "model":
+            yield "probabilities (a softmax) where the reference uses the class scores (logits)", ast.Call(
+                ast.Attribute(ast.Name("torch", ast.Load()), "softmax", ast.Load()), [node],
+                [ast.keyword("dim", ast.Constant(1))])
+        if _is_call(node, {"softmax"}) and node.args:
+            yield "class scores (logits) where the reference uses probabilities (a softmax)", node.args[0]
     if _is_call(node, {"abs"}) and isinstance(node.func, ast.Attribute):
         yield "an absolute value left out", node.func.value
     if _is_call(node, {"clamp", "clamp_", "clip"}) and isinstance(node.func, ast.Attribute):
@@ -127,6 +170,8 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                        ast.Name("max", ast.Load()), [ast.BinOp(count, ast.Sub(), ast.Constant(1)), ast.Constant(1)], []))
             yield "points at the right ends of the intervals where the reference takes their midpoints", ast.BinOp(
                 ast.BinOp(node.left.left, ast.Add(), ast.Constant(1)), ast.Div(), count)
+        if isinstance(node.op, ast.MatMult):
+            yield "the two factors of a matrix product swapped", ast.BinOp(node.right, ast.MatMult(), node.left)
         if isinstance(node.op, ast.Div):
             yield "a division left out", node.left
             yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
@@ -155,10 +200,11 @@ class _Replace(ast.NodeTransformer):
         return super().generic_visit(node)
 
 
-def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, str]]:
-    """(words, name, other) for names that can stand for each other: the sizes unpacked from one ``.shape``
-    (``n, c, h, w = x.shape``), and the integer settings a loop's ``range`` steps by. Each substitution is
-    applied at every place the name is used that way (one mistake, written everywhere)."""
+def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, ast.expr]]:
+    """(words, name, what stands for it) for values that can stand for each other: the sizes unpacked from one
+    ``.shape`` (``n, c, h, w = x.shape``), the integer settings a loop's ``range`` steps by, and an argument
+    ignored (its default, or 0, used instead). Each substitution is applied at every place the name is used
+    that way (one mistake, written everywhere)."""
     for node in ast.walk(function):
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple) and \
                 isinstance(node.value, ast.Attribute) and node.value.attr == "shape":
@@ -166,31 +212,55 @@ def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, str]]:
             for a in names:
                 for b in names:
                     if a != b:
-                        yield "one of the input's sizes used where the reference uses another", a, b
+                        yield "one of the input's sizes used where the reference uses another", a, ast.Name(b)
     params = [a.arg for a in function.args.args]
     steps = {n.args[2].id for n in ast.walk(function) if _is_call(n, {"range"}) and len(n.args) == 3
              and isinstance(n.args[2], ast.Name)}
     for a in steps:
         for b in params:
             if b != a and b not in ("model", "images", "labels", "targets"):
-                yield f"the loop steps by `{b}` where the contract says `{a}`", a, b
+                yield f"the loop steps by `{b}` where the contract says `{a}`", a, ast.Name(b)
+    defaults = function.args.defaults
+    for arg, default in zip(function.args.args[len(params) - len(defaults):], defaults):
+        if isinstance(default, ast.Constant) and default.value is not None:
+            yield f"the argument `{arg.arg}` ignored: its default ({default.value!r}) used every time", arg.arg, \
+                ast.Constant(default.value)
+            if type(default.value) in (int, float) and default.value != 0:
+                yield f"0 used where the reference uses the argument `{arg.arg}`", arg.arg, ast.Constant(0)
 
 
 class _Rename(ast.NodeTransformer):
-    def __init__(self, name: str, other: str, only_range_steps: bool):
+    """Every read of ``name`` (or only its use as a ``range`` step) becomes a copy of ``other``."""
+
+    def __init__(self, name: str, other: ast.expr, only_range_steps: bool):
         self.name, self.other, self.only_range_steps = name, other, only_range_steps
+
+    def _other(self):
+        other = copy.deepcopy(self.other)
+        if isinstance(other, ast.Name):
+            other.ctx = ast.Load()
+        return other
 
     def visit_Call(self, node):
         self.generic_visit(node)
         if self.only_range_steps and _is_call(node, {"range"}) and len(node.args) == 3 and \
                 isinstance(node.args[2], ast.Name) and node.args[2].id == self.name:
-            node.args[2] = ast.Name(self.other, ast.Load())
+            node.args[2] = self._other()
         return node
 
     def visit_Name(self, node):
         if not self.only_range_steps and node.id == self.name and isinstance(node.ctx, ast.Load):
-            return ast.Name(self.other, ast.Load())
+            return self._other()
         return node
+
+
+def _predicted_class(function: ast.FunctionDef) -> ast.stmt | None:
+    """``labels = model(images).detach().argmax(dim=1)``, put first in a function that explains given labels:
+    the mistake of explaining the class the model predicts."""
+    params = {a.arg for a in function.args.args}
+    if not {"model", "images", "labels"} <= params:
+        return None
+    return ast.parse("labels = model(images).detach().argmax(dim=1)").body[0]
 
 
 def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]:
@@ -206,13 +276,22 @@ def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]
     sizes: dict[str, list[str]] = {}
     for words, name, other in _substitutions(target):
         if words.startswith("one of the input's sizes"):
-            sizes.setdefault(name, []).append(other)
+            sizes.setdefault(name, []).append(other.id)
+
+    def product_of_sizes(node) -> bool:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            return product_of_sizes(node.left) and product_of_sizes(node.right)
+        return isinstance(node, ast.Name) and node.id in sizes
 
     def edits(node):
         yield from _edits(node)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in sizes:
             for other in sizes[node.id]:  # this one use only
                 yield "one of the input's sizes used where the reference uses another", ast.Name(other, ast.Load())
+        if isinstance(node, ast.BinOp) and product_of_sizes(node):
+            for size in sizes:  # c * h * w -> n * c * h * w, c * c * h * w, ...
+                yield "one more of the input's sizes in a product of sizes (an extra factor in a normalization)", \
+                    ast.BinOp(ast.Name(size, ast.Load()), ast.Mult(), node)
 
     # One edit made consistently at every place it applies (a student who flips one convention flips it
     # everywhere): both rolls of a jitter the other way, every sum an average.
@@ -269,6 +348,14 @@ def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]
         if text not in seen and len(found) < limit:
             seen.add(text)
             found.append((words, text))
+    statement = _predicted_class(target)
+    if statement is not None and len(found) < limit:
+        mutated = copy.deepcopy(tree)
+        twin = next(n for n in mutated.body if isinstance(n, ast.FunctionDef) and n.name == function)
+        twin.body.insert(len(twin.body) - len(body), statement)
+        ast.fix_missing_locations(mutated)
+        found.append(("the class the model predicts explained where the reference explains the given labels",
+                      ast.unparse(mutated)))
     return found
 
 
