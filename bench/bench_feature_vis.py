@@ -55,14 +55,14 @@ def class_figures(model, photos) -> None:
     print(f"shipped photos: saturation {saturation(photos).mean():.2f}, RMS contrast {rms_contrast(photos).mean():.2f}")
     runs = {
         "pixel space, 128 px, 100 steps": lambda: create_class_visualization(
-            model, fooling.class_visualization_step, CLASSES, size=128, num_steps=100, l2_reg=3e-3, blur_every=5,
+            model, fooling.class_visualization_step, CLASSES, size=128, steps=100, l2_reg=3e-3, blur_every=5,
             blur_sigma=1.0, progress=False),
         "better priors, 128 px, 96 steps": lambda: priors.class_images(model, CLASSES, size=128, steps=96,
                                                                    transparent=True, progress=False)[0],
     }
     if ARGS.pixel_224:
         runs["pixel space, 224 px, 150 steps"] = lambda: create_class_visualization(
-            model, fooling.class_visualization_step, CLASSES, size=224, num_steps=150, l2_reg=3e-3, blur_every=5,
+            model, fooling.class_visualization_step, CLASSES, size=224, steps=150, l2_reg=3e-3, blur_every=5,
             blur_sigma=1.0, progress=False)
     print(f"class visualization ({names}); per image:")
     for name, run in runs.items():

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     classes = [130, 945, 980]
     _, seconds, _ = timed(lambda: create_class_visualization(model, fooling.class_visualization_step, classes, size=160,
-                                                             num_steps=60, progress=False))
+                                                             steps=60, progress=False))
     print(f"class visualization, 160 px, 60 steps: {seconds / len(classes):.1f} s per class")
     return 0
 

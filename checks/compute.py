@@ -192,7 +192,10 @@ def _outputs(call: Call) -> dict | CaseResult:
     except specs.FormError as err:
         return CaseResult.failure(Kind.FORM, str(err))
     if "evaluated" in spec.outputs:  # what the model saw: (passes, lowest pixel, highest pixel, evaluations)
-        parts["evaluated"] = torch.tensor(call.seen, dtype=torch.float64)
+        parts["evaluated"] = torch.tensor(list(call.seen), dtype=torch.float64)
+    if "last_evaluated" in spec.outputs:  # the image of the last loss evaluation (empty: none)
+        last = getattr(call.seen, "last_evaluated", None)
+        parts["last_evaluated"] = last if last is not None else torch.empty(0)
     expected_device = call.watched[0][1].device if call.watched else call.device
     expected_dtype = next((t.dtype for _, t in call.watched if t.is_floating_point()), None)
     outputs = {}
@@ -241,7 +244,7 @@ def _input_gradients(spec: specs.Spec, output: torch.Tensor, watched: list) -> d
 
 # Parts of a result that the kit builds (the history's table) or measures (the model's meter): their dtype is
 # the kit's, not the student's.
-KIT_PARTS = ("history", "evaluated")
+KIT_PARTS = ("history", "evaluated", "last_evaluated")
 
 
 def _dtype(dtype: torch.dtype) -> str:

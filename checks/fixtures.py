@@ -130,13 +130,20 @@ class OverBudget(RuntimeError):
     """Raised by a metered model's forward pass once a loop has used up its case's budget of passes."""
 
 
+class Meter(list):
+    """What a metered model saw: ``[passes, lowest pixel, highest pixel, passes that can be differentiated]``
+    (the last: with gradients on, of an image that requires grad: a loss evaluation), and in
+    ``last_evaluated`` a copy of the image of the last such pass."""
+
+    last_evaluated: torch.Tensor | None = None
+
+
 @contextlib.contextmanager
 def metered(model: nn.Module, budget: int):
     """For the duration, count ``model``'s forward passes and the range of the images it is given. Yields
-    a list ``[passes, lowest pixel, highest pixel, passes that can be differentiated]`` (the last: with
-    gradients on, of an image that requires grad: a loss evaluation); the pass after ``budget`` raises
-    :class:`OverBudget`, so a loop that ignores its step budget stops within seconds, with that cause."""
-    seen = [0, float("inf"), float("-inf"), 0]
+    a :class:`Meter`; the pass after ``budget`` raises :class:`OverBudget`, so a loop that ignores its step
+    budget stops within seconds, with that cause."""
+    seen = Meter([0, float("inf"), float("-inf"), 0])
 
     def count(module, args):
         seen[0] += 1
@@ -145,7 +152,9 @@ def metered(model: nn.Module, budget: int):
         if args and isinstance(args[0], torch.Tensor) and args[0].numel():
             images = args[0].detach()
             seen[1], seen[2] = min(seen[1], float(images.min())), max(seen[2], float(images.max()))
-            seen[3] += int(torch.is_grad_enabled() and args[0].requires_grad)
+            if torch.is_grad_enabled() and args[0].requires_grad:
+                seen[3] += 1
+                seen.last_evaluated = images.clone()
 
     handle = model.register_forward_pre_hook(count)
     try:

@@ -12,6 +12,8 @@ else the nearest generated mutant. The verdict keeps these apart (checks/core.py
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Callable
 
 import torch
@@ -27,14 +29,41 @@ _SAME_IN_EVERY_CASE = (Kind.NOT_IMPLEMENTED, Kind.FORBIDDEN, Kind.MISSING, Kind.
 
 def run_check(spec: specs.Spec, cases: list[dict], compute: Callable[[dict], CaseResult]) -> Verdict:
     """One verdict for a check: ``compute(case without answers)`` on each case in turn, judged as it comes
-    back; the first failing case's FAIL line (prefixed with the case's label), or PASS with ``spec.what``."""
-    for case in cases:
+    back; the first failing case's FAIL line (prefixed with the case's label), or PASS with ``spec.what``.
+
+    When the first failure is a matter of values, the remaining cases run too, and the line names the cause
+    that most failing cases agree on (:func:`_agreed_cause`): two mistakes can coincide on one case (a scale
+    that normalization removes) and part ways on another."""
+    for index, case in enumerate(cases):
         verdict = judge_case(spec, case, compute(without_answers(case)))
-        if not verdict.passed:
-            if verdict.kind in _SAME_IN_EVERY_CASE:
-                return verdict
-            return verdict.in_case(case.get("label", ""))
+        if verdict.passed:
+            continue
+        if verdict.kind in _SAME_IN_EVERY_CASE:
+            return verdict
+        verdict = verdict.in_case(case.get("label", ""))
+        if verdict.finding != "wrong values":
+            return verdict
+        others = [(c.get("label", ""), judge_case(spec, c, compute(without_answers(c)))) for c in cases[index + 1:]]
+        return _agreed_cause(verdict, [(label, v) for label, v in others if v.finding == "wrong values"])
     return Verdict(spec.name, True, spec.what)
+
+
+def _agreed_cause(first: Verdict, others: list[tuple[str, Verdict]]) -> Verdict:
+    """``first`` with the cause (or relation) found in the most failing cases; on a tie, the first case's.
+    A cause seen only in another case says in which."""
+    votes: dict[tuple[str, str], list[str]] = {}
+    for label, verdict in [("", first), *others]:
+        if verdict.cause or verdict.relation:
+            votes.setdefault((verdict.cause, verdict.relation), []).append(label)
+    if not votes:
+        return first
+    mine = (first.cause, first.relation)
+    best = max(votes, key=lambda k: (len(votes[k]), k == mine))
+    if best == mine:
+        return first
+    where = f" (in the case {votes[best][0]!r})" if "" not in votes[best] else ""
+    cause, relation = best
+    return replace(first, cause=cause + where if cause else "", relation=relation + where if relation else "")
 
 
 def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
@@ -134,7 +163,7 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
-            return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference),
+            return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference, case.get("kwargs")),
                            cause=_outcome_cause(spec, case, mine, reference), finding=f"outcome {outcome.name!r} off")
     return Verdict(spec.name, True, spec.what)
 

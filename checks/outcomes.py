@@ -29,6 +29,8 @@ class Outcome:
     says: str = ""  # what the outcome is, in the FAIL line
     hint: str = ""  # what to do when a property ("at_most") fails and no stored mistake explains it
     parts: tuple = ()  # names of the outcome's numbers, so that a FAIL line says which of them differ
+    # (argument, value, what to do): a hint for the cases called with that argument (a start from noise)
+    when: tuple = ()
 
 
 def _loss_of(inputs: dict, images: torch.Tensor) -> torch.Tensor:
@@ -59,7 +61,12 @@ STYLE_RUN = (
     Outcome("unsummed", "at_most", 1e-4, says="a recorded total is not content + style + tv",
             hint="record the four losses of the same evaluation"),
     Outcome("start", "within", 1e-3, scale="start_scale", says="the first evaluation's losses (total, content, "
-                                                                "style, tv)", parts=("total", "content", "style", "tv")),
+                                                                "style, tv)", parts=("total", "content", "style", "tv"),
+            when=("init", "noise", "with init='noise' the start is one torch.rand draw of shape (N, 3, H, W) from "
+                                   "`generator` (made from `seed`)")),
+    Outcome("recorded", "at_most", 1e-4, says="the last history entry is not the loss of the last image evaluated "
+                                               "(recomputed by the checks, relative to the start's loss)",
+            hint="record each evaluation's own losses, computed from the image that evaluation saw"),
     # Adam's path is fixed by the contract (torch.optim.Adam at rate lr, times lr_decay after each step), up to
     # round-off: a gradient never zeroed or an optimizer made anew each step moves it by 3e-4 to 1e-2 of the
     # start's loss in the stored cases, a correct variant by 0 (bench/bench_outcomes.py). L-BFGS leaves
@@ -80,12 +87,16 @@ def style_run(inputs: dict, outputs: dict) -> dict:
     totals, parts = history[:, 0], history[:, 1:].sum(dim=1)
     start = history[0] if len(history) else torch.full((4,), float("nan"), dtype=torch.float64)
     reached = _loss_of(inputs, image.clamp(0, 1) if image.is_floating_point() else image.float())
+    last = outputs["last_evaluated"]
+    recorded = (torch.tensor(float("inf"), dtype=torch.float64) if not len(history) or last.shape != image.shape
+                else (history[-1, 0] - _loss_of(inputs, last.float())).abs() / start[0].abs().clamp_min(1e-12))
     first_total = start[0]
     path = totals if inputs.get("optimizer") == "adam" else torch.zeros(1, dtype=torch.float64)
     return {
         "evaluations": torch.tensor(float(len(history)), dtype=torch.float64),
         "evaluated_outside": beyond(float(evaluated[1]), float(evaluated[2])),
         "returned_outside": beyond(float(image.min()), float(image.max())),
+        "recorded": recorded,
         "unevaluated": torch.tensor(max(0.0, len(history) - float(evaluated[3])), dtype=torch.float64),
         "unsummed": ((totals - parts).abs() / totals.abs().clamp_min(1e-12)).max() if len(history)
         else torch.tensor(0.0, dtype=torch.float64),
@@ -146,8 +157,16 @@ def _numbers(value: torch.Tensor) -> str:
     return ", ".join(f"{v:.4g}" for v in value.flatten().tolist()) if value.dim() else f"{float(value):.4g}"
 
 
-def describe(outcome: Outcome, mine: dict, reference: dict) -> str:
-    """The FAIL line's account of one outcome: what it measures, the student's value and the reference's."""
+def describe(outcome: Outcome, mine: dict, reference: dict, kwargs: dict | None = None) -> str:
+    """The FAIL line's account of one outcome: what it measures, the student's value and the reference's,
+    and the outcome's hint for a case called with ``kwargs`` (its ``when``)."""
+    text = _account(outcome, mine, reference)
+    if outcome.when and (kwargs or {}).get(outcome.when[0]) == outcome.when[1]:
+        text += f": {outcome.when[2]}"
+    return text
+
+
+def _account(outcome: Outcome, mine: dict, reference: dict) -> str:
     got, expected = mine[outcome.name], reference[outcome.name]
     if outcome.rule == "at_most":
         return f"{outcome.says} (off by {_numbers(got)}; allowed {outcome.tol:.0e})" + (

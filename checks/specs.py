@@ -116,7 +116,7 @@ _GUIDED = ("captum.attr.GuidedBackprop", "captum.attr.Deconvolution", "captum.at
 _CAM = ("captum.attr.LayerGradCam", "captum.attr.GuidedGradCam", "captum.attr.LayerGradientXActivation")
 _ATTACKS = ("captum.robust.FGSM", "captum.robust.PGD")
 _VISUALIZE = ("convlens.visualize.create_class_visualization", "convlens.visualize.deep_dream",
-              "convlens.visualize.channel_image")
+              "convlens.visualize.pixel_channel_image")
 _STYLE = ("convlens.style.perceptual_loss", "convlens.style.train_style_net")
 
 _GB, _CAM_STAND_IN = fixtures.fixed(fixtures.stand_in_guided_backprop), fixtures.fixed(fixtures.stand_in_grad_cam)
@@ -167,7 +167,7 @@ SPECS = {spec.name: spec for spec in [
     # The loop leaves choices (the optimizer's memory, where the clamp goes, how the rate decays): judged by
     # its outcomes (checks/outcomes.py), not step by step.
     Spec("style_transfer", "style", "L-BFGS and Adam runs start right, stay in [0, 1], record every "
-         "evaluation and reach the reference's loss", inputs="style_loop", outputs=("image", "history", "evaluated"),
+         "evaluation and reach the reference's loss", inputs="style_loop", outputs=("image", "history", "evaluated", "last_evaluated"),
          collect=image_and_history, measure=outcomes.style_run, outcomes=outcomes.STYLE_RUN, stand_ins=_LOSSES,
          forbidden=_STYLE),
 ]}

@@ -13,7 +13,7 @@ from convlens.model import extract_features
 from convlens.runtime import progress as bar
 
 
-def create_class_visualization(model, class_visualization_step, targets, size: int = 160, num_steps: int = 100,
+def create_class_visualization(model, class_visualization_step, targets, size: int = 160, steps: int = 100,
                                l2_reg: float = 1e-3, learning_rate: float = 5.0, max_jitter: int = 8, blur_every: int = 10,
                                blur_sigma: float = 0.5, seed: int = 0, device=None,
                                progress: bool = True) -> torch.Tensor:
@@ -29,8 +29,8 @@ def create_class_visualization(model, class_visualization_step, targets, size: i
         class_visualization_step: the step function of notebook 3 (``helpers.fooling.class_visualization_step``).
         targets: one class index or a list / (N,) tensor of them; all images are optimized as one batch.
         size: side of the square images (the model accepts any size; 128 is quick, 224 clearer).
-            For cleaner pictures at 224 px: ``num_steps=150, l2_reg=3e-3, blur_every=5, blur_sigma=1.0``.
-        num_steps, l2_reg, learning_rate, max_jitter, blur_every, blur_sigma: see above.
+            For cleaner pictures at 224 px: ``steps=150, l2_reg=3e-3, blur_every=5, blur_sigma=1.0``.
+        steps, l2_reg, learning_rate, max_jitter, blur_every, blur_sigma: see above.
         seed: seeds the noise and the jitter (a private torch.Generator; the global RNG is untouched).
         device: default: the model's device.
         progress: show a tqdm progress bar.
@@ -45,7 +45,7 @@ def create_class_visualization(model, class_visualization_step, targets, size: i
     def step(images: torch.Tensor, jitter: tuple[int, int]) -> torch.Tensor:
         return class_visualization_step(model, images, targets, l2_reg, learning_rate, jitter=jitter)
 
-    return _jittered_ascent(images, step, num_steps, max_jitter, blur_every, blur_sigma, generator, progress,
+    return _jittered_ascent(images, step, steps, max_jitter, blur_every, blur_sigma, generator, progress,
                             "class visualization")
 
 
@@ -54,15 +54,15 @@ def _noise_images(count: int, size: int, generator: torch.Generator, device) -> 
     return (0.5 + 0.1 * torch.randn(count, 3, size, size, generator=generator)).clamp(0, 1).to(device)
 
 
-def _jittered_ascent(images: torch.Tensor, step, num_steps: int, max_jitter: int, blur_every: int,
+def _jittered_ascent(images: torch.Tensor, step, steps: int, max_jitter: int, blur_every: int,
                      blur_sigma: float, generator: torch.Generator, progress: bool, desc: str) -> torch.Tensor:
-    """``num_steps`` times: draw a jitter (ox, oy) in [-max_jitter, max_jitter]^2 from ``generator``, then
+    """``steps`` times: draw a jitter (ox, oy) in [-max_jitter, max_jitter]^2 from ``generator``, then
     ``images = step(images, (ox, oy))``; every ``blur_every`` steps (0: never), except after the last,
     blur the images (Gaussian, ``blur_sigma`` pixels). Returns the images detached."""
-    for index in bar(range(num_steps), desc=desc, enabled=progress):
+    for index in bar(range(steps), desc=desc, enabled=progress):
         ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
         images = step(images, (ox, oy))
-        if blur_every and (index + 1) % blur_every == 0 and index + 1 < num_steps:
+        if blur_every and (index + 1) % blur_every == 0 and index + 1 < steps:
             images = gaussian_blur(images, blur_sigma)
     return images.detach()
 
@@ -87,20 +87,20 @@ def _shifted(images: torch.Tensor, ox: int, oy: int) -> torch.Tensor:
     return padded[..., pad - oy:pad - oy + height, pad - ox:pad - ox + width]
 
 
-def _adam_ascent(images: torch.Tensor, objective, num_steps: int, lr: float, max_jitter: int, blur_every: int,
+def _adam_ascent(images: torch.Tensor, objective, steps: int, lr: float, max_jitter: int, blur_every: int,
                  blur_sigma: float, generator: torch.Generator, progress: bool, desc: str) -> torch.Tensor:
     """Raise ``objective(view) -> scalar`` by Adam on the pixels (as Lucid does), each step on a randomly
     shifted view; pixels clamped to [0, 1] after each step, blurred every ``blur_every`` steps (0: never)."""
     pixels = images.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([pixels], lr=lr)
-    for index in bar(range(num_steps), desc=desc, enabled=progress):
+    for index in bar(range(steps), desc=desc, enabled=progress):
         ox, oy = torch.randint(-max_jitter, max_jitter + 1, (2,), generator=generator).tolist()
         optimizer.zero_grad(set_to_none=True)
         (-objective(_shifted(pixels, ox, oy))).backward()
         optimizer.step()
         with torch.no_grad():
             pixels.clamp_(0, 1)
-            if blur_every and (index + 1) % blur_every == 0 and index + 1 < num_steps:
+            if blur_every and (index + 1) % blur_every == 0 and index + 1 < steps:
                 pixels.copy_(gaussian_blur(pixels, blur_sigma))
     return pixels.detach()
 
@@ -136,7 +136,7 @@ def deep_dream(model, image: torch.Tensor, layer: str = "block10", octaves: int 
     return dreamed
 
 
-def channel_image(model, layer: str, channel: int, size: int = 128, num_steps: int = 40,
+def pixel_channel_image(model, layer: str, channel: int, size: int = 128, steps: int = 40,
                       lr: float = 0.03, max_jitter: int = 4, blur_every: int = 4,
                       blur_sigma: float = 0.5, seed: int = 0, progress: bool = True) -> torch.Tensor:
     """An image that excites one channel of ``layer``: Adam ascent on the channel's mean activation, with
@@ -147,5 +147,5 @@ def channel_image(model, layer: str, channel: int, size: int = 128, num_steps: i
     generator = torch.Generator().manual_seed(seed)
     images = _noise_images(1, size, generator, device)
     objective = lambda x: layer_activation(model, layer, x)[:, channel].mean()
-    return _adam_ascent(images, objective, num_steps, lr, max_jitter, blur_every, blur_sigma, generator, progress,
+    return _adam_ascent(images, objective, steps, lr, max_jitter, blur_every, blur_sigma, generator, progress,
                         f"{layer} channel {channel}")

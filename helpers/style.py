@@ -113,8 +113,9 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         settings: layers and weights.
         steps: the number of loss evaluations, exactly (L-BFGS may evaluate several times per step; it must
             neither stop early nor go past this number).
-        init: "content" (start from ``content``), "noise" (uniform noise in [0, 1] drawn from ``generator``,
-            made from ``seed``), or an (N, 3, H, W) tensor in [0, 1] to start from.
+        init: "content" (start from ``content``), "noise" (uniform noise in [0, 1]: one ``torch.rand`` draw of
+            shape (N, 3, H, W) from ``generator``, made from ``seed``), or an (N, 3, H, W) tensor in [0, 1] to
+            start from.
         optimizer: "lbfgs" (``torch.optim.LBFGS``, its default step size) or "adam" (``torch.optim.Adam`` with
             learning rate ``lr``, multiplied by ``lr_decay`` after each step).
     Returns:
@@ -127,7 +128,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
     (``settings.style_layers`` and ``settings.style_weights``, against ``targets``) + tv_loss
     (``settings.tv_weight``) of the image. What is checked is what the run achieves, however you write it:
     every evaluated image lies in [0, 1]; each evaluation's gradient is that evaluation's alone; the history
-    has one entry per evaluation, ``steps`` in all; the first entry is the start's loss; the returned image
+    has one entry per evaluation, ``steps`` in all; the first entry is the start's loss, and the last is the
+    loss of the last image evaluated (the checks compute it again from that image); the returned image
     gets about as far as a correct run of the same optimizer; the same ``seed`` gives the same run, whatever
     torch's global random state; ``content``, ``style`` and ``init`` are left untouched.
     """

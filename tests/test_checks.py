@@ -385,3 +385,27 @@ def test_side_effects_fail_through_compared_outputs_even_when_not_reported(monke
     assert any(c.get("follow_up") for c in cases)
     verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
     assert not verdict.passed and words in verdict.line, verdict.line
+
+
+def test_a_history_that_lags_one_evaluation_behind_fails_on_its_last_entry():
+    # Each entry is the previous evaluation's losses: the count, the start and the sums are right, and L-BFGS's
+    # path is not compared; the checks compute the last evaluated image's loss again and find the lag.
+    lag = ("        previous = getattr(closure, 'previous', None)\n"
+           "        closure.previous = (total.detach(), c_loss.detach(), s_loss.detach(), t_loss.detach())\n"
+           "        history.record(*(previous or closure.previous))\n")
+    module = mutated_module("style", [{"replace": "        history.record(total, c_loss, s_loss, t_loss)\n",
+                                       "with": lag}], "lagging history")
+    verdict = check("style_transfer", module=module, quiet=True)
+    assert not verdict.passed
+    assert "the last history entry is not the loss of the last image evaluated" in verdict.line, verdict.line
+
+
+def test_a_noise_start_drawn_another_way_is_told_the_contracts_draw():
+    # The contract names the draw; uniform noise drawn as (N, H, W, 3) and permuted is other noise.
+    draw = "        start = torch.rand(content.shape, generator=generator, device=content.device, dtype=content.dtype)\n"
+    other = ("        n, c, h, w = content.shape\n        start = torch.rand((n, h, w, c), generator=generator, "
+             "device=content.device, dtype=content.dtype).permute(0, 3, 1, 2)\n")
+    module = mutated_module("style", [{"replace": draw, "with": other}], "noise drawn another way")
+    verdict = check("style_transfer", module=module, quiet=True)
+    assert not verdict.passed
+    assert "with init='noise' the start is one torch.rand draw of shape (N, 3, H, W)" in verdict.line, verdict.line

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from convlens.images import load_photos
-from convlens.visualize import create_class_visualization, deep_dream, layer_activation, channel_image
+from convlens.visualize import create_class_visualization, deep_dream, layer_activation, pixel_channel_image
 from helpers.fooling import class_visualization_step, fooling_step, make_fooling_image, pgd_attack
 
 
@@ -161,7 +161,7 @@ def test_reference_fools_every_photo_for_three_random_targets(model):
 
 def test_class_visualization_reaches_the_target(model):
     targets = [130, 945, 980]  # flamingo, bell pepper, volcano
-    images = create_class_visualization(model, class_visualization_step, targets, size=128, num_steps=50, seed=0,
+    images = create_class_visualization(model, class_visualization_step, targets, size=128, steps=50, seed=0,
                                         progress=False)
     assert images.shape == (3, 3, 128, 128) and images.min() >= 0 and images.max() <= 1
     with torch.no_grad():
@@ -173,7 +173,7 @@ def test_class_visualization_reaches_the_target(model):
 def test_pixel_space_channel_image_makes_its_channel_the_most_active(model):
     layer, channel = "block5", 7
     noise = (0.5 + 0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
-    image = channel_image(model, layer, channel, size=64, num_steps=20, seed=0, progress=False)
+    image = pixel_channel_image(model, layer, channel, size=64, steps=20, seed=0, progress=False)
     assert image.shape == (1, 3, 64, 64) and image.min() >= 0 and image.max() <= 1
     with torch.no_grad():
         before = layer_activation(model, layer, noise)[0, channel].mean()

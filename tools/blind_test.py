@@ -105,7 +105,7 @@ def make_images(classes, seed: int, methods=(PIXEL, "today")) -> dict:
     for method in methods:
         if method == PIXEL:
             images[method] = create_class_visualization(
-                model, fooling.class_visualization_step, classes, size=224, num_steps=150, l2_reg=3e-3,
+                model, fooling.class_visualization_step, classes, size=224, steps=150, l2_reg=3e-3,
                 blur_every=5, blur_sigma=1.0, seed=seed, progress=False)
         else:
             images[method] = class_images(model, classes, seed=seed, progress=False, **CANDIDATES[method])[0]

@@ -84,6 +84,20 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                 shifts = next(k for k in swapped.keywords if k.arg == "shifts")
                 shifts.value = ast.Tuple(list(reversed(shifts.value.elts)), ast.Load())
                 yield "a shift with its two directions (down, right) swapped", swapped
+    name = _is_call(node, {"sum", "mean"})
+    if name and isinstance(node.func, ast.Attribute):
+        yield (f"a maximum where the reference {'sums' if name == 'sum' else 'averages'}",
+               ast.Call(ast.Attribute(node.func.value, "amax", ast.Load()), node.args, node.keywords))
+    if _is_call(node, {"abs"}) and isinstance(node.func, ast.Attribute):
+        yield "a square where the reference takes the absolute value", ast.Call(
+            ast.Attribute(node.func.value, "pow", ast.Load()), [ast.Constant(2)], [])
+    if _is_call(node, {"sign"}) and isinstance(node.func, ast.Attribute):
+        yield "the raw values where the reference takes their sign", node.func.value
+    if _is_call(node, {"reshape", "view"}) and isinstance(node.func, ast.Attribute) and len(node.args) == 3:
+        # (n, c, h * w) -> (n, h * w, c).transpose(1, 2): a reshape that reads the axes in another order
+        reordered = ast.Call(node.func, [node.args[0], node.args[2], node.args[1]], [])
+        yield "the axes reshaped in another order (a reshape where the reference keeps the axis order)", ast.Call(
+            ast.Attribute(reordered, "transpose", ast.Load()), [ast.Constant(1), ast.Constant(2)], [])
     name = _is_call(node, {"amax"})
     if name and isinstance(node.func, ast.Attribute):
         for other, words in (("mean", "an average where the reference takes the maximum"),
@@ -102,6 +116,11 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     if _is_call(node, {"sum"}) and isinstance(node.func, ast.Attribute) and not node.args and not node.keywords:
         yield "a square root taken of a sum of squares (a distance where the reference has its square)", ast.Call(
             ast.Attribute(node, "sqrt", ast.Load()), [], [])
+    if _is_call(node, {"clamp", "clamp_"}) and isinstance(node.func, ast.Attribute) and \
+            [k.arg for k in node.keywords] == ["min"] and isinstance(node.keywords[0].value, ast.Constant) \
+            and node.keywords[0].value.value == 0:
+        yield "an absolute value where the reference clamps at zero", ast.Call(
+            ast.Attribute(node.func.value, "abs", ast.Load()), [], [])
     if _is_call(node, {"clamp", "clamp_"}) and isinstance(node.func, ast.Attribute) and \
             [k.arg for k in node.keywords] in (["min"], ["max"]):
         side = {"min": "max", "max": "min"}[node.keywords[0].arg]
@@ -170,11 +189,23 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                        ast.Name("max", ast.Load()), [ast.BinOp(count, ast.Sub(), ast.Constant(1)), ast.Constant(1)], []))
             yield "points at the right ends of the intervals where the reference takes their midpoints", ast.BinOp(
                 ast.BinOp(node.left.left, ast.Add(), ast.Constant(1)), ast.Div(), count)
+        if isinstance(node.op, ast.Mult):
+            for weight, squared in ((node.left, node.right), (node.right, node.left)):
+                inside = _weight_inside_square(weight, squared)
+                if inside is not None:
+                    yield "a weight inside a square where the reference applies it outside", inside
+        if isinstance(node.op, ast.Sub) and all(isinstance(side, ast.Subscript) for side in (node.left, node.right)):
+            apart = _neighbours_apart(node)
+            if apart is not None:
+                yield "neighbours two apart where the reference takes adjacent ones", apart
         if isinstance(node.op, ast.MatMult):
             yield "the two factors of a matrix product swapped", ast.BinOp(node.right, ast.MatMult(), node.left)
         if isinstance(node.op, ast.Div):
             yield "a division left out", node.left
             yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
+    if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
+        yield "the last value kept where the reference adds up every one (= where it has +=)", ast.Assign(
+            [node.target], node.value)
     if isinstance(node, ast.Compare) and len(node.ops) == 1:
         flip = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt}.get(type(node.ops[0]))
         if flip:
@@ -185,6 +216,40 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
             other = copy.deepcopy(node)
             other.args[1] = ast.BinOp(other.args[1], ast.Add(), ast.Constant(shift))
             yield words, other
+
+
+def _weight_inside_square(weight: ast.expr, squared: ast.expr) -> ast.expr | None:
+    """``w * x.pow(2)...`` -> ``(w * x).pow(2)...``: the same chain of method calls with the weight moved
+    inside its square."""
+    moved = copy.deepcopy(squared)
+    node = moved
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr == "pow" and node.args and isinstance(node.args[0], ast.Constant) \
+                and node.args[0].value == 2:
+            node.func.value = ast.BinOp(copy.deepcopy(weight), ast.Mult(), node.func.value)
+            return moved
+        node = node.func.value
+    return None
+
+
+def _neighbours_apart(node: ast.BinOp) -> ast.expr | None:
+    """``x[..., 1:] - x[..., :-1]`` -> ``x[..., 2:] - x[..., :-2]``: every constant slice bound moved one
+    further from zero, on both sides of the difference."""
+    changed = copy.deepcopy(node)
+    moved = 0
+    for side in (changed.left, changed.right):
+        for part in ast.walk(side.slice):
+            if isinstance(part, ast.Slice):
+                for bound in ("lower", "upper"):
+                    value = getattr(part, bound)
+                    if isinstance(value, ast.Constant) and value.value == 1:
+                        setattr(part, bound, ast.Constant(2))
+                        moved += 1
+                    elif isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) and \
+                            isinstance(value.operand, ast.Constant) and value.operand.value == 1:
+                        setattr(part, bound, ast.UnaryOp(ast.USub(), ast.Constant(2)))
+                        moved += 1
+    return changed if moved >= 2 else None
 
 
 class _Replace(ast.NodeTransformer):
