@@ -4,7 +4,9 @@ that the generated mutants alone reproduce, measured on the stored files.
 A hand-written mistake counts as reproduced when, on some case where it fails, a mutant's outputs lie within
 the check's ``variant_tol`` of the mistake's (the distance the FAIL line uses to name a mutant). Printed per
 check and in all, with the number of mutants stored. Loops judged by outcomes have no mutants (their stored
-mistakes name their causes).
+mistakes name their causes). Then the pairs of mutants with different words that no case separates: a FAIL
+line cannot tell them apart, and a case that separates them would. (How mistakes never stored are named:
+bench/bench_naming.py.)
 
     python bench/bench_mutants.py
 """
@@ -14,12 +16,33 @@ from collections import defaultdict
 
 import _common  # noqa: F401  (the kit's root on sys.path)
 
-from checks import references, sketch, specs
+from checks import references, relations, sketch, specs
 from tools.references import HIDDEN_DIR
+
+
+def coinciding(cases_by_check: dict) -> dict[str, set]:
+    """{check: {(words, other words)}}: generated mutants with different words that no case separates (their
+    sketches agree to round-off on every case where both differ from the reference). A FAIL line cannot
+    tell such mutants apart; a case that separates them can."""
+    found: dict[str, set] = {}
+    for name, cases in cases_by_check.items():
+        together: dict[tuple, bool] = {}
+        for case in cases:
+            mutants = case.get("mutants", [])
+            for i, a in enumerate(mutants):
+                for b in mutants[i + 1:]:
+                    if a["words"] == b["words"]:
+                        continue
+                    key = tuple(sorted((a["words"], b["words"])))
+                    same = max(sketch.distance(a["sketch"][p], b["sketch"][p]) for p in a["sketch"]) <= relations.FIT
+                    together[key] = together.get(key, True) and same
+        found[name] = {key for key, same in together.items() if same}
+    return found
 
 
 def main() -> None:
     reproduced, total, stored = defaultdict(set), defaultdict(set), defaultdict(int)
+    by_check = defaultdict(list)
     for topic in specs.TOPICS:
         cases = (references.load(references.REFERENCES_DIR / f"{topic}.pt")["cases"]
                  + references.load(HIDDEN_DIR / f"{topic}.pt")["cases"])
@@ -28,6 +51,7 @@ def main() -> None:
             if spec.measure is not None:
                 continue
             stored[spec.name] += len(case.get("mutants", []))
+            by_check[spec.name].append(case)
             for variant in case["variants"]:
                 if not all(part in variant["output"] for part in spec.outputs):
                     continue  # a case where only what the call left behind is compared
@@ -42,6 +66,9 @@ def main() -> None:
               f"({stored[name]} mutant sketches stored over its cases)")
     n, k = sum(len(t) for t in total.values()), sum(len(r) for r in reproduced.values())
     print(f"in all: {k} of {n} hand-written mistakes ({k / max(n, 1):.0%}) reproduced by the generated mutants alone")
+    for name, pairs in coinciding(by_check).items():
+        for a, b in sorted(pairs):
+            print(f"{name}: no case separates \"{a}\" from \"{b}\"")
 
 
 if __name__ == "__main__":
