@@ -15,10 +15,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from checks.session import LocalProcess, Session
+from checks.session import IMPORT_HINT, LocalProcess, Session
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TIMEOUT = 120  # CPU seconds per check; the slowest takes about 15 s on a 2-core laptop
+CHECK_HINT = "an endless loop, or a step budget ignored?"
 
 
 def usage() -> str:
@@ -62,16 +63,11 @@ def run_topic(topic: str, checks: list[str], timeout: float, started: Session | 
     from checks import references
     from checks.core import Kind, Verdict, printable
     from checks.judge import run_check
-    from checks.session import ChildChecks, ChildError
+    from checks.session import Budget, ChildChecks, ChildError
     from checks.specs import SPECS
 
     waiting = [started] if started is not None else []
     child = ChildChecks(lambda: waiting.pop() if waiting else start_child())
-
-    def describe_timeout(reply) -> str:
-        if reply.why == "cpu":
-            return f"did not finish within {timeout:g} s of CPU time (an endless loop, or a step budget ignored?)"
-        return f"did not finish within {2 * timeout + 20:g} s, using only {reply.cpu:.2g} s of CPU (it waits for something?)"
 
     def show(verdict: Verdict) -> bool:
         text, dropped = child.take_output()
@@ -83,27 +79,20 @@ def run_topic(topic: str, checks: list[str], timeout: float, started: Session | 
         print(verdict.line, flush=True)
         return verdict.passed
 
-    used_before = {"cpu": 0.0, "wall": 0.0}  # the child's totals when the current check started
-
-    def limits():
-        return (timeout - (child.cpu - used_before["cpu"]),
-                2 * timeout + 20 - (child.wall - used_before["wall"]))
-
     passed = []
     try:
         try:
-            failure = child.import_topic(topic, limits, describe_timeout)
+            failure = child.import_topic(topic, Budget(timeout, IMPORT_HINT).start(child))
         except ChildError as err:
             return [show(Verdict(name, False, f"the kit could not run this check: {err}", Kind.KIT_ERROR))
                     for name in checks]
         for name in checks:
-            used_before.update(cpu=child.cpu, wall=child.wall)
             if failure is not None:
                 verdict = Verdict(name, False, failure.problem, failure.kind, finding=failure.finding)
             else:
                 try:
                     verdict = run_check(SPECS[name], references.public_cases(name, topic),
-                                        child.compute(SPECS[name], limits, describe_timeout))
+                                        child.compute(SPECS[name], Budget(timeout, CHECK_HINT).start(child)))
                 except ChildError as err:
                     verdict = Verdict(name, False, f"the kit could not run this check: {err}", Kind.KIT_ERROR)
             passed.append(show(verdict))

@@ -333,6 +333,52 @@ class Session:
 
 # ------------------------------------------------------------------------------------------------ checks
 
+IMPORT_HINT = "a loop or a long computation at module level?"  # what an import's CPU limit usually meets
+
+
+class Budget:
+    """The time one request may take (an import, or one check's cases), and the line that says which clock ran
+    out. ``kit.py check`` and the grader both make one per import and per check.
+
+    ``cpu()``: the CPU seconds allowed, asked again while the request runs (the grader learns a check's limit
+    while the reference solution is measured). The wall clock allows twice that plus 20 s: a backstop for
+    code that waits without computing. ``explain()``: what the CPU limit is, for the timeout line."""
+
+    def __init__(self, cpu, explain):
+        self.cpu = cpu if callable(cpu) else (lambda: cpu)
+        self.explain = explain if callable(explain) else (lambda: explain)
+        self.child: ChildChecks | None = None
+        self.cpu0 = self.wall0 = 0.0
+
+    def start(self, child: "ChildChecks") -> "Budget":
+        """Count from now: what ``child`` has used so far is not this budget's."""
+        self.child, self.cpu0, self.wall0 = child, child.cpu, child.wall
+        return self
+
+    def used(self) -> tuple[float, float]:
+        """(CPU, wall-clock) seconds used since :meth:`start`."""
+        return self.child.cpu - self.cpu0, self.child.wall - self.wall0
+
+    def left(self) -> tuple[float, float]:
+        """(CPU, wall-clock) seconds the request may still take: the ``limits`` of :meth:`Session.request`."""
+        cpu, wall = self.used()
+        limit = self.cpu()
+        return limit - cpu, 2 * limit + 20 - wall
+
+    def spent(self) -> bool:
+        """More CPU used than allowed (a limit that became known only after the request had started)."""
+        return self.used()[0] > self.cpu()
+
+    def timeout(self, clock: str = "cpu") -> str:
+        """The line for a request stopped by ``clock`` ("cpu" or "wall")."""
+        reason = self.explain()  # first: the grader's explanation waits until the limit is known
+        limit = self.cpu()
+        if clock == "cpu":
+            return f"did not finish within {limit:.3g} s of CPU time ({reason})"
+        return (f"did not finish within {2 * limit + 20:.3g} s of wall-clock time, using only {self.used()[0]:.2g} s "
+                "of CPU: it waits for something (sleep, input, a lock?)")
+
+
 class ChildChecks:
     """One child process that imports a student's files and computes cases; after a timeout or a crash the
     next request starts a fresh one (and imports the files again). What the code printed is kept, per
@@ -367,11 +413,11 @@ class ChildChecks:
             self.close()
         return reply
 
-    def import_topic(self, topic: str, limits, describe_timeout: Callable[[Reply], str]) -> CaseResult | None:
+    def import_topic(self, topic: str, budget: Budget) -> CaseResult | None:
         """Import helpers/<topic>.py in the child: None, or the failure every check of the topic gets."""
         from checks.core import CaseResult, Kind, one_line
 
-        reply = self._request({"op": "import", "topic": topic}, limits)
+        reply = self._request({"op": "import", "topic": topic}, budget.left)
         what = f"helpers/{topic}.py"
         if reply.outcome == "ok":
             value = reply.value
@@ -385,24 +431,23 @@ class ChildChecks:
                 return None
             return CaseResult.failure(Kind.IMPORT_ERROR, f"{what} cannot be imported: {one_line(value['error'])}")
         if reply.outcome == "timeout":
-            return CaseResult.failure(Kind.TIMEOUT, f"importing {what} " + describe_timeout(reply)
-                                      + " (a loop or a long computation at module level?)")
+            return CaseResult.failure(Kind.TIMEOUT, f"importing {what} {budget.timeout(reply.why)}")
         if reply.outcome == "died":
             return CaseResult.failure(Kind.CRASHED, f"the process importing {what} died ({reply.why})")
         return CaseResult.failure(Kind.MALFORMED, f"the process importing {what} sent a reply that cannot be used "
                                   f"({reply.why})")
 
-    def compute(self, spec, limits, describe_timeout: Callable[[Reply], str]):
-        """A ``compute`` for :func:`checks.judge.run_check`: each case runs in the child. ``limits()``: the
-        (CPU, wall-clock) seconds a request may still take, asked again while it runs."""
+    def compute(self, spec, budget: Budget):
+        """A ``compute`` for :func:`checks.judge.run_check`: each case runs in the child, all of them within
+        ``budget`` (started by the caller)."""
         from checks.core import FOLLOW_UP, CaseResult, Kind
 
         def compute(case: dict) -> CaseResult:
             if spec.topic not in self.imported:  # a fresh child after a timeout or a crash
-                failure = self.import_topic(spec.topic, limits, describe_timeout)
+                failure = self.import_topic(spec.topic, budget)
                 if failure is not None:
                     return failure
-            reply = self._request({"op": "case", "check": spec.name, "case": case}, limits)
+            reply = self._request({"op": "case", "check": spec.name, "case": case}, budget.left)
             if reply.outcome == "ok":
                 try:
                     return CaseResult.from_message(reply.value, spec.outputs + FOLLOW_UP)
@@ -411,7 +456,7 @@ class ChildChecks:
                     return CaseResult.failure(Kind.MALFORMED, "the process running it sent a reply that cannot be "
                                               f"used ({err})")
             if reply.outcome == "timeout":
-                return CaseResult.failure(Kind.TIMEOUT, describe_timeout(reply))
+                return CaseResult.failure(Kind.TIMEOUT, budget.timeout(reply.why))
             if reply.outcome == "died":
                 return CaseResult.failure(Kind.CRASHED, f"the process running it died ({reply.why}): os._exit, a "
                                           "crash, or memory exhausted")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from checks.core import CaseResult, Kind, Verdict, printable
 from checks.judge import run_check
-from checks.session import OUTPUT_CAP, ChildChecks, ChildError, Reply, Session
+from checks.session import IMPORT_HINT, OUTPUT_CAP, Budget, ChildChecks, ChildError, Session
 from checks.specs import SPECS
 from grader import sandbox
 from grader.points import Points, Question
@@ -91,7 +91,7 @@ class SubmissionRun:
                 results[check] = self._result(check, Verdict(check, False, findings[check].reason, Kind.FORBIDDEN))
                 continue
             if topic not in self.child.imported and failure is None:
-                failure = self.child.import_topic(topic, lambda: (limit, 2 * limit + 20), _import_timeout(limit))
+                failure = self.child.import_topic(topic, Budget(limit, IMPORT_HINT).start(self.child))
             if failure is not None:
                 results[check] = self._result(check, Verdict(check, False, failure.problem, failure.kind))
                 continue
@@ -99,44 +99,37 @@ class SubmissionRun:
 
     def _check(self, check: str) -> CheckResult:
         spec = SPECS[check]
-        cases = self.plan.cases[check]
-        cpu0, wall0 = self.child.cpu, self.child.wall
+        points = self.plan.points
 
-        def allowed() -> tuple[float, float]:
+        def limit() -> float:
             # Until the reference solution's times are known, the first checks run under its own generous
             # limit; the real one applies as soon as it is known, and again once the check is done.
             known = self.cpu_limits(check, wait=False)
-            limit = known[0] if known else REFERENCE_CPU_LIMIT
-            return limit - (self.child.cpu - cpu0), 2 * limit + 20 - (self.child.wall - wall0)
+            return known[0] if known else REFERENCE_CPU_LIMIT
 
-        def describe_timeout(reply) -> str:
-            limit, reference = self.cpu_limits(check)
-            if reply.why == "cpu":
-                return (f"did not finish within {limit:.3g} s of CPU time ({self.plan.points.cpu_scale:g} x the "
-                        f"reference solution's {reference or 0:.2g} s, at least {self.plan.points.cpu_floor:g} s): "
-                        "an endless loop, or far too much work?")
-            return (f"did not finish within {2 * limit + 20:.3g} s of wall-clock time, using only "
-                    f"{self.child.cpu - cpu0:.2g} s of CPU: it waits for something (sleep, input, a lock?)")
+        def explain() -> str:
+            reference = self.cpu_limits(check)[1]
+            return (f"{points.cpu_scale:g} x the reference solution's {reference or 0:.2g} s, at least "
+                    f"{points.cpu_floor:g} s; an endless loop, or far too much work?")
 
+        budget = Budget(limit, explain).start(self.child)
+        remote = self.child.compute(spec, budget)
         requests = [0]
 
         def compute(case):
             requests[0] += 1
             result = remote(case)
-            limit, reference = self.cpu_limits(check, wait=False) or (None, None)
-            if result.ok and limit is not None and self.child.cpu - cpu0 > limit:
-                # over a limit that became known only after the case had started
-                result = CaseResult.failure(Kind.TIMEOUT, describe_timeout(Reply("timeout", why="cpu")))
+            if result.ok and budget.spent():  # over a limit that became known only after the case had started
+                result = CaseResult.failure(Kind.TIMEOUT, budget.timeout("cpu"))
             return result
 
-        remote = self.child.compute(spec, allowed, describe_timeout)
-        verdict = run_check(spec, cases, compute)
-        cpu, wall = self.child.cpu - cpu0, self.child.wall - wall0
-        limit, reference = self.cpu_limits(check)
-        if verdict.passed and cpu > limit:
-            verdict = Verdict(check, False, describe_timeout(Reply("timeout", why="cpu")), Kind.TIMEOUT)
+        verdict = run_check(spec, self.plan.cases[check], compute)
+        limit_seconds, reference = self.cpu_limits(check)
+        if verdict.passed and budget.spent():
+            verdict = Verdict(check, False, budget.timeout("cpu"), Kind.TIMEOUT)
+        cpu, wall = budget.used()
         return self._result(check, verdict, round(cpu, 2), round(wall, 2),
-                            None if reference is None else round(reference, 2), round(limit, 2), requests[0])
+                            None if reference is None else round(reference, 2), round(limit_seconds, 2), requests[0])
 
     def _result(self, check: str, verdict: Verdict, cpu: float = 0.0, wall: float = 0.0, reference=None,
                 limit=None, cases_run: int = 0) -> CheckResult:
@@ -144,16 +137,6 @@ class SubmissionRun:
         kept, more = _capped(printable(output))
         return CheckResult(SPECS[check].topic, verdict, cpu, wall, reference, limit, cases_run,
                            len(self.plan.cases[check]), kept, dropped + more)
-
-
-def _import_timeout(limit: float):
-    """The timeout line of an import, naming the clock that ran out."""
-    def describe(reply) -> str:
-        if reply.why == "cpu":
-            return f"did not finish within {limit:g} s of CPU time"
-        return (f"did not finish within {2 * limit + 20:g} s of wall-clock time, using only {reply.cpu:.2g} s of CPU "
-                "(it waits for something: sleep, input, a lock?)")
-    return describe
 
 
 def _capped(text: str) -> tuple[str, int]:
