@@ -43,9 +43,23 @@ def run_check(spec: specs.Spec, cases: list[dict], compute: Callable[[dict], Cas
         verdict = verdict.in_case(case.get("label", ""))
         if verdict.finding != "wrong values":
             return verdict
-        others = [(c.get("label", ""), judge_case(spec, c, compute(without_answers(c)))) for c in cases[index + 1:]]
-        return _agreed_cause(verdict, [(label, v) for label, v in others if v.finding == "wrong values"])
+        return _agreed_cause(verdict, list(_other_failures(spec, cases[index + 1:], compute)))
     return Verdict(spec.name, True, spec.what)
+
+
+# The process running the cases is gone or over its time: the remaining cases would each start it again.
+_STOPS = (Kind.TIMEOUT, Kind.CRASHED, Kind.MALFORMED, Kind.KIT_ERROR)
+
+
+def _other_failures(spec: specs.Spec, cases: list[dict], compute):
+    """(label, verdict) of the cases after the first failing one that fail by their values; they stop at the
+    first case whose process timed out or died."""
+    for case in cases:
+        verdict = judge_case(spec, case, compute(without_answers(case)))
+        if verdict.kind in _STOPS:
+            return
+        if verdict.finding == "wrong values":
+            yield case.get("label", ""), verdict
 
 
 def _agreed_cause(first: Verdict, others: list[tuple[str, Verdict]]) -> Verdict:
