@@ -74,7 +74,7 @@ def _factor(a, e, near, inputs) -> str:
         return "the sign is flipped everywhere (the output is minus the reference)"
     names = []
     for name, size in _sizes(inputs).items():
-        if size > 1 and abs(c * size - 1) < 1e-3 * size:
+        if size > 1 and abs(c * size - 1) < 1e-3:
             names.append(f"1/{name} ({name} = {size}): divided by {name} once too often")
         elif size > 1 and abs(c / size - 1) < 1e-3:
             names.append(f"{name} ({name} = {size}): a division by {name} is missing")

@@ -111,3 +111,12 @@ def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
         cases = [c for c in references.load(folder / f"{topic}.pt")["cases"] if c["check"] == check]
         verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
         assert not verdict.passed and words in verdict.line, verdict.line
+
+
+def test_a_scalar_off_by_an_unnamed_factor_is_not_given_a_size():
+    # A size is named only when the factor is 1/size (or size) to 1e-3: a tiny factor is no 1/C·H·W.
+    inputs = {"features": torch.zeros(2, 28, 14, 14)}
+    said = describe(torch.tensor(-5.0e-6), torch.tensor(3822.0), inputs, 1e-3, ())
+    assert "which is" not in said, said
+    half = describe(torch.tensor(0.5 * 3822.0), torch.tensor(3822.0), inputs, 1e-3, ())
+    assert "1/N (N = 2)" in half and "1/2" in half, half

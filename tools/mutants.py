@@ -27,6 +27,11 @@ REDUCTION_WORDS = {("sum", "mean"): "an average where the reference sums",
 # Edits that a student makes at every place at once when they hold one convention the other way round.
 EVERYWHERE = {"a shift in the opposite direction", "an average where the reference sums",
               "a sum where the reference averages", "a value that is not squared", "an absolute value left out"}
+# One arithmetic operator written for another (the classic replacement; division into multiplication is below).
+ARITHMETIC = {ast.Mult: ((ast.Add, "an addition where the reference multiplies"),),
+              ast.Add: ((ast.Mult, "a multiplication where the reference adds"),
+                        (ast.Sub, "a subtraction where the reference adds")),
+              ast.Sub: ((ast.Add, "an addition where the reference subtracts"),)}
 # Other values a string argument is often given by mistake.
 KEYWORD_CHOICES = {"reduction": {"sum": ["mean"], "mean": ["sum"]},
                    "mode": {"bilinear": ["nearest", "bicubic"], "nearest": ["bilinear"]}}
@@ -101,7 +106,8 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     name = _is_call(node, {"amax"})
     if name and isinstance(node.func, ast.Attribute):
         for other, words in (("mean", "an average where the reference takes the maximum"),
-                             ("sum", "a sum where the reference takes the maximum")):
+                             ("sum", "a sum where the reference takes the maximum"),
+                             ("norm", "an L2 norm where the reference takes the maximum")):
             yield words, ast.Call(ast.Attribute(node.func.value, other, ast.Load()), node.args, node.keywords)
         inner = node.func.value
         if _is_call(inner, {"abs"}) and isinstance(inner.func, ast.Attribute):
@@ -140,9 +146,13 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                 yield f"the argument `{keyword.arg}` not passed on (the callee's default used)", ast.Call(
                     node.func, node.args, [k for k in node.keywords if k is not keyword])
         if isinstance(node.func, ast.Name) and node.func.id == "model":
-            yield "probabilities (a softmax) where the reference uses the class scores (logits)", ast.Call(
-                ast.Attribute(ast.Name("torch", ast.Load()), "softmax", ast.Load()), [node],
-                [ast.keyword("dim", ast.Constant(1))])
+            for function, words in (("softmax", "probabilities (a softmax)"),
+                                    ("log_softmax", "log-probabilities (a log-softmax)")):
+                yield f"{words} where the reference uses the class scores (logits)", ast.Call(
+                    ast.Attribute(ast.Name("torch", ast.Load()), function, ast.Load()), [node],
+                    [ast.keyword("dim", ast.Constant(1))])
+        if _is_call(node, {"gather"}) and isinstance(node.func, ast.Attribute):
+            yield "every class's score where the reference picks one class per image", node.func.value
         if _is_call(node, {"softmax"}) and node.args:
             yield "class scores (logits) where the reference uses probabilities (a softmax)", node.args[0]
     if _is_call(node, {"abs"}) and isinstance(node.func, ast.Attribute):
@@ -198,11 +208,27 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
             apart = _neighbours_apart(node)
             if apart is not None:
                 yield "neighbours two apart where the reference takes adjacent ones", apart
+        for other, words in ARITHMETIC.get(type(node.op), ()):
+            yield words, ast.BinOp(node.left, other(), node.right)
+        if isinstance(node.op, ast.Sub) and all(isinstance(side, ast.Subscript) for side in (node.left, node.right)):
+            across = _other_axis(node)
+            if across is not None:
+                yield "differences along the other axis where the reference takes both", across
         if isinstance(node.op, ast.MatMult):
             yield "the two factors of a matrix product swapped", ast.BinOp(node.right, ast.MatMult(), node.left)
         if isinstance(node.op, ast.Div):
             yield "a division left out", node.left
             yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
+    if isinstance(node, ast.Subscript):
+        channel = _one_channel(node)
+        if channel is not None:
+            yield "one colour channel where the reference takes all three", channel
+    if isinstance(node, ast.Return) and node.value is not None and not isinstance(node.value, ast.Tuple):
+        yield "a square root taken of the result", ast.Return(ast.Call(
+            ast.Attribute(node.value, "sqrt", ast.Load()), [], []))
+        # an attribution times the input (gradient x input); a NameError where there is no `images` drops it
+        yield "the result multiplied by the input image", ast.Return(ast.BinOp(node.value, ast.Mult(),
+                                                                               ast.Name("images", ast.Load())))
     if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
         yield "the last value kept where the reference adds up every one (= where it has +=)", ast.Assign(
             [node.target], node.value)
@@ -252,6 +278,29 @@ def _neighbours_apart(node: ast.BinOp) -> ast.expr | None:
     return changed if moved >= 2 else None
 
 
+def _other_axis(node: ast.BinOp) -> ast.expr | None:
+    """``x[:, :, 1:, :] - x[:, :, :-1, :]`` -> ``x[:, :, :, 1:] - x[:, :, :, :-1]``: the same difference taken
+    along the last axis where the reference takes the one before it (or the other way round)."""
+    changed = copy.deepcopy(node)
+    for side in (changed.left, changed.right):
+        if not (isinstance(side.slice, ast.Tuple) and len(side.slice.elts) == 4):
+            return None
+        elts = side.slice.elts
+        elts[2], elts[3] = elts[3], elts[2]
+    return changed if ast.dump(changed) != ast.dump(node) else None
+
+
+def _one_channel(node: ast.Subscript) -> ast.Subscript | None:
+    """``x[:, :, a:b, c:d]`` -> ``x[:, 0, a:b, c:d]``: one colour channel where the reference takes all."""
+    if isinstance(node.slice, ast.Tuple) and len(node.slice.elts) == 4:
+        second = node.slice.elts[1]
+        if isinstance(second, ast.Slice) and second.lower is None and second.upper is None and second.step is None:
+            changed = copy.deepcopy(node)
+            changed.slice.elts[1] = ast.Constant(0)
+            return changed
+    return None
+
+
 class _Replace(ast.NodeTransformer):
     def __init__(self, target: ast.AST, replacement: ast.AST):
         self.target, self.replacement = target, replacement
@@ -285,6 +334,12 @@ def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, ast.ex
         for b in params:
             if b != a and b not in ("model", "images", "labels", "targets"):
                 yield f"the loop steps by `{b}` where the contract says `{a}`", a, ast.Name(b)
+    numbers = [a.arg for a in function.args.args
+               if isinstance(a.annotation, ast.Name) and a.annotation.id in ("float", "int")]
+    for a in numbers:
+        for b in numbers:
+            if a != b and a not in steps:  # a loop's step: the words above say more
+                yield f"the argument `{b}` used where the reference uses `{a}`", a, ast.Name(b)
     defaults = function.args.defaults
     for arg, default in zip(function.args.args[len(params) - len(defaults):], defaults):
         if isinstance(default, ast.Constant) and default.value is not None:
@@ -328,7 +383,7 @@ def _predicted_class(function: ast.FunctionDef) -> ast.stmt | None:
     return ast.parse("labels = model(images).detach().argmax(dim=1)").body[0]
 
 
-def mutants(topic: str, function: str, limit: int = 60) -> list[tuple[str, str]]:
+def mutants(topic: str, function: str, limit: int = 90) -> list[tuple[str, str]]:
     """[(words, the module's source with one edit in ``function``)], at most ``limit``, simplest first (in the
     order of the function's body), duplicates (the same source) dropped."""
     source = (ROOT / "helpers" / f"{topic}.py").read_text(encoding="utf-8")
