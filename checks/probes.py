@@ -64,12 +64,15 @@ class Call:
 
 class Probe:
     """Looks at one thing before and after the call. ``early``: heard of before the call's own exception
-    (a clean-up that fails when the forward pass raises is the point of that case)."""
+    (a clean-up that fails when the forward pass raises is the point of that case). A probe that only sees
+    whether something changed sets ``changed`` and says ``message``."""
 
     early = False
+    message = ""
 
     def __init__(self, call: Call):
         self.call = call
+        self.changed = False
 
     def during(self):
         return contextlib.nullcontext()
@@ -79,7 +82,7 @@ class Probe:
 
     def finding(self):
         """None, or (kind, message[, words for reports])."""
-        return None
+        return (Kind.SIDE_EFFECT, self.message) if self.changed else None
 
 
 def hook_count(model: nn.Module) -> int:
@@ -142,12 +145,15 @@ class Hooks(Probe):
 class Modes(Probe):
     """The model or a layer left in another mode (train/eval)."""
 
+    message = ("the model was left in another mode (model.train() or .eval() on it or a "
+               "layer; in training mode BatchNorm also changes its running statistics); "
+               "leave the model as it was given")
+
     early = True
 
     def __init__(self, call: Call):
         super().__init__(call)
         self.modes = [m.training for m in call.net.modules()] if call.net is not None else []
-        self.changed = False
 
     def look(self):
         net = self.call.net
@@ -155,12 +161,6 @@ class Modes(Probe):
         if self.changed:  # undone for the next case
             for m, mode in zip(net.modules(), self.modes):
                 m.training = mode
-
-    def finding(self):
-        if self.changed:
-            return (Kind.SIDE_EFFECT, "the model was left in another mode (model.train() or .eval() on it or a "
-                                      "layer; in training mode BatchNorm also changes its running statistics); "
-                                      "leave the model as it was given")
 
 
 class Weights(Probe):
@@ -180,6 +180,9 @@ class InplaceFlag(Probe):
     """A module's ``inplace`` setting changed and not restored. For the "inplace" model, every ReLU is
     in-place while the call runs (as a student's own model may be)."""
 
+    message = ("the model's inplace flag was changed and not restored; put back every "
+               "setting you change on the model (try: ... finally:)")
+
     early = True
 
     def __init__(self, call: Call):
@@ -188,7 +191,6 @@ class InplaceFlag(Probe):
         self.saved = {m: m.inplace for m in net.modules() if hasattr(m, "inplace")} if net is not None else {}
         self.forced = [m for m in net.modules() if isinstance(m, nn.ReLU)] \
             if (net is not None and call.fixture is not None and call.fixture.inplace) else []
-        self.changed = False
 
     @contextlib.contextmanager
     def during(self):
@@ -203,11 +205,6 @@ class InplaceFlag(Probe):
                 if getattr(m, "inplace", value) != value:
                     self.changed = True
                 m.inplace = value
-
-    def finding(self):
-        if self.changed:
-            return (Kind.SIDE_EFFECT, "the model's inplace flag was changed and not restored; put back every "
-                                      "setting you change on the model (try: ... finally:)")
 
 
 class Budget(Probe):
@@ -269,10 +266,11 @@ class Raised(Probe):
 class Flags(Probe):
     """The model's ``requires_grad`` flags changed; restored, and every ``.grad`` dropped, afterwards."""
 
+    message = "the model's requires_grad flags were changed and not restored"
+
     def __init__(self, call: Call):
         super().__init__(call)
         self.flags = [(p, p.requires_grad) for p in call.net.parameters()] if call.net is not None else []
-        self.changed = False
 
     @contextlib.contextmanager
     def during(self):
@@ -287,45 +285,32 @@ class Flags(Probe):
         net = self.call.net
         self.changed = net is not None and [p.requires_grad for p in net.parameters()] != [v for _, v in self.flags]
 
-    def finding(self):
-        if self.changed:
-            return Kind.SIDE_EFFECT, "the model's requires_grad flags were changed and not restored"
-
 
 class RandomState(Probe):
     """torch's global random state changed (restored at once: the follow-up pass draws nothing from it)."""
 
+    message = ("torch's global random state was changed (torch.manual_seed, or random "
+               "numbers drawn without a generator); leave it as it was: draw from a "
+               "torch.Generator made from `seed`")
+
     def __init__(self, call: Call):
         super().__init__(call)
         self.state = torch.get_rng_state()
-        self.changed = False
 
     def look(self):
         self.changed = not torch.equal(torch.get_rng_state(), self.state)
         torch.set_rng_state(self.state)
 
-    def finding(self):
-        if self.changed:
-            return (Kind.SIDE_EFFECT, "torch's global random state was changed (torch.manual_seed, or random "
-                                      "numbers drawn without a generator); leave it as it was: draw from a "
-                                      "torch.Generator made from `seed`")
-
 
 class Gradients(Probe):
     """Gradients left in the model's parameters (dropped by :class:`Flags`)."""
 
-    def __init__(self, call: Call):
-        super().__init__(call)
-        self.leaked = False
+    message = ("gradients leaked into the model's parameters (.grad is set); differentiate "
+               "with respect to the input only")
 
     def look(self):
         net = self.call.net
-        self.leaked = net is not None and any(p.grad is not None for p in net.parameters())
-
-    def finding(self):
-        if self.leaked:
-            return (Kind.SIDE_EFFECT, "gradients leaked into the model's parameters (.grad is set); differentiate "
-                                      "with respect to the input only")
+        self.changed = net is not None and any(p.grad is not None for p in net.parameters())
 
 
 class Inputs(Probe):
