@@ -13,6 +13,7 @@ seconds (both from points.toml).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -116,13 +117,37 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
         on_done: called with each Graded as soon as it is complete (for printing).
     Raises PointsError (points.toml), SandboxUnavailable, GraderError (the kit or the sandbox is broken).
     """
-    import dataclasses
+    settings = {"cpu_scale": cpu_scale, "cpu_floor": cpu_floor, "public_cases": public_cases}
+    work = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
+    os.chmod(work, 0o711)  # the sandbox user must reach its own folder inside (only bubblewrap hides the rest)
+    try:
+        plan = _plan(Path(kit_root).resolve(), points_file, settings, only_topics, isolation, memory, protected,
+                     work, log)
+        found = submissions.expand([Path(p) for p in paths], list(TOPICS)) if expand else [Path(p) for p in paths]
+        subs, names = [], set()
+        for path in found:
+            # Random names inside a folder others may cross but not list: without bubblewrap's private
+            # view of the files, a child must not be able to guess where a classmate's files are.
+            sub = submissions.load(path, list(TOPICS), Path(tempfile.mkdtemp(prefix="unzip-", dir=work)))
+            sub.name = _unique(sub.name, names)
+            subs.append(sub)
+        reference = ReferenceTimes(plan)
+        with ThreadPoolExecutor(max_workers=max(1, jobs or available_cores())) as pool:
+            pool.submit(reference.measure)
+            futures = [pool.submit(_grade_one, plan, sub, reference.cpu_limits, on_done) for sub in subs]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    kit_root = Path(kit_root).resolve()
-    points = load_points(points_file)
-    overrides = {k: v for k, v in (("cpu_scale", cpu_scale), ("cpu_floor", cpu_floor),
-                                   ("public_cases", public_cases)) if v is not None}
-    points = dataclasses.replace(points, **overrides)
+
+def _plan(kit_root: Path, points_file: Path, settings: dict, only_topics, isolation: str, memory: int,
+          protected, work: Path, log) -> Plan:
+    """What every submission of this run is graded by: the points, the checks, their cases, the sandbox."""
+    points = dataclasses.replace(load_points(points_file), **{k: v for k, v in settings.items() if v is not None})
     questions = [q for q in points.questions if only_topics is None or q.topic in only_topics]
     unknown = sorted(set(only_topics or ()) - {s.topic for s in SPECS.values()})
     if unknown:
@@ -135,63 +160,51 @@ def grade(paths: list[Path], kit_root: Path = KIT_ROOT, points_file: Path = DEFA
     for q in questions:
         topics.setdefault(q.topic, []).append(q.check)
     cases = load_cases(kit_root, [q.check for q in questions], points.public_cases, points.term_seed)
-    work = Path(tempfile.mkdtemp(prefix="convlens-grade-"))
-    os.chmod(work, 0o711)  # the sandbox user must reach its own folder inside (only bubblewrap hides the rest)
     limits = sandbox.Limits(cpu_seconds=3600, memory_bytes=memory, processes=PROCESSES, file_bytes=64 << 20)
-    plan = Plan(points, questions, topics, cases, mechanism, limits, kit_root, work)
+    return Plan(points, questions, topics, cases, mechanism, limits, kit_root, work)
+
+
+class ReferenceTimes:
+    """The reference solution's CPU time per check, measured once at the start of a run, and the limits that
+    follow from it."""
+
+    def __init__(self, plan: Plan):
+        self.plan, self.future = plan, Future()
+
+    def measure(self) -> None:
+        try:
+            self.future.set_result(measure_reference(self.plan))
+        except BaseException as err:
+            self.future.set_exception(err)
+
+    def cpu_limits(self, check: str, wait: bool = True) -> tuple[float, float] | None:
+        """(CPU seconds allowed, the reference's); with ``wait=False`` None while it is still measured."""
+        if not wait and not self.future.done():
+            return None
+        ref = self.future.result()[check]
+        return max(self.plan.points.cpu_floor, self.plan.points.cpu_scale * ref), ref
+
+
+def _grade_one(plan: Plan, sub, cpu_limits, on_done) -> Graded:
+    """One submission, in its own child; an error of this submission alone becomes its report's cause."""
+    start = time.perf_counter()
+    folder = Path(tempfile.mkdtemp(prefix="sub-", dir=plan.work))
+    os.chmod(folder, 0o711)
+    files = {t: sub.files.get(t) for t in plan.topics}
+    problems = list(sub.problems)
     try:
-        subs, names = [], set()
-        found = submissions.expand([Path(p) for p in paths], list(TOPICS)) if expand else [Path(p) for p in paths]
-        for path in found:
-            # Random names inside a folder others may cross but not list: without bubblewrap's private
-            # view of the files, a child must not be able to guess where a classmate's files are.
-            sub = submissions.load(path, list(TOPICS), Path(tempfile.mkdtemp(prefix="unzip-", dir=work)))
-            sub.name = _unique(sub.name, names)
-            subs.append(sub)
-        reference: Future = Future()
-
-        def reference_task():
-            try:
-                reference.set_result(measure_reference(plan))
-            except BaseException as err:
-                reference.set_exception(err)
-
-        def cpu_limits(check: str, wait: bool = True) -> tuple[float, float] | None:
-            if not wait and not reference.done():
-                return None
-            ref = reference.result()[check]
-            return max(points.cpu_floor, points.cpu_scale * ref), ref
-
-        def submission_task(i: int) -> Graded:
-            sub, start = subs[i], time.perf_counter()
-            folder = Path(tempfile.mkdtemp(prefix="sub-", dir=work))
-            os.chmod(folder, 0o711)
-            files = {t: sub.files.get(t) for t in topics}
-            problems = list(sub.problems)
-            try:
-                results = SubmissionRun(plan, files, folder, cpu_limits).run()
-                ordered = [results[q.check] for q in questions]
-            except GraderError:
-                raise  # the kit or the sandbox is broken: every submission would fail the same way
-            except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
-                cause = f"the grader could not grade this submission ({type(err).__name__}: {str(err)[:120]})"
-                problems.append(cause)
-                ordered = [CheckResult(q.topic, Verdict(q.check, False, cause, Kind.KIT_ERROR)) for q in questions]
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
-            graded = Graded(sub.name, str(sub.source), questions, ordered, time.perf_counter() - start,
-                            sub.notebooks, problems, mechanism.name)
-            if on_done is not None:
-                on_done(graded)
-            return graded
-
-        with ThreadPoolExecutor(max_workers=max(1, jobs or available_cores())) as pool:
-            pool.submit(reference_task)
-            futures = [pool.submit(submission_task, i) for i in range(len(subs))]
-            try:
-                return [f.result() for f in futures]
-            except BaseException:
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        results = SubmissionRun(plan, files, folder, cpu_limits).run()
+        ordered = [results[q.check] for q in plan.questions]
+    except GraderError:
+        raise  # the kit or the sandbox is broken: every submission would fail the same way
+    except Exception as err:  # noqa: BLE001 - one submission's failure must not stop the class
+        cause = f"the grader could not grade this submission ({type(err).__name__}: {str(err)[:120]})"
+        problems.append(cause)
+        ordered = [CheckResult(q.topic, Verdict(q.check, False, cause, Kind.KIT_ERROR)) for q in plan.questions]
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    graded = Graded(sub.name, str(sub.source), plan.questions, ordered, time.perf_counter() - start,
+                    sub.notebooks, problems, plan.mechanism.name)
+    if on_done is not None:
+        on_done(graded)
+    return graded

@@ -143,65 +143,88 @@ class Module:
         nodes += [node for node in self.at_import if id(node) not in reached]
         parents = {id(child): node for node in nodes for child in ast.iter_child_nodes(node)}
         for node in nodes:
-            where = f"{self.filename} line {getattr(node, 'lineno', '?')}"
-            if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
-                return Finding(WHY_REACHING.format(name="." + node.attr, where=where))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                    node.func.id in ("getattr", "setattr", "delattr") and len(node.args) >= 2 and \
-                    isinstance(node.args[0], ast.Name) and node.args[0].id in self.aliases and \
-                    _constant_text(node.args[1]) is None:
-                # an attribute of a module named by a computed string: what it reaches cannot be read
-                return Finding(WHY_HIDING.format(name=f"getattr({node.args[0].id}, <computed name>)", where=where))
-            if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parents.get(id(node)), ast.Attribute):
-                name = _dotted(node, self.aliases)  # the whole chain: a.b.c, not its parts
-                if name is None:
-                    continue
-                plain = name.removeprefix("builtins.") if name.startswith("builtins.__") else name
-                base = node
-                while isinstance(base, ast.Attribute):
-                    base = base.value
-                through_module = isinstance(base, ast.Name) and base.id in self.aliases and \
-                    REACHING_PARTS & set(plain.split(".")[1:])
-                if through_module or any(plain == r or plain.startswith(r + ".") for r in REACHING) or (
-                        isinstance(node, ast.Name) and node.id in ("globals", "vars", "locals", "__builtins__")
-                        and node.id not in self.definitions):
-                    return Finding(WHY_REACHING.format(name=plain, where=where))
-                f = _matches(name, forbidden) if id(node) in reached else None
-                if f:
-                    return Finding(f"calls {f}: the exercise is to write it yourself ({where})")
-                plain = name.removeprefix("builtins.")
-                if any(plain == h or plain.startswith(h + ".") for h in HIDING):
-                    return Finding(WHY_HIDING.format(name=plain, where=where))
-            elif id(node) not in reached:
-                if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in HIDING_WORDS:
-                    return Finding(WHY_HIDING.format(name=repr(node.value), where=where))
-                if isinstance(node, ast.Constant) and id(node) not in self.docstrings and node.value in REACHING_WORDS:
-                    return Finding(WHY_REACHING.format(name=repr(node.value), where=where))
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
-                for name in names:
-                    if any(name == r or name.startswith(r + ".") for r in REACHING):
-                        return Finding(WHY_REACHING.format(name=name, where=where))
-                    f = _matches(name, forbidden)
-                    if f:
-                        what = f if name == f else f"{name}, which holds {f}"
-                        return Finding(f"imports {what}: the exercise is to write it yourself ({where})")
-            elif isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and id(node) not in self.docstrings:
-                if isinstance(parents.get(id(node)), (ast.BinOp, ast.JoinedStr)):
-                    continue  # judged as part of the whole expression
-                text = _constant_text(node)
-                if text is None:
-                    continue
-                word = text.strip()
-                f = _matches(word, forbidden) or next((f for f in forbidden if _named_in(word, f)), None)
-                if f:
-                    return Finding(f"names {word[:60]!r} (for {f}): the exercise is to write it yourself ({where})")
-                if word in HIDING_WORDS:
-                    return Finding(WHY_HIDING.format(name=repr(word), where=where))
-                if word in REACHING_WORDS:
-                    return Finding(WHY_REACHING.format(name=repr(word), where=where))
+            found = self._finding(node, parents.get(id(node)), id(node) in reached, forbidden)
+            if found:
+                return found
         return None
+
+    def _finding(self, node: ast.AST, parent, reached: bool, forbidden: tuple) -> Finding | None:
+        """What one node shows: a reach into the checks, hidden calls, or a forbidden implementation (only in
+        code the function runs; at import time, only the first two)."""
+        where = f"{self.filename} line {getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Attribute) and node.attr in REACHING_ATTRIBUTES:
+            return Finding(WHY_REACHING.format(name="." + node.attr, where=where))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                node.func.id in ("getattr", "setattr", "delattr") and len(node.args) >= 2 and \
+                isinstance(node.args[0], ast.Name) and node.args[0].id in self.aliases and \
+                _constant_text(node.args[1]) is None:
+            # an attribute of a module named by a computed string: what it reaches cannot be read
+            return Finding(WHY_HIDING.format(name=f"getattr({node.args[0].id}, <computed name>)", where=where))
+        if isinstance(node, (ast.Name, ast.Attribute)) and not isinstance(parent, ast.Attribute):
+            return self._name_finding(node, reached, forbidden, where)
+        if not reached:
+            if isinstance(node, ast.Constant) and id(node) not in self.docstrings:
+                return _word_finding(node.value, where)
+            return None
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            return _import_finding(node, forbidden, where)
+        if isinstance(node, (ast.Constant, ast.BinOp, ast.JoinedStr)) and id(node) not in self.docstrings:
+            if isinstance(parent, (ast.BinOp, ast.JoinedStr)):
+                return None  # judged as part of the whole expression
+            text = _constant_text(node)
+            if text is None:
+                return None
+            word = text.strip()
+            f = _matches(word, forbidden) or next((f for f in forbidden if _named_in(word, f)), None)
+            if f:
+                return Finding(f"names {word[:60]!r} (for {f}): the exercise is to write it yourself ({where})")
+            return _word_finding(word, where)
+        return None
+
+    def _name_finding(self, node: ast.AST, reached: bool, forbidden: tuple, where: str) -> Finding | None:
+        """A whole name chain (a.b.c, not its parts): a reach, a forbidden implementation, or a hidden call."""
+        name = _dotted(node, self.aliases)
+        if name is None:
+            return None
+        plain = name.removeprefix("builtins.") if name.startswith("builtins.__") else name
+        base = node
+        while isinstance(base, ast.Attribute):
+            base = base.value
+        through_module = isinstance(base, ast.Name) and base.id in self.aliases and \
+            REACHING_PARTS & set(plain.split(".")[1:])
+        if through_module or any(plain == r or plain.startswith(r + ".") for r in REACHING) or (
+                isinstance(node, ast.Name) and node.id in ("globals", "vars", "locals", "__builtins__")
+                and node.id not in self.definitions):
+            return Finding(WHY_REACHING.format(name=plain, where=where))
+        f = _matches(name, forbidden) if reached else None
+        if f:
+            return Finding(f"calls {f}: the exercise is to write it yourself ({where})")
+        plain = name.removeprefix("builtins.")
+        if any(plain == h or plain.startswith(h + ".") for h in HIDING):
+            return Finding(WHY_HIDING.format(name=plain, where=where))
+        return None
+
+
+def _word_finding(word, where: str) -> Finding | None:
+    """A string that names a way to hide calls or to reach into the checks."""
+    if word in HIDING_WORDS:
+        return Finding(WHY_HIDING.format(name=repr(word), where=where))
+    if word in REACHING_WORDS:
+        return Finding(WHY_REACHING.format(name=repr(word), where=where))
+    return None
+
+
+def _import_finding(node: ast.AST, forbidden: tuple, where: str) -> Finding | None:
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+        [f"{node.module}.{a.name}" for a in node.names if node.module and not node.level]
+    for name in names:
+        if any(name == r or name.startswith(r + ".") for r in REACHING):
+            return Finding(WHY_REACHING.format(name=name, where=where))
+        f = _matches(name, forbidden)
+        if f:
+            what = f if name == f else f"{name}, which holds {f}"
+            return Finding(f"imports {what}: the exercise is to write it yourself ({where})")
+    return None
 
 
 def _run_at_import(node: ast.AST):

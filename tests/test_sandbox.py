@@ -132,6 +132,33 @@ def test_sees_no_host_paths_in_proc(mech, scratch):
     assert out.split("\n")[:2] == ["['cpuinfo'] False False", "True"], out
 
 
+def test_sees_no_host_paths_anywhere(mech, scratch, tmp_path):
+    """Its interpreter, its modules, its folders and its environment all have neutral names: nothing the child
+    can read names a folder of the host (this checkout, the environment, the Python installation, the grader's
+    temporary folders)."""
+    needs_private_files(mech)
+    lib = tmp_path / "child"
+    (lib / "pkg").mkdir(parents=True)
+    (lib / "pkg" / "__init__.py").write_text("")
+    code = """if True:
+        import json, os, sys
+        sys.path.insert(0, sys.argv[1])
+        import numpy, pkg, torch
+        print(json.dumps([sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix, sys.path, os.getcwd(),
+                          dict(os.environ), sys.argv, pkg.__file__, torch.__file__, numpy.__file__,
+                          os.path.realpath(sys.executable), os.listdir("/")]))
+    """
+    limits = sandbox.Limits(cpu_seconds=120, memory_bytes=4 << 30, processes=256, file_bytes=64 << 20)
+    rc, out, err = run(mech, code, scratch, lib, readable=[lib], limits=limits, timeout=120)
+    assert rc == 0, err
+    seen = json.loads(out)
+    assert seen[8] == "/readable/0/pkg/__init__.py" and seen[5] == "/scratch", seen
+    host = {str(ROOT), str(tmp_path), os.path.realpath(tmp_path), sys.prefix, sys.base_prefix,
+            os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable))}
+    host -= {"/usr", "/usr/local"}  # a system Python is shown where it is: no machine's own path
+    assert not [h for h in host if h in out], (host, seen)
+
+
 def test_shared_memory_counts_against_the_memory_limit_without_a_cgroup(mech, scratch):
     """RLIMIT_DATA leaves shared mappings out; the address-space limit counts them."""
     import dataclasses
@@ -218,10 +245,11 @@ def test_cannot_read_or_change_the_graders_files(mech, tmp_path, scratch):
     rc, out, err = run(mech, code, scratch, lib / "helpers" / "model.py", *targets, readable=[lib])
     assert rc == 0, err
     seen = json.loads(out)
-    assert seen.pop(str(lib / "helpers" / "model.py")) == "READ:MODEL = 1\n"  # what it may read, it can
+    # what it may read, it can, under the name it is given (bubblewrap's Layout)
+    assert seen.pop("/readable/0/helpers/model.py") == "READ:MODEL = 1\n", out
     assert all(v in ("absent", "denied") for v in seen.values()), out
     listing = run(mech, "import os, sys; print(sorted(os.listdir(sys.argv[1])))", scratch, tmp_path, readable=[lib])
-    assert listing[1].strip() == "['lib', 'scratch']", listing
+    assert listing[0] != 0 and "FileNotFoundError" in listing[2], listing  # the folder holding both: not there
     write = run(mech, "open(__import__('sys').argv[1], 'w').write('x')", scratch, lib / "helpers" / "model.py",
                 readable=[lib])
     assert write[0] != 0 and "Read-only file system" in write[2]

@@ -1,15 +1,18 @@
 """bubblewrap's command line: new namespaces, and a file system built up from nothing but the system's
-read-only folders, the Python environment, the readable folders and the scratch folder."""
+read-only folders, the Python environment, the readable folders and the scratch folder, shown under neutral
+names (:class:`Layout`)."""
 from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import site as site_module
 import subprocess
 import sys
 import sysconfig
 from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
 
 from grader.sandbox.mechanism import Limits, Mechanism
@@ -19,16 +22,6 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The few files of /etc that programs read to start (the dynamic linker's cache, names of uids, time zone).
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/passwd",
               "/etc/group", "/etc/nsswitch.conf", "/etc/fonts")
-
-
-def _python_prefixes() -> list[str]:
-    """The calling interpreter's installation and environment (a venv and its base Python)."""
-    found = []
-    for p in (sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix):
-        for q in (os.path.abspath(p), os.path.realpath(p)):
-            if q not in found and q != "/":
-                found.append(q)
-    return found
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,8 +36,89 @@ def bwrap_has(path: str, option: str) -> bool:
     return f"{option} " in _bwrap_help(path)
 
 
-def bwrap_args(mechanism: Mechanism, scratch: Path, readable: list[str], limits: Limits, info_fd: int) -> list[str]:
-    """bubblewrap's command line: namespaces, then the file system, built up from an empty tmpfs."""
+def _in_system(path: str) -> bool:
+    return any(path == d or path.startswith(d + "/") for d in _SYSTEM_DIRS)
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the sandbox shows each host folder. Nothing the child can read (its file names, ``sys.prefix``,
+    a module's ``__file__``, its environment) names a folder of the host, only these neutral ones:
+
+    * ``/scratch``: the scratch folder; ``/readable/<i>``: the i-th readable path (nested where it lies
+      inside the scratch folder or an earlier one, so that nesting keeps its meaning);
+    * ``/python``: the Python installation, unless it is a system folder (/usr), shown at its own path;
+    * ``/venv``: a virtual environment made for the child: the installation's interpreter, a pyvenv.cfg
+      pointing at ``/python`` and one site-packages folder holding the distributions the child may use,
+      gathered from every site-packages folder of the caller's environment.
+    """
+
+    places: tuple[tuple[str, str], ...]  # (host path, path inside)
+    scratch: str  # the host path of the one place shown read-write
+    python: str = "/venv/bin/python"
+    venv: str = "/venv"
+
+    def inside(self, path: str) -> str:
+        """``path`` as the child sees it (unchanged when no shown folder holds it)."""
+        if path in (sys.executable, os.path.realpath(sys.executable)):
+            return self.python
+        for host, shown in sorted(self.places, key=lambda p: -len(p[0])):
+            if _under(path, host):
+                return shown + path[len(host):]
+        return path
+
+    @property
+    def site(self) -> str:
+        return sysconfig.get_path("purelib", "venv", vars={"base": self.venv, "platbase": self.venv})
+
+    def pyvenv_cfg(self) -> str:
+        home = os.path.dirname(self.inside(_base_interpreter()))
+        return f"home = {home}\ninclude-system-site-packages = false\nversion = {platform.python_version()}\n"
+
+    def environment(self) -> dict:
+        """LD_LIBRARY_PATH where the interpreter was built to find libpython at its host path."""
+        libdir = sysconfig.get_config_var("LIBDIR")
+        shown = self.inside(os.path.realpath(libdir)) if libdir else None
+        return {"LD_LIBRARY_PATH": shown} if shown and shown != os.path.realpath(libdir) else {}
+
+
+def _base_interpreter() -> str:
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def layout(scratch: str, readable: list[str]) -> Layout:
+    """Neutral places for the scratch folder, the readable paths and the Python installation."""
+    places: list[tuple[str, str]] = []
+
+    def place(host: str, name: str) -> None:
+        for outer, shown in places:
+            if _under(host, outer):
+                places.append((host, shown + host[len(outer):]))
+                return
+        places.append((host, name))
+
+    for host, name in sorted([(scratch, "/scratch")] + [(p, f"/readable/{i}") for i, p in enumerate(readable)],
+                             key=lambda item: len(Path(item[0]).parts)):
+        place(host, name)
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
+    for i, prefix in enumerate(sorted(p for p in prefixes if not _in_system(p))):
+        places.append((prefix, "/python" if i == 0 else f"/python{i}"))
+    return Layout(tuple(places), scratch)
+
+
+def shown_prefixes() -> list[str]:
+    """[sys.prefix, sys.base_prefix] as a child under bubblewrap finds them."""
+    shown = layout("/nonexistent", [])
+    return [shown.venv, shown.inside(os.path.realpath(sys.base_prefix))]
+
+
+def bwrap_args(mechanism: Mechanism, shown: Layout, limits: Limits, info_fd: int, pyvenv_fd: int) -> list[str]:
+    """bubblewrap's command line: namespaces, then the file system, built up from an empty tmpfs.
+    ``pyvenv_fd``: a descriptor to read the child's pyvenv.cfg from."""
     args = [mechanism.bwrap, "--die-with-parent", "--new-session", "--info-fd", str(info_fd),
             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--hostname", "sandbox"]
@@ -59,6 +133,14 @@ def bwrap_args(mechanism: Mechanism, scratch: Path, readable: list[str], limits:
         # capability unless told otherwise: keep only the two the trampoline needs to drop to the sandbox
         # user (setresuid clears them; bubblewrap's no_new_privs keeps setuid programs from giving any back).
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    args += _system_view(mechanism, limits) + _places(shown) + _python_view(mechanism, shown, pyvenv_fd)
+    # The trampoline enters scratch once it is the sandbox user (root without capabilities could not).
+    return args + ["--remount-ro", "/", "--chdir", "/", "--"]
+
+
+def _system_view(mechanism: Mechanism, limits: Limits) -> list[str]:
+    """The system's read-only folders, the few files of /etc programs need, a minimal /dev, /proc and /tmp."""
+    args = []
     for d in _SYSTEM_DIRS:
         if os.path.islink(d):
             args += ["--symlink", os.readlink(d), d]
@@ -73,34 +155,50 @@ def bwrap_args(mechanism: Mechanism, scratch: Path, readable: list[str], limits:
     # No /proc: even a fresh one shows the host's paths (its mount table, bubblewrap's own command line as
     # process 1). PyTorch reads only the processor's description (/proc/cpuinfo and /sys's CPU folder; without
     # them it takes other, slower kernels).
-    args += ["--dir", "/proc", "--ro-bind-try", "/proc/cpuinfo", "/proc/cpuinfo",
-             "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
-             "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--perms", "1777", *size, "--tmpfs", "/tmp"]
-    binds = [("--ro-bind", p) for p in _python_prefixes()] + [("--bind", str(scratch))]
-    binds += [("--ro-bind", p) for p in readable]
+    return args + ["--dir", "/proc", "--ro-bind-try", "/proc/cpuinfo", "/proc/cpuinfo",
+                   "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+                   "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--perms", "1777", *size, "--tmpfs", "/tmp"]
+
+
+def _places(shown: Layout) -> list[str]:
+    """The scratch folder (read-write), the readable paths and the Python installation, at their places."""
+    args = []
+    binds = [("--bind" if host == shown.scratch else "--ro-bind", host, inner) for host, inner in shown.places]
     # Outer folders first, so that a readable folder inside scratch stays read-only, and scratch inside a
     # readable folder stays writable (sorted() keeps the order above among equals).
-    binds = sorted(binds, key=lambda b: len(Path(b[1]).parts))
+    binds = sorted(binds, key=lambda b: len(Path(b[2]).parts))
     made = set()
-    for _, p in binds:  # bubblewrap would create missing parents mode 0700 (root's): make them traversable
-        for parent in reversed(Path(p).parents):
+    for inner in [b[2] for b in binds] + [shown.python, shown.site]:
+        # bubblewrap would create missing parents mode 0700 (root's): make them traversable
+        for parent in reversed(Path(inner).parents):
             s = str(parent)
-            if s != "/" and s not in made and not any(s == d or s.startswith(d + "/") for d in _SYSTEM_DIRS):
+            if s != "/" and s not in made and not _in_system(s):
                 made.add(s)
                 args += ["--perms", "0755", "--dir", s]
-    for kind, p in binds:
-        args += [kind, p, p]
-    # The Python environment minus what a submission may not use (Captum, the notebooks' libraries): each
-    # site-packages folder becomes an empty tmpfs with only the child's own distributions bound back in.
+    for kind, host, inner in binds:
+        args += [kind, host, inner]
+    return args
+
+
+def _python_view(mechanism: Mechanism, shown: Layout, pyvenv_fd: int) -> list[str]:
+    """The child's environment: the installation's interpreter and one site-packages folder holding only the
+    child's own distributions. The installation's own site-packages folders become empty, so that what a
+    submission may not use (Captum, the notebooks' libraries) is not there to import by any path."""
+    data = "--ro-bind-data" if bwrap_has(mechanism.bwrap, "--ro-bind-data") else "--file"
+    args = ["--ro-bind", _base_interpreter(), shown.python, "--perms", "0644", data, str(pyvenv_fd),
+            f"{shown.venv}/pyvenv.cfg", "--tmpfs", shown.site]
+    for site in visible_site_entries():
+        inner = shown.inside(site)
+        if inner != site or _in_system(site):  # a folder the child can see: empty it
+            args += ["--tmpfs", inner]
+    bound = set()
     for site, entries in visible_site_entries().items():
-        args += ["--tmpfs", site]
-        for entry in sorted(entries):
+        for entry in sorted(entries - bound):
             path = os.path.join(site, entry)
             if os.path.lexists(path):
-                args += ["--ro-bind", path, path]
-    # The trampoline enters scratch once it is the sandbox user (root without capabilities could not).
-    args += ["--remount-ro", "/", "--chdir", "/"]
-    return args + ["--"]
+                bound.add(entry)
+                args += ["--ro-bind", path, os.path.join(shown.site, entry)]
+    return args
 
 
 # What the child's code may import besides the standard library and the kit's own folder: PyTorch (with what

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grader.sandbox.bubblewrap import shown_prefixes
 from grader.sandbox.cgroups import Cgroup
 from grader.sandbox.mechanism import MODES, NONE, SANDBOX_USER, Guard, Limits, Mechanism, SandboxUnavailable
 from grader.sandbox.process import spawn
@@ -150,7 +151,7 @@ def _probe(mechanism: Mechanism, guard: Guard = Guard()) -> str | None:
             prefix, base, problems = json.loads(out.decode())
         except ValueError:
             return f"the probe's answer cannot be read ({out.decode(errors='replace').strip()[:200]})"
-        if [prefix, base] != [sys.prefix, sys.base_prefix]:
+        if [prefix, base] != (shown_prefixes() if mechanism.bwrap else [sys.prefix, sys.base_prefix]):
             return f"the sandboxed interpreter does not find this environment ({prefix}, {base})" + (
                 _unreachable(mechanism) or "")
         if problems:

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.sandbox.bubblewrap import bwrap_args
+from grader.sandbox.bubblewrap import Layout, bwrap_args, layout
 from grader.sandbox.cgroups import Cgroup, kill
 from grader.sandbox.mechanism import SANDBOX_UIDS, Limits, Mechanism
 
@@ -181,11 +181,12 @@ def spawn(argv: list[str], *, scratch: Path, readable: list[Path], limits: Limit
           mechanism: Mechanism, pass_fds=(), stdin=subprocess.DEVNULL, stdout=None, stderr=None) -> Child:
     """Start ``argv`` in a sandbox; return at once. Always end it with :meth:`Child.kill_tree`.
 
-    ``argv[0]`` should be the calling interpreter (``sys.executable``): its prefixes are the only Python
+    ``argv[0]`` should be the calling interpreter (``sys.executable``): its installation is the only Python
     made visible. ``scratch`` becomes the working directory, HOME and TMPDIR, read-write (as root, the
     folder itself is given to the sandbox user; what the caller put inside stays the caller's). ``readable``
-    paths are shown read-only at their real paths; as root the sandbox user reads them as "others", so
-    they need the usual world-read bits. ``env`` is the whole environment (HOME, TMPDIR, TMP, TEMP are set
+    paths are shown read-only; as root the sandbox user reads them as "others", so they need the usual
+    world-read bits. Under bubblewrap every such path is shown under a neutral name (bubblewrap.Layout), and
+    ``argv`` and ``env`` are given with the names the child sees; elsewhere at their real paths. ``env`` is the whole environment (HOME, TMPDIR, TMP, TEMP are set
     to ``scratch``; PATH is added when missing). ``pass_fds``: descriptors the child keeps (its pipes).
     The process that calls spawn must outlive the child: bubblewrap kills the sandbox when the thread that
     started it ends (PR_SET_PDEATHSIG), so call it from the main thread or a long-lived one.
@@ -200,62 +201,89 @@ def spawn(argv: list[str], *, scratch: Path, readable: list[Path], limits: Limit
     # USER and LOGNAME: as root the child's uid has no passwd entry, and getpass.getuser() would raise
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "USER": "sandbox", "LOGNAME": "sandbox", **env}
     env.update({k: str(scratch) for k in ("HOME", "TMPDIR", "TMP", "TEMP")})
-    uid = gid = None
-    if mechanism.user is not None:
-        uid, gid = sandbox_uid(), mechanism.user[1]
-        os.chown(scratch, uid, gid)
-        scratch.chmod(0o700)
-    cgroup = None
-    if mechanism.cgroups:
-        try:
-            cgroup = Cgroup(limits)
-            if not cgroup.dirs:
-                raise OSError("no cgroup hierarchy is writable any more")
-        except OSError as err:
-            if cgroup:
-                cgroup.remove()
-            cgroup = None
-            if not mechanism.pid_namespace:  # the cgroup is how setuid-user finds the whole tree
-                raise OSError(f"the sandbox's cgroup could not be created: {err}") from None
+    uid, gid = _give_scratch(scratch, mechanism)
+    cgroup = _own_cgroup(limits, mechanism)
+    shown = layout(str(scratch), readable) if mechanism.bwrap else None
+    inside = shown.inside if shown else str
     spec = {"cgroup_fds": cgroup.fds if cgroup else [], "rlimits": _rlimits(limits, mechanism, cgroup),
             "init": bool(mechanism.unshare),
             "uid": uid, "gid": gid, "userns": mechanism.isolated,
             "no_new_privs": mechanism.bwrap is None,  # bubblewrap sets it itself
-            "cwd": str(scratch)}
-    command = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, json.dumps(spec), *argv]
+            "cwd": inside(str(scratch))}
+    command = [inside(a) for a in [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, json.dumps(spec), *argv]]
+    env = {k: inside(v) for k, v in env.items()} | (shown.environment() if shown else {})
     if mechanism.unshare:
         # --kill-child: the namespace's first process dies with unshare; no --user (as root it would map the
         # child to root outside): the drop to the sandbox user happens in the trampoline.
         command = [mechanism.unshare, "--pid", "--fork", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts",
                    "--"] + command
-    fds = list(pass_fds) + list(spec["cgroup_fds"])
-    info_r = info_w = None
+    popen_args = dict(env=env, cwd=scratch, pass_fds=list(pass_fds) + list(spec["cgroup_fds"]), stdin=stdin,
+                      stdout=stdout, stderr=stderr, start_new_session=True)
     try:
-        if mechanism.bwrap:
-            info_r, info_w = os.pipe()
-            command = bwrap_args(mechanism, scratch, readable, limits, info_w) + command
-            fds.append(info_w)
-        popen = subprocess.Popen(command, env=env, cwd=scratch, pass_fds=fds, stdin=stdin, stdout=stdout,
-                                 stderr=stderr, start_new_session=True)
+        if shown:
+            return _start_bubblewrap(command, mechanism, shown, limits, cgroup, popen_args)
+        child = Child(subprocess.Popen(command, **popen_args), mechanism, cgroup=cgroup)
     except BaseException:
         if cgroup:
             cgroup.remove()
-        for fd in (info_r, info_w):
-            if fd is not None:
-                os.close(fd)
         raise
+    if cgroup:
+        cgroup.close_fds()
+    if mechanism.unshare:
+        child.ns_init, child.ns_id = _forked_init(child.popen)
+    return child
+
+
+def _give_scratch(scratch: Path, mechanism: Mechanism) -> tuple[int | None, int | None]:
+    """(uid, gid) the child runs as (None: the caller's); as root, scratch becomes that uid's alone."""
+    if mechanism.user is None:
+        return None, None
+    uid, gid = sandbox_uid(), mechanism.user[1]
+    os.chown(scratch, uid, gid)
+    scratch.chmod(0o700)
+    return uid, gid
+
+
+def _own_cgroup(limits: Limits, mechanism: Mechanism) -> Cgroup | None:
+    if not mechanism.cgroups:
+        return None
+    cgroup = None
+    try:
+        cgroup = Cgroup(limits)
+        if not cgroup.dirs:
+            raise OSError("no cgroup hierarchy is writable any more")
+        return cgroup
+    except OSError as err:
+        if cgroup:
+            cgroup.remove()
+        if not mechanism.pid_namespace:  # the cgroup is how setuid-user finds the whole tree
+            raise OSError(f"the sandbox's cgroup could not be created: {err}") from None
+        return None
+
+
+def _start_bubblewrap(command: list[str], mechanism: Mechanism, shown: Layout, limits: Limits, cgroup, popen_args) -> Child:
+    """bubblewrap with two pipes: the child's pyvenv.cfg in, and bubblewrap's report of the pid namespace out."""
+    info_r, info_w = os.pipe()
+    pyvenv_r, pyvenv_w = os.pipe()
+    try:
+        with os.fdopen(pyvenv_w, "w") as cfg:  # a few dozen bytes: the pipe holds them
+            cfg.write(shown.pyvenv_cfg())
+        popen_args["pass_fds"] += [info_w, pyvenv_r]
+        popen = subprocess.Popen(bwrap_args(mechanism, shown, limits, info_w, pyvenv_r) + command, **popen_args)
+    except BaseException:
+        os.close(info_r)
+        raise
+    finally:
+        os.close(info_w)
+        os.close(pyvenv_r)
     child = Child(popen, mechanism, cgroup=cgroup)
     if cgroup:
         cgroup.close_fds()
-    if info_w is not None:
-        os.close(info_w)
-        info = _read_info(info_r, popen)
-        os.close(info_r)
-        if info.get("child-pid"):
-            child.ns_init = int(info["child-pid"])
-            child.ns_id = f"pid:[{info['pid-namespace']}]" if info.get("pid-namespace") else None
-    elif mechanism.unshare:
-        child.ns_init, child.ns_id = _forked_init(popen)
+    info = _read_info(info_r, popen)
+    os.close(info_r)
+    if info.get("child-pid"):
+        child.ns_init = int(info["child-pid"])
+        child.ns_id = f"pid:[{info['pid-namespace']}]" if info.get("pid-namespace") else None
     return child
 
 
