@@ -4,7 +4,9 @@
 holds: a sum that leaves out some of its terms, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
 instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
-from the input bounded per image (an L2 ball) where the reference bounds each value.
+from the input bounded per image (an L2 ball) where the reference bounds each value, a factor per channel, a
+rescaling with an offset, a square or a square root of the reference, one clipped to the other's range, values
+zeroed by a mask, a product with an input, and equality away from the border.
 It reads only the output, the reference and the sizes of the case's inputs: no formula of an exercise.
 """
 from __future__ import annotations
@@ -34,7 +36,8 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     if found:
         return found
 
-    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball):
+    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _clamped,
+                  _zeroed, _times_input, _border):
         found = check(a, e, near, inputs)
         if found:
             return found
@@ -169,4 +172,124 @@ def _l2_ball(a, e, near, inputs) -> str:
             return (f"each image's change from {name} has an L2 norm of at most {radius:.3g}, the largest change "
                     "the reference makes to one value: the budget is spent per image (an L2 ball) where it is "
                     "per value (an L-infinity ball: every value within epsilon of the original)")
+    return ""
+
+
+def _offset(a, e, near, inputs) -> str:
+    """a = k·e + c with a constant c that matters: something subtracted (or not) everywhere."""
+    if a.numel() < 2:
+        return ""
+    x, y = e.flatten(), a.flatten()
+    centred = x - x.mean()
+    if (centred * centred).sum().item() == 0:
+        return ""
+    k = ((y - y.mean()) * centred).sum().item() / (centred * centred).sum().item()
+    c = (y.mean() - k * x.mean()).item()
+    scale = e.abs().max().item()
+    if abs(c) <= FIT * scale or not near(a, k * e + c):
+        return ""
+    if abs(k - 1) < 1e-3:
+        return (f"the output is the reference plus {c:.4g} everywhere: a constant offset (a baseline, a mean or a "
+                "minimum subtracted where the reference does not, or the reverse)")
+    return (f"the output is the reference times {k:.4g} plus {c:.4g}: a rescaling with an offset (a "
+            "normalization by a range, or a baseline, a mean or a minimum subtracted)")
+
+
+def _power(a, e, near, inputs) -> str:
+    """a = k·e² or k·√e (keeping signs): a square where the reference takes the value, or the reverse."""
+    if a.numel() < 2:
+        return ""
+    for p, words in ((2.0, "squared: a square where the reference takes the value (or its absolute value)"),
+                     (0.5, "square-rooted: the reference squares a value the output takes as it is")):
+        shaped = e.sign() * e.abs().pow(p)
+        norm = (shaped * shaped).sum().item()
+        if norm == 0:
+            continue
+        k = (a * shaped).sum().item() / norm
+        if k != 0 and near(a / k, shaped) and not near(shaped, e):
+            return f"the output is the reference {words}" + ("" if abs(k - 1) < 1e-3 else f", times {k:.4g}")
+    return ""
+
+
+def _per_channel(a, e, near, inputs) -> str:
+    """A factor of its own for each channel (axis 1 of an (N, C, ...) output)."""
+    if a.dim() < 3 or a.shape[1] < 2:
+        return ""
+    moved_a, moved_e = a.transpose(0, 1).reshape(a.shape[1], -1), e.transpose(0, 1).reshape(a.shape[1], -1)
+    norms = (moved_e * moved_e).sum(dim=1)
+    if (norms == 0).any():
+        return ""
+    factors = (moved_a * moved_e).sum(dim=1) / norms
+    if not near(a, e * factors.view(1, -1, *([1] * (a.dim() - 2)))):
+        return ""
+    if (factors.max() - factors.min()).item() <= 1e-3 * factors.abs().max().item():
+        return ""
+    listed = ", ".join(f"{f:.3g}" for f in factors.tolist()[:4])
+    return (f"each channel is off by its own factor ({listed}): something computed per channel (a weight, a "
+            "normalization, a colour channel) where the reference treats the channels alike, or the reverse")
+
+
+def _clamped(a, e, near, inputs) -> str:
+    """One is the other clipped to a range: a clamp, a ReLU or a max with zero too many, or one missing."""
+    if a.numel() < 2:
+        return ""
+    low, high = a.min(), a.max()
+    if near(a, e.clamp(low, high)) and ((e < low) | (e > high)).float().mean().item() > 0.01:
+        share = ((e < low) | (e > high)).float().mean().item()
+        return (f"the output is the reference clipped to [{low.item():.3g}, {high.item():.3g}] ({share:.0%} of the "
+                "values cut): a clamp, a ReLU or a maximum with zero that the reference does not take")
+    low, high = e.min(), e.max()
+    if near(a.clamp(low, high), e) and ((a < low) | (a > high)).float().mean().item() > 0.01:
+        share = ((a < low) | (a > high)).float().mean().item()
+        return (f"the reference is the output clipped to [{low.item():.3g}, {high.item():.3g}] ({share:.0%} of the "
+                "output's values lie outside): a clamp, a ReLU or a maximum with zero is missing")
+    return ""
+
+
+def _zeroed(a, e, near, inputs) -> str:
+    """One equals the other where it is not zero, and is zero at some values where the other is not: a mask."""
+    if a.numel() < 2:
+        return ""
+    scale = e.abs().max().item()
+    for mine, theirs, words in ((a, e, "the output is 0 at {share} of the values where the reference is not, "
+                                 "and equals it elsewhere: a mask, a ReLU or a condition that zeroes values "
+                                 "the reference keeps"),
+                                (e, a, "the reference is 0 at {share} of the values where the output is not, "
+                                 "and equals it elsewhere: a mask, a ReLU or a condition that zeroes values is "
+                                 "missing")):
+        dropped = (mine.abs() <= FIT * scale) & (theirs.abs() > FIT * scale)
+        share = dropped.float().mean().item()
+        if share > 0.01 and near(torch.where(dropped, torch.zeros_like(theirs), theirs), mine):
+            return words.format(share=f"{share:.0%}")
+    return ""
+
+
+def _border(a, e, near, inputs) -> str:
+    """Equal away from the edges, different within a few pixels of them: how windows, padding or the last
+    row or column are handled at the border."""
+    if a.dim() < 2 or min(a.shape[-2:]) < 8:
+        return ""
+    for margin in range(1, min(a.shape[-2:]) // 4 + 1):
+        inner = a[..., margin:-margin, margin:-margin], e[..., margin:-margin, margin:-margin]
+        if near(*inner):
+            return (f"the output matches the reference except within {margin} pixel{'s' if margin > 1 else ''} "
+                    "of the border: how windows, padding or the last row and column are handled at the edges")
+    return ""
+
+
+def _times_input(a, e, near, inputs) -> str:
+    """The output is the reference times an input of its shape, element by element, or the reference is the
+    output times it (gradient × input where the method takes the gradient alone, or the reverse)."""
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(a.shape) or not value.is_floating_point():
+            continue
+        x = value.detach().to(torch.float64)
+        if near(x, torch.ones_like(x)):
+            continue
+        if near(a, e * x):
+            return (f"the output is the reference times {name}, element by element: a product with the input "
+                    "(such as gradient × input) that the reference does not take")
+        if near(a * x, e):
+            return (f"the reference is the output times {name}, element by element: a product with the input "
+                    "(such as gradient × input) is missing")
     return ""

@@ -20,9 +20,28 @@ INPUTS = {"images": torch.rand(3, 3, 8, 10)}
     (E * torch.tensor([1.0, 0.5, 2.0]).view(3, 1, 1, 1), "each image is off by its own factor"),
     (E[:1].expand(3, -1, -1, -1), "every image got the same output"),
     (torch.cat([E[:1], E[1:] + 1]), "image 1 matches the reference; images 2, 3 of 3 differ"),
+    (E * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1), "each channel is off by its own factor (1, 0.5, 2)"),
+    (E + 0.4, "the reference plus 0.4 everywhere"),
+    (2 * E - 0.4, "the reference times 2 plus -0.4"),
+    (E.sign() * E.pow(2), "the output is the reference squared"),
+    (E.sign() * E.abs().sqrt() * 3, "the output is the reference square-rooted: the reference squares a value the "
+                                    "output takes as it is, times 3"),
+    (E.clamp(-1, 1), "the output is the reference clipped to [-1, 1]"),
+    (E.clamp(min=0), "clipped to [0,"),
+    (E * (torch.rand(E.shape, generator=torch.Generator().manual_seed(3)) > 0.3),
+     "the output is 0 at 3"),  # about 30 %
+    (E * INPUTS["images"], "the output is the reference times images, element by element"),
+    (torch.where(torch.arange(10) % 9 == 0, E * 0.5, E), "except within 1 pixel of the border"),
 ])
 def test_each_relation_is_named(actual, words):
     assert words in describe(actual, E, INPUTS, 1e-3)
+
+
+def test_a_missing_clamp_mask_or_product_is_named_from_the_reference_side():
+    assert "the reference is the output clipped to [-1, 1]" in describe(E, E.clamp(-1, 1), INPUTS, 1e-3)
+    mask = torch.rand(E.shape, generator=torch.Generator().manual_seed(4)) > 0.5
+    assert "the reference is 0 at" in describe(E, E * mask, INPUTS, 1e-3)
+    assert "the reference is the output times images" in describe(E, E * INPUTS["images"], INPUTS, 1e-3)
 
 
 def test_swapped_axes_are_named():
