@@ -8,7 +8,7 @@ every case and stores a sketch of its outputs where they differ from the referen
 FAIL line can name the nearest mutant when no hand-written mistake matches. Loops judged by outcomes are left
 to their stored mistakes: one edit of a loop rarely tells which outcome moves.
 
-    python tools/mutants.py saliency_map      # lists the mutants of one function
+    python -m tools.mutants saliency_map      # lists the mutants of one function
 """
 from __future__ import annotations
 
@@ -219,6 +219,21 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
         if isinstance(node.op, ast.Div):
             yield "a division left out", node.left
             yield "a multiplication where the reference divides", ast.BinOp(node.left, ast.Mult(), node.right)
+    squared = node.func.value if _is_call(node, {"pow"}) and isinstance(node.func, ast.Attribute) and node.args \
+        and isinstance(node.args[0], ast.Constant) and node.args[0].value == 2 else \
+        node.left if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and \
+        isinstance(node.right, ast.Constant) and node.right.value == 2 else None
+    if isinstance(squared, ast.BinOp) and isinstance(squared.op, ast.Sub):
+        yield "a difference of squares where the reference squares a difference", ast.BinOp(
+            ast.BinOp(squared.left, ast.Pow(), ast.Constant(2)), ast.Sub(),
+            ast.BinOp(squared.right, ast.Pow(), ast.Constant(2)))
+    if _is_call(node, {"full_like"}) and len(node.args) == 2:
+        yield "the input scaled by the value where the reference fills with the value (a constant)", ast.BinOp(
+            node.args[1], ast.Mult(), node.args[0])
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add) and all(
+            isinstance(side, ast.Name) for side in (node.left, node.right)):
+        yield "a square root taken of a sum of terms (a norm where the reference has its square)", ast.Call(
+            ast.Attribute(ast.Name("torch", ast.Load()), "sqrt", ast.Load()), [node], [])
     if isinstance(node, ast.Subscript):
         channel = _one_channel(node)
         if channel is not None:
@@ -489,7 +504,6 @@ def mutant_module(topic: str, text: str, name: str) -> types.ModuleType:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     from checks.specs import SPECS
 
     for name in sys.argv[1:] or list(SPECS):
