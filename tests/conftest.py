@@ -1,4 +1,4 @@
-"""Shared set-up: checks run on CPU, the kit's root on sys.path, one pretrained model per test session, and
+"""Shared set-up: checks run on CPU, one pretrained model per test session, and
 the global RNG seeded before every test."""
 import os
 import sys
@@ -17,9 +17,7 @@ import torch  # noqa: E402
 if os.environ.get("CONVLENS_ONEDNN") == "0":
     torch.backends.mkldnn.enabled = False
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # on sys.path through pytest.ini
 
 
 @pytest.fixture(scope="session")

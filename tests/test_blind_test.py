@@ -59,8 +59,9 @@ def test_without_native_the_images_are_made_in_a_portable_child(tmp_path, monkey
     monkeypatch.setattr(blind_test.subprocess, "call", lambda args, env: started.append((args, env)) or 0)
     assert blind_test.main(["--seed", "2", "--out", str(tmp_path)]) == 0
     ((args, env),) = started
-    assert args[1].endswith("blind_test.py") and args[2:] == ["--seed", "2", "--out", str(tmp_path)]
+    assert args[1:3] == ["-m", "tools.blind_test"] and args[3:] == ["--seed", "2", "--out", str(tmp_path)]
     assert all(env[k] == v for k, v in blind_test.PORTABLE_ENV.items())
+    assert str(blind_test.ROOT) in env["PYTHONPATH"].split(os.pathsep)  # the child finds the kit from any folder
     assert not (tmp_path / "draw.json").exists()  # the child draws, not this process
 
 

@@ -50,3 +50,23 @@ def test_the_scan_sees_a_branch_on_a_name(tmp_path):
     source = tmp_path / "branching.py"
     source.write_text('"""A docstring may say grad_cam."""\nif spec.name == "grad_cam":\n    pass\n')
     assert [text for _, text in _literals(source)] == ["grad_cam"]
+
+
+# The one place per kind of entry point that puts the kit's root on sys.path (CONTRIBUTING.md says why each).
+PATH_SET_UPS = {"bench/_common.py", "notebooks/convlens_setup.py", "checks/worker.py"}
+
+
+def _changes_sys_path(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "insert", "append", "extend") and ast.unparse(node.func.value) == "sys.path":
+            return True
+        if isinstance(node, ast.AugAssign) and ast.unparse(node.target) == "sys.path":
+            return True
+    return False
+
+
+def test_the_kit_root_comes_onto_sys_path_in_one_place_per_entry_point():
+    files = list(_code_files()) + sorted((ROOT / "notebooks").glob("*.py"))
+    found = {path.relative_to(ROOT).as_posix() for path in files if _changes_sys_path(path)}
+    assert found == PATH_SET_UPS

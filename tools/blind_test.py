@@ -1,5 +1,5 @@
 """Blind readability test of class visualizations on classes nobody picked:
-``python tools/blind_test.py --seed N [--candidates A,B] [--out out/blind]``.
+``python -m tools.blind_test --seed N [--candidates A,B] [--out out/blind]``.
 
 The protocol, in order: (1) eight classes are drawn with the seed from POOL (everyday ImageNet classes, none of
 them used in the notebooks' examples) and eight more as distractors, and the draw is written to draw.json
@@ -34,8 +34,6 @@ import torch
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Everyday classes, fixed before any image was looked at; none is an example in the notebooks (flamingo,
 # bell pepper, volcano, stingray, tabby, espresso, ...). Each entry: ImageNet index, the name the viewer sees
@@ -169,8 +167,9 @@ def main(argv=None) -> int:
         parser.error(f"--candidates takes two different names among {PIXEL}, {', '.join(CANDIDATES)}")
     if not args.native and not portable():  # the same images on any x86-64 machine: start over in a child
         argv = sys.argv[1:] if argv is None else list(argv)
-        return subprocess.call([sys.executable, str(Path(__file__).resolve()), *argv],
-                               env={**os.environ, **PORTABLE_ENV})
+        from kit import kit_env
+
+        return subprocess.call([sys.executable, "-m", "tools.blind_test", *argv], env={**kit_env(), **PORTABLE_ENV})
     args.out.mkdir(parents=True, exist_ok=True)
 
     drawn, distractors = draw_classes(args.seed)

@@ -1,4 +1,4 @@
-"""GPU parity: ``python3 tools/gpu_parity.py`` runs every check, public and hidden cases, with the reference
+"""GPU parity: ``python3 -m tools.gpu_parity`` runs every check, public and hidden cases, with the reference
 solutions on CUDA and on the CPU, and prints per check both verdicts and the largest measured error against
 its tolerance. Run it on a machine with a CUDA GPU (a few minutes); without one it says so and stops.
 """
@@ -11,8 +11,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from checks import references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402

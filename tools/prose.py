@@ -2,7 +2,7 @@
 figure or table measured or asked, and the length of each notebook's main path (what a student reads: no
 optional section, no folded hint, no written answer).
 
-``python tools/prose.py`` prints, per notebook, the words on the main path and every number or description
+``python -m tools.prose`` prints, per notebook, the words on the main path and every number or description
 that nothing accounts for (exit 1 if there is one). ``tests/test_prose.py`` asserts the same.
 
 A number in a markdown cell is accounted for when it is
@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from tools import claims  # noqa: E402
 

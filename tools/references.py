@@ -28,8 +28,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from checks import fixtures, references, specs  # noqa: E402
 from checks.compute import compute_case  # noqa: E402

@@ -1,4 +1,4 @@
-"""Evidence for the model's input normalization and padding: ``python tools/verify_preprocessing.py``.
+"""Evidence for the model's input normalization and padding: ``python -m tools.verify_preprocessing``.
 
 The state dict does not say how its inputs were scaled, so we test the candidates two ways:
 
@@ -14,13 +14,11 @@ symmetric padding of k // 2. The smaller BN gap and the higher log-probability w
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convlens import model as M  # noqa: E402
 from convlens.images import load_photos  # noqa: E402
