@@ -2,7 +2,8 @@
 
 Runs every case of each check judged by outcomes (the reference solution and every stored mistake) under
 several numerical settings, each in a fresh process: the CPU kernels torch picks (ATEN_CPU_CAPABILITY:
-AVX-512 where the CPU has it, AVX2, the portable default), oneDNN on and off, one and two threads. Printed
+AVX-512 where the CPU has it, AVX2, the portable default), oneDNN on and off, one and two threads, the
+network stored channels-last or not. Printed
 per outcome: the largest change from the first setting, relative to the reference run's scale (a property's
 allowance for properties: the spread a stored mistake must be matched across), and how many mistake runs change their failure pattern (which
 outcomes fail, which way), which decides whether its cause is named on another machine
@@ -22,15 +23,15 @@ from _common import ROOT, machine_line
 
 SETTINGS = {"this CPU's kernels": {}, "AVX2 kernels": {"ATEN_CPU_CAPABILITY": "avx2"},
             "portable kernels": {"ATEN_CPU_CAPABILITY": "default"}, "oneDNN off": {"CONVLENS_ONEDNN": "0"},
-            "two threads": {"OMP_NUM_THREADS": "2"}}
+            "two threads": {"OMP_NUM_THREADS": "2"}, "the network channels-last": {"CONVLENS_CHANNELS_LAST": "1"}}
 
 RUN = r"""
 import json, os, sys, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, os.getcwd())
 import torch
-if os.environ.get("CONVLENS_ONEDNN") == "0":
-    torch.backends.mkldnn.enabled = False
+from tests import numeric_settings
+numeric_settings.apply()
 from checks import outcomes, references, specs
 from checks.compute import compute_case
 from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module

@@ -9,13 +9,12 @@ from pathlib import Path
 # to CPU too, before anything reads it.
 os.environ.setdefault("CONVLENS_DEVICE", "cpu")
 
+import numeric_settings  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# Other numerics, as another machine has them (tests/test_numerics.py runs the checks' own tests so):
-# CONVLENS_ONEDNN=0 turns oneDNN off; ATEN_CPU_CAPABILITY (read by torch itself) picks older CPU kernels.
-if os.environ.get("CONVLENS_ONEDNN") == "0":
-    torch.backends.mkldnn.enabled = False
+# Other numerics, as another machine has them (tests/test_numerics.py runs the checks' own tests so).
+numeric_settings.apply()
 
 ROOT = Path(__file__).resolve().parents[1]  # on sys.path through pytest.ini
 

@@ -1,5 +1,6 @@
 """The same verdicts and the same likely causes under other numerics, as another machine has them: older CPU
-kernels (ATEN_CPU_CAPABILITY=default, as a CPU without AVX-512 or AVX2 runs), oneDNN off, two threads. Every
+kernels (ATEN_CPU_CAPABILITY=default, as a CPU without AVX-512 or AVX2 runs), oneDNN off, two threads, the
+network stored channels-last (tests/numeric_settings.py). Every
 stored mistake must still fail and name its cause, and every correct variant must still pass. Each setting
 runs tests/test_checks.py's mistake and variant tests in a fresh process (torch reads these settings when it
 starts)."""
@@ -15,6 +16,7 @@ SETTINGS = {
     "older CPU kernels": {"ATEN_CPU_CAPABILITY": "default"},
     "AVX2 kernels": {"ATEN_CPU_CAPABILITY": "avx2"},
     "oneDNN off, two threads": {"CONVLENS_ONEDNN": "0", "OMP_NUM_THREADS": "2"},
+    "the network channels-last": {"CONVLENS_CHANNELS_LAST": "1"},
 }
 
 
