@@ -55,6 +55,9 @@ class Layout:
     * ``/venv``: a virtual environment made for the child: the installation's interpreter, a pyvenv.cfg
       pointing at ``/python`` and one site-packages folder holding the distributions the child may use,
       gathered from every site-packages folder of the caller's environment.
+
+    Not renamed: what the interpreter recorded when it was built (``sysconfig``'s variables, the RUNPATH in its
+    binary) names the folder it was installed in.
     """
 
     places: tuple[tuple[str, str], ...]  # (host path, path inside)
