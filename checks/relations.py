@@ -136,12 +136,11 @@ def _per_image(a, e, near, inputs) -> str:
             (rows_e[i] - rows_e[0]).abs().max().item() <= FIT * scale for i in range(1, n)):
         return ("every image got the same output: one image's result was given to all (an index [0], or a "
                 "reduction over the batch axis)")
-    norms = (rows_e * rows_e).sum(dim=1)
-    if (norms == 0).any():
+    factors = _factors_along(a, e, 0)
+    if factors is None:
         return ""
-    factors = (rows_a * rows_e).sum(dim=1) / norms
     fitted = (rows_a - factors[:, None] * rows_e).abs().max().item() <= FIT * scale
-    if fitted and (factors.max() - factors.min()).item() > 1e-3 * factors.abs().max().item():
+    if fitted and _unequal(factors):
         listed = ", ".join(f"{f:.3g}" for f in factors.tolist()[:4])
         return (f"each image is off by its own factor ({listed}): a normalization over the whole batch where "
                 "the reference normalizes each image, or the reverse")
@@ -211,18 +210,25 @@ def _power(a, e, near, inputs) -> str:
     return ""
 
 
+def _factors_along(a, e, dim: int):
+    """The least-squares factor of each slice along ``dim`` (a ≈ factor · e within it), or None where a slice of
+    the reference is all zero."""
+    rows_a = a.transpose(0, dim).reshape(a.shape[dim], -1)
+    rows_e = e.transpose(0, dim).reshape(a.shape[dim], -1)
+    norms = (rows_e * rows_e).sum(dim=1)
+    return None if (norms == 0).any() else (rows_a * rows_e).sum(dim=1) / norms
+
+
+def _unequal(factors) -> bool:
+    return (factors.max() - factors.min()).item() > 1e-3 * factors.abs().max().item()
+
+
 def _per_channel(a, e, near, inputs) -> str:
     """A factor of its own for each channel (axis 1 of an (N, C, ...) output)."""
     if a.dim() < 3 or a.shape[1] < 2:
         return ""
-    moved_a, moved_e = a.transpose(0, 1).reshape(a.shape[1], -1), e.transpose(0, 1).reshape(a.shape[1], -1)
-    norms = (moved_e * moved_e).sum(dim=1)
-    if (norms == 0).any():
-        return ""
-    factors = (moved_a * moved_e).sum(dim=1) / norms
-    if not near(a, e * factors.view(1, -1, *([1] * (a.dim() - 2)))):
-        return ""
-    if (factors.max() - factors.min()).item() <= 1e-3 * factors.abs().max().item():
+    factors = _factors_along(a, e, 1)
+    if factors is None or not _unequal(factors) or not near(a, e * factors.view(1, -1, *([1] * (a.dim() - 2)))):
         return ""
     listed = ", ".join(f"{f:.3g}" for f in factors.tolist()[:4])
     return (f"each channel is off by its own factor ({listed}): something computed per channel (a weight, a "
@@ -233,16 +239,14 @@ def _clamped(a, e, near, inputs) -> str:
     """One is the other clipped to a range: a clamp, a ReLU or a max with zero too many, or one missing."""
     if a.numel() < 2:
         return ""
-    low, high = a.min(), a.max()
-    if near(a, e.clamp(low, high)) and ((e < low) | (e > high)).float().mean().item() > 0.01:
-        share = ((e < low) | (e > high)).float().mean().item()
-        return (f"the output is the reference clipped to [{low.item():.3g}, {high.item():.3g}] ({share:.0%} of the "
-                "values cut): a clamp, a ReLU or a maximum with zero that the reference does not take")
-    low, high = e.min(), e.max()
-    if near(a.clamp(low, high), e) and ((a < low) | (a > high)).float().mean().item() > 0.01:
-        share = ((a < low) | (a > high)).float().mean().item()
-        return (f"the reference is the output clipped to [{low.item():.3g}, {high.item():.3g}] ({share:.0%} of the "
-                "output's values lie outside): a clamp, a ReLU or a maximum with zero is missing")
+    for clipped, whole, words in ((a, e, "the output is the reference clipped to {range} ({share} of the values cut): "
+                                   "a clamp, a ReLU or a maximum with zero that the reference does not take"),
+                                  (e, a, "the reference is the output clipped to {range} ({share} of the output's "
+                                   "values lie outside): a clamp, a ReLU or a maximum with zero is missing")):
+        low, high = clipped.min(), clipped.max()
+        share = ((whole < low) | (whole > high)).float().mean().item()
+        if share > 0.01 and near(clipped, whole.clamp(low, high)):
+            return words.format(range=f"[{low.item():.3g}, {high.item():.3g}]", share=f"{share:.0%}")
     return ""
 
 
