@@ -621,3 +621,63 @@ def test_every_mechanism_offered_here_ends_its_tree(mech):
         assert not any((tmp_path / m.name / "late.txt").exists() for m in working)
     finally:
         shutil.rmtree(tmp_path)
+
+
+def test_no_file_it_can_read_names_a_host_folder(mech, scratch, tmp_path):
+    """Every file the child can open, read whole (the installation, its bytecode and binaries, the environment,
+    the readable and scratch folders, /etc, /tmp): none holds the name of a host folder."""
+    needs_private_files(mech)
+    lib = tmp_path / "child"
+    lib.mkdir()
+    (lib / "m.py").write_text("x = 1\n")
+    host = {str(ROOT), str(tmp_path), sys.prefix, os.path.realpath(sys.base_prefix)} - {"/usr", "/usr/local"}
+    code = """if True:
+        import json, os, sys
+        needles = [h.encode() for h in json.loads(sys.argv[1])]
+        read, named = 0, []
+        for top in os.listdir("/"):
+            for folder, dirs, files in os.walk("/" + top):
+                if folder in ("/proc", "/sys", "/dev", "/usr", "/lib", "/lib64", "/bin", "/sbin"):
+                    dirs[:] = []  # the system's own folders and the kernel's: the same on every machine
+                    continue
+                for name in files:
+                    try:
+                        with open(os.path.join(folder, name), "rb") as f:
+                            data = f.read()
+                    except OSError:
+                        continue
+                    read += 1
+                    named += [os.path.join(folder, name) for n in needles if n in data]
+        print(json.dumps([read, named[:20], len(named)]))
+    """
+    limits = sandbox.Limits(cpu_seconds=300, memory_bytes=4 << 30, processes=64, file_bytes=64 << 20)
+    rc, out, err = run(mech, code, scratch, json.dumps(sorted(host)), readable=[lib], limits=limits, timeout=300)
+    assert rc == 0, err
+    read, named, count = json.loads(out)
+    assert read > 10000 and not count, (read, count, named)
+
+
+def test_c_strings_are_rewritten_only_where_a_whole_string_names_the_folder():
+    from grader.sandbox.rewritten import rewrite_c_strings
+
+    data = b"\0/home/me/py/lib\0/home/me/py\0x/home/me/py/lib\0/home/me/python\0"
+    out = rewrite_c_strings(data, "/home/me/py", "/python")
+    assert len(out) == len(data)
+    assert out.split(b"\0") == [b"", b"/python/lib", b"", b"", b"", b"", b"/python", b"", b"", b"", b"",
+                                b"x/home/me/py/lib", b"/home/me/python", b""]
+
+
+def test_bytecode_names_the_shown_folder_in_every_code_object():
+    import marshal
+    from grader.sandbox.rewritten import rewrite_code
+
+    source = "def f():\n    def g():\n        return '/host/env/lib/x'\n    return g\nclass C:\n    pass\n"
+    code = rewrite_code(compile(source, "/host/env/lib/m.py", "exec"), [("/host/env", "/venv")])
+    code = marshal.loads(marshal.dumps(code))
+    names, strings, todo = set(), set(), [code]
+    while todo:
+        c = todo.pop()
+        names.add(c.co_filename)
+        todo += [k for k in c.co_consts if hasattr(k, "co_filename")]
+        strings |= {k for k in c.co_consts if isinstance(k, str)}
+    assert names == {"/venv/lib/m.py"} and "/venv/lib/x" in strings and not any("/host" in s for s in strings)

@@ -14,7 +14,7 @@ What the child gets under bubblewrap: ``scratch`` (read-write; its working direc
 the ``readable`` paths (read-only), the system's /usr and shared libraries, and the calling interpreter's
 installation with only the distributions the child may use, all under neutral names (``/scratch``,
 ``/readable/<i>``, ``/python``, ``/venv``: bubblewrap.Layout; ``spawn`` renames ``argv`` and ``env`` to
-match); of /proc only the processor's
+match; files whose contents name a host folder are shown rewritten: grader.sandbox.rewritten); of /proc only the processor's
 description (a whole /proc, even a fresh one, shows the host's mount table and paths), a minimal /dev, a
 small private /tmp, no network, no new user namespaces (a seccomp filter), and the resource limits in
 :class:`Limits`, which hold without a cgroup. Nothing else of the machine's file system exists for it: not the kit checkout, reference

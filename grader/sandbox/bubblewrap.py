@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grader.sandbox.mechanism import Limits, Mechanism
+from grader.sandbox.rewritten import mirror
 
 # System folders shown read-only (where they exist); /bin, /lib... are usually links into /usr.
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -51,13 +52,14 @@ class Layout:
 
     * ``/scratch``: the scratch folder; ``/readable/<i>``: the i-th readable path (nested where it lies
       inside the scratch folder or an earlier one, so that nesting keeps its meaning);
-    * ``/python``: the Python installation, unless it is a system folder (/usr), shown at its own path;
+    * ``/python``: the Python installation's lib/ and interpreter, unless it is a system folder (/usr), shown
+      at its own path;
     * ``/venv``: a virtual environment made for the child: the installation's interpreter, a pyvenv.cfg
       pointing at ``/python`` and one site-packages folder holding the distributions the child may use,
       gathered from every site-packages folder of the caller's environment.
 
-    Not renamed: what the interpreter recorded when it was built (``sysconfig``'s variables, the RUNPATH in its
-    binary) names the folder it was installed in.
+    Both are shown as mirrors in which the files whose contents name a host folder (the interpreter's RUNPATH,
+    bytecode, ``sysconfig``'s variables) are rewritten (:mod:`grader.sandbox.rewritten`).
     """
 
     places: tuple[tuple[str, str], ...]  # (host path, path inside)
@@ -83,7 +85,8 @@ class Layout:
         return f"home = {home}\ninclude-system-site-packages = false\nversion = {platform.python_version()}\n"
 
     def environment(self) -> dict:
-        """LD_LIBRARY_PATH where the interpreter was built to find libpython at its host path."""
+        """LD_LIBRARY_PATH where the interpreter was built to find libpython at its host path (a prefix shorter
+        than ``/python`` leaves its RUNPATH as it is)."""
         libdir = sysconfig.get_config_var("LIBDIR")
         shown = self.inside(os.path.realpath(libdir)) if libdir else None
         return {"LD_LIBRARY_PATH": shown} if shown and shown != os.path.realpath(libdir) else {}
@@ -166,7 +169,8 @@ def _system_view(mechanism: Mechanism, limits: Limits) -> list[str]:
 def _places(shown: Layout) -> list[str]:
     """The scratch folder (read-write), the readable paths and the Python installation, at their places."""
     args = []
-    binds = [("--bind" if host == shown.scratch else "--ro-bind", host, inner) for host, inner in shown.places]
+    binds = [("--bind" if host == shown.scratch else "--ro-bind", host, inner) for host, inner in shown.places
+             if (host, inner) not in _renamed_prefixes(shown)]  # an installation: _python_view shows its mirror
     # Outer folders first, so that a readable folder inside scratch stays read-only, and scratch inside a
     # readable folder stays writable (sorted() keeps the order above among equals).
     binds = sorted(binds, key=lambda b: len(Path(b[2]).parts))
@@ -185,23 +189,49 @@ def _places(shown: Layout) -> list[str]:
 
 def _python_view(mechanism: Mechanism, shown: Layout, pyvenv_fd: int) -> list[str]:
     """The child's environment: the installation's interpreter and one site-packages folder holding only the
-    child's own distributions. The installation's own site-packages folders become empty, so that what a
-    submission may not use (Captum, the notebooks' libraries) is not there to import by any path."""
+    child's own distributions, so that what a submission may not use (Captum, the notebooks' libraries) is not
+    there to import by any path. Both are mirrors in which no file names a host folder
+    (:mod:`grader.sandbox.rewritten`); of a renamed installation only lib/ and the interpreter are shown."""
     data = "--ro-bind-data" if bwrap_has(mechanism.bwrap, "--ro-bind-data") else "--file"
-    args = ["--ro-bind", _base_interpreter(), shown.python, "--perms", "0644", data, str(pyvenv_fd),
-            f"{shown.venv}/pyvenv.cfg", "--tmpfs", shown.site]
-    for site in visible_site_entries():
-        inner = shown.inside(site)
-        if inner != site or _in_system(site):  # a folder the child can see: empty it
-            args += ["--tmpfs", inner]
-    bound = set()
-    for site, entries in visible_site_entries().items():
-        for entry in sorted(entries - bound):
-            path = os.path.join(site, entry)
-            if os.path.lexists(path):
-                bound.add(entry)
-                args += ["--ro-bind", path, os.path.join(shown.site, entry)]
-    return args
+    renames = _renames(shown)
+    entries = {}  # the first site-packages folder that holds an entry gives it
+    for site, names in reversed(list(visible_site_entries().items())):
+        entries |= {name: os.path.join(site, name) for name in names if os.path.lexists(os.path.join(site, name))}
+    site = mirror(tuple((host, name) for name, host in sorted(entries.items())), renames)
+    args = ["--perms", "0644", data, str(pyvenv_fd), f"{shown.venv}/pyvenv.cfg", "--ro-bind", site, shown.site]
+    interpreter = _base_interpreter()
+    for prefix, inner in _renamed_prefixes(shown):
+        parts = [(os.path.join(prefix, "lib"), "lib")]
+        if _under(interpreter, prefix):
+            parts.append((interpreter, os.path.relpath(interpreter, prefix)))
+            interpreter = os.path.join(mirror(tuple(parts), renames, _unused(prefix), True), parts[-1][1])
+        args += ["--ro-bind", mirror(tuple(parts), renames, _unused(prefix), True), inner]
+    for folder in visible_site_entries():
+        if _in_system(folder):  # a system installation, shown where it is: empty its site-packages folders
+            args += ["--tmpfs", folder]
+    return args + ["--ro-bind", interpreter, shown.python]
+
+
+def _renamed_prefixes(shown: Layout) -> list[tuple[str, str]]:
+    prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
+    return [(p, shown.inside(p)) for p in sorted(prefixes) if shown.inside(p) != p]
+
+
+def _renames(shown: Layout) -> tuple[tuple[str, str], ...]:
+    """(host folder, its name inside) for the installation and every site-packages folder, longest first."""
+    renames = _renamed_prefixes(shown) + [(site, shown.site) for site in visible_site_entries()]
+    return tuple(sorted(renames, key=lambda r: -len(r[0])))
+
+
+def _unused(prefix: str) -> frozenset[str]:
+    """What an installation's lib/ holds that the child does not use: its site-packages folders (the child's
+    distributions are in its own), the build configuration and pkg-config's files."""
+    lib = os.path.join(prefix, "lib")
+    unused = {*visible_site_entries(), *(os.path.join(lib, e) for e in ("pkgconfig",))}
+    for var in ("LIBPL",):
+        value = sysconfig.get_config_var(var)
+        unused |= {os.path.realpath(value)} if value else set()
+    return frozenset(u for u in unused if _under(u, lib))
 
 
 # What the child's code may import besides the standard library and the kit's own folder: PyTorch (with what
