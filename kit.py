@@ -156,8 +156,8 @@ def _test(python: Path, args: list[str]) -> int:
 COMMANDS = {
     "lab": ("notebooks", "open the notebooks in JupyterLab (prints the address to open)",
             lambda py, rest: _lab(py, list(rest))),
-    "check": ("checks/cli.py", "run the checks on your helpers/ (one line each): check [topic|function ...]",
-              lambda py, rest: _in(py, "-m", "checks.cli", *rest)),
+    "check": ("checks/process/cli.py", "run the checks on your helpers/ (one line each): check [topic|function ...]",
+              lambda py, rest: _in(py, "-m", "checks.process.cli", *rest)),
     "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",
             lambda py, rest: _in(py, "-m", "tools.run_notebooks", *rest)),
     "test": ("tests", "run the fast tests (about 5 minutes); test --all runs every test (about half an hour)",

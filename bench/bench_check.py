@@ -28,7 +28,7 @@ def wall(argv: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    from checks.specs import SPECS
+    from checks.child.specs import SPECS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="checks (default: all)")

@@ -17,7 +17,8 @@ from collections import defaultdict
 
 import _common  # noqa: F401  (the kit's root on sys.path)
 
-from checks import references, relations, sketch, specs
+from checks.judge import references, relations, sketch
+from checks.child import specs
 from tools.references import HIDDEN_DIR
 
 

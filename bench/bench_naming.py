@@ -18,7 +18,8 @@ from _common import ROOT
 
 
 def main() -> None:
-    from checks import check, specs
+    from checks import check
+    from checks.child import specs
     from tools.references import mutated_module
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

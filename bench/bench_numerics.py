@@ -7,7 +7,7 @@ network stored channels-last or not. Printed
 per outcome: the largest change from the first setting, relative to the reference run's scale (a property's
 allowance for properties: the spread a stored mistake must be matched across), and how many mistake runs change their failure pattern (which
 outcomes fail, which way), which decides whether its cause is named on another machine
-(checks/judge.py matches a stored mistake by that pattern first).
+(checks/judge/ matches a stored mistake by that pattern first).
 
     python bench/bench_numerics.py
 """
@@ -32,8 +32,9 @@ sys.path.insert(0, os.getcwd())
 import torch
 from tests import numeric_settings
 numeric_settings.apply()
-from checks import outcomes, references, specs
-from checks.compute import compute_case
+from checks.child import outcomes, specs
+from checks.judge import references
+from checks.child.compute import compute_case
 from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
 import importlib
 found = {}

@@ -1,5 +1,5 @@
 """How far correct loops and wrong loops land from the reference run, outcome by outcome: the evidence for
-the tolerances in checks/outcomes.py.
+the tolerances in checks/child/outcomes.py.
 
 For each check judged by outcomes (``spec.measure``), every case (public and hidden) runs the solution, every
 stored correct variant (tools/variants.toml) and every stored mistake (tools/mistakes.toml). Printed: each
@@ -16,8 +16,9 @@ import warnings
 import _common  # noqa: F401  (the kit's root on sys.path)
 import torch
 
-from checks import outcomes, references, specs
-from checks.compute import compute_case
+from checks.child import outcomes, specs
+from checks.judge import references
+from checks.child.compute import compute_case
 from tools.references import HIDDEN_DIR, MISTAKES_FILE, ROOT, load_table, mutated_module
 
 

@@ -1,15 +1,14 @@
 """The checks: ``check("saliency_map")`` runs one exercise's check on your helpers/ and prints one line.
 
-The path from a check's name to its line, in every place that runs checks: checks/specs.py holds the
-exercise's :class:`~checks.specs.Spec`; the cases come from checks/references/<topic>.pt (checks/references.py;
-the grader adds grader/hidden/<topic>.pt); :func:`checks.judge.run_check` gives each case, without its
-answers, to a ``compute`` function and judges each :class:`~checks.core.CaseResult` that comes back
-(checks/judge.py), stopping at the first failing case; the :class:`~checks.core.Verdict` prints as one line.
-``compute`` is :func:`checks.compute.compute_case` on the student's module: called directly here (the
-notebooks), or in a child process (checks/worker.py) that a :class:`checks.session.ChildChecks` talks to
-over length-prefixed messages, for ``kit.py check`` (checks/cli.py) and for the grader (grader/grade.py,
-which adds a sandbox, CPU-time limits and points).
-"""
+The path from a check's name to its line, in every place that runs checks: checks/child/specs.py holds the
+exercise's :class:`~checks.child.specs.Spec`; the cases come from checks/references/<topic>.pt
+(checks/judge/references.py; the grader adds grader/hidden/<topic>.pt); :func:`checks.judge.run_check` gives each
+case, without its answers, to a ``compute`` function and judges each :class:`~checks.child.core.CaseResult` that
+comes back (checks/judge/), stopping at the first failing case; the :class:`~checks.child.core.Verdict` prints as
+one line. ``compute`` is :func:`checks.child.compute.compute_case` on the student's module: called directly here
+(the notebooks), or in a child process (checks/child/worker.py) that a :class:`checks.process.session.ChildChecks`
+talks to over length-prefixed messages, for ``kit.py check`` (checks/process/cli.py) and for the grader
+(grader/grade.py, which adds a sandbox, CPU-time limits and points)."""
 from __future__ import annotations
 
 import importlib
@@ -18,9 +17,9 @@ __all__ = ["check", "CaseResult", "Kind", "Verdict"]
 
 
 def __getattr__(name: str):
-    # checks.core imports torch; importing the package must not, so that kit.py check starts its child first
+    # checks.child.core imports torch; importing the package must not, so that kit.py check starts its child first
     if name in ("CaseResult", "Kind", "Verdict"):
-        from checks import core
+        from checks.child import core
 
         return getattr(core, name)
     raise AttributeError(f"module 'checks' has no attribute {name!r}")
@@ -31,8 +30,9 @@ def check(name: str, module=None, quiet: bool = False) -> "Verdict":
 
     ``module``: where the function comes from (default: ``helpers.<topic>``, as the notebooks use it).
     """
-    from checks import references, specs
-    from checks.compute import compute_case
+    from checks.judge import references
+    from checks.child import specs
+    from checks.child.compute import compute_case
     from checks.judge import run_check
 
     if name not in specs.SPECS:

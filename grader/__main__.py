@@ -90,7 +90,7 @@ def prepare(args) -> int:
     """Write the instructor's kit (with notebooks) plus one submission's helpers to args.prepare."""
     import tempfile
 
-    from checks.specs import TOPICS
+    from checks.child.specs import TOPICS
     from grader import submission as submissions
     from grader.workspace import build_kit
 

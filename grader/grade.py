@@ -1,10 +1,10 @@
 """Grade submissions: the parent judges, an unprivileged child computes, hidden cases decide.
 
-For each submission one sandboxed child (checks/worker.py, talked to through checks/session.py) imports the
-student's four files and runs each check's cases, receiving only the cases' inputs; it is restarted only
+For each submission one sandboxed child (checks/child/worker.py, talked to through checks/process/session.py)
+imports the student's four files and runs each check's cases, receiving only the cases' inputs; it is restarted only
 after a crash or a timeout. This process keeps the expected outputs and judges each returned result with
-``checks.judge.run_check`` as it arrives, the same loop as ``kit.py check`` and the notebooks; the grader
-adds only its sandbox, its time limits and the points.
+``checks.judge.run_check`` as it arrives, the same loop as ``kit.py check`` and the notebooks; the grader adds only
+its sandbox, its time limits and the points.
 
 Time limits are CPU seconds, so they do not depend on how busy the machine is: at the start of a run the
 reference solution (the kit's own helpers/) is graded the same way, in the same kind of sandbox, and each
@@ -21,9 +21,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from checks import references
-from checks.core import Kind, Verdict
-from checks.specs import SPECS, TOPICS
+from checks.judge import references
+from checks.child.core import Kind, Verdict
+from checks.child.specs import SPECS, TOPICS
 from grader import sandbox
 from grader import submission as submissions
 from grader.points import DEFAULT_POINTS_FILE, load_points

@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from checks.specs import SPECS, TOPICS
+from checks.child.specs import SPECS, TOPICS
 
 DEFAULT_POINTS_FILE = Path(__file__).resolve().parent / "points.toml"
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from checks.core import Verdict, one_line
+from checks.child.core import Verdict, one_line
 
 from grader.points import Question
 
 
 @dataclass
 class CheckResult:
-    """One graded check: the judge's :class:`checks.core.Verdict` as it came, with the times and what the
+    """One graded check: the judge's :class:`checks.child.core.Verdict` as it came, with the times and what the
     submission printed. Every report is rendered from these fields; none parses the verdict's line."""
 
     topic: str
@@ -34,7 +34,7 @@ class CheckResult:
 
     @property
     def status(self) -> str:
-        """pass, fail (wrong values) or a :class:`checks.core.Kind`'s value."""
+        """pass, fail (wrong values) or a :class:`checks.child.core.Kind`'s value."""
         return self.verdict.status
 
     @property

@@ -7,10 +7,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from checks.core import CaseResult, Kind, Verdict, printable
+from checks.child.core import CaseResult, Kind, Verdict, printable
 from checks.judge import run_check
-from checks.session import IMPORT_HINT, OUTPUT_CAP, Budget, ChildChecks, ChildError, Session
-from checks.specs import SPECS
+from checks.process.session import IMPORT_HINT, OUTPUT_CAP, Budget, ChildChecks, ChildError, Session
+from checks.child.specs import SPECS
 from grader import sandbox
 from grader.points import Points, Question
 from grader.results import CheckResult
@@ -59,7 +59,7 @@ class SubmissionRun:
                                  stderr=subprocess.STDOUT)
 
         # -I: no user site, no PYTHON* variables, no script folder on the path (the worker adds the folder)
-        command = [sys.executable, "-I", "-B", "-X", "utf8", str(lib / "checks" / "worker.py")]
+        command = [sys.executable, "-I", "-B", "-X", "utf8", str(lib / "checks" / "child" / "worker.py")]
         self.child = ChildChecks(lambda: Session(launch, command, ["--device", "cpu", "--threads", "1",
                                                                    "--watch", "imported"]))
 

@@ -1,6 +1,6 @@
 """Reading a submission's source for forbidden calls, in the grader's own process.
 
-``checks.compute`` notices a forbidden library implementation (``Spec.forbidden``: Captum's methods, the
+``checks.child.compute`` notices a forbidden library implementation (``Spec.forbidden``: Captum's methods, the
 kit's own implementations) while the function runs, with a profile hook; but that hook lives in the
 student's process, where the student's code can switch it off. So the grader also reads the source. An
 exercise function fails without running when the code it reaches (its body, and the module-level

@@ -1,8 +1,8 @@
 """Folders the grader builds from the instructor's kit.
 
 * :func:`build_child_folder`: what a submission's sandboxed child may read, and nothing else: the child
-  program and the computing half of the checks (``checks/``: worker, channel, specs, fixtures, outcomes,
-  compute, core; no reference files, no judge), the part of the kit library the exercises may use (``convlens/``:
+  program and the computing half of the checks (the package ``checks/child/`` whole, with ``checks/__init__.py``;
+  no reference files, no judge), the part of the kit library the exercises may use (``convlens/``:
   the model, style settings, the device rule) and the submission's four
   exercise files as ``helpers/<topic>.py``. It is shown read-only inside the sandbox; the child works in a
   separate, empty scratch folder.
@@ -15,8 +15,6 @@ import os
 import shutil
 from pathlib import Path
 
-CHILD_CHECKS = ("__init__.py", "core.py", "specs.py", "fixtures.py", "outcomes.py", "compute.py", "probes.py",
-                "channel.py", "worker.py")
 # The kit modules the exercises' contracts name (the model, style settings, the device rule): hidden from the
 # child are the attribution methods, the explorer, the visualizations and everything else a submission could
 # call instead of writing its exercise.
@@ -32,8 +30,8 @@ def build_child_folder(dest: Path, kit_root: Path, student_files: dict) -> Path:
     for name in CHILD_LIBRARY:
         shutil.copyfile(kit_root / "convlens" / name, dest / "convlens" / name)
     (dest / "checks").mkdir()
-    for name in CHILD_CHECKS:
-        shutil.copyfile(kit_root / "checks" / name, dest / "checks" / name)
+    shutil.copyfile(kit_root / "checks" / "__init__.py", dest / "checks" / "__init__.py")
+    shutil.copytree(kit_root / "checks" / "child", dest / "checks" / "child", ignore=IGNORE)
     (dest / "helpers").mkdir()
     shutil.copyfile(kit_root / "helpers" / "__init__.py", dest / "helpers" / "__init__.py")
     for topic, path in student_files.items():

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 # The `model` fixture is on CPU, and the kit's device rule ($CONVLENS_DEVICE, else CUDA when present:
-# convlens.notebook.choose_device, checks.compute.check_device) decides where checks put their inputs: pin it
+# convlens.notebook.choose_device, checks.child.compute.check_device) decides where checks put their inputs: pin it
 # to CPU too, before anything reads it.
 os.environ.setdefault("CONVLENS_DEVICE", "cpu")
 

@@ -12,7 +12,7 @@ def apply(environ=os.environ) -> None:
     if environ.get("CONVLENS_ONEDNN") == "0":
         torch.backends.mkldnn.enabled = False
     if environ.get("CONVLENS_CHANNELS_LAST") == "1":
-        from checks import compute
+        from checks.child import compute
 
         load = compute.pretrained.__wrapped__
         compute.pretrained = functools.lru_cache(maxsize=None)(

@@ -7,7 +7,8 @@ from collections import defaultdict
 import pytest
 import torch
 
-from checks import references, specs
+from checks.judge import references
+from checks.child import specs
 from tools.references import HIDDEN_DIR
 
 

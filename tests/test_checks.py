@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from checks import check, references, specs
-from checks.compute import compute_case
+from checks import check
+from checks.judge import references
+from checks.child import specs
+from checks.child.compute import compute_case
 from checks.judge import run_check
 from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
 from tools.release import stub_source
@@ -376,9 +378,9 @@ HIDDEN_SIDE_EFFECTS = [
 @pytest.mark.parametrize("topic, name, old, new, words", HIDDEN_SIDE_EFFECTS)
 def test_side_effects_fail_through_compared_outputs_even_when_not_reported(monkeypatch, topic, name, old, new,
                                                                            words):
-    import checks.compute
+    import checks.child.compute
 
-    monkeypatch.setattr(checks.compute, "_first", lambda findings: None)  # the child reports no side effect
+    monkeypatch.setattr(checks.child.compute, "_first", lambda findings: None)  # the child reports no side effect
     spec = specs.SPECS[name]
     module = mutated_module(topic, [{"replace": old, "with": new}], name)
     cases = references.public_cases(name, topic, HIDDEN_DIR)

@@ -3,10 +3,10 @@ import math
 
 import torch
 
-from checks.core import Verdict, close, describe_exception, relative_error
-from checks.core import CaseResult
+from checks.child.core import Verdict, close, describe_exception, relative_error
+from checks.child.core import CaseResult
 from checks.judge import judge_case, shape_hint
-from checks.specs import Spec
+from checks.child.specs import Spec
 
 SPEC = Spec("demo", "saliency", "values match the reference")
 
@@ -83,7 +83,7 @@ def test_a_verdict_prints_one_line():
 
 
 def test_printed_text_and_problems_lose_their_control_characters():
-    from checks.core import one_line, printable
+    from checks.child.core import one_line, printable
 
     forged = "\x1b[2K\r2 / 2 PASS\x1b[0m\nnext line\tcol\x07"
     assert printable(forged) == "[2K2 / 2 PASS[0m\nnext line\tcol"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.specs import TOPICS
+from checks.child.specs import TOPICS
 from tools.release import find_blocks, stub_source
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from checks import references, specs
+from checks.judge import references
+from checks.child import specs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,12 +16,12 @@ import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 import torch
 
-from checks.specs import SPECS, TOPICS, checks_of
+from checks.child.specs import SPECS, TOPICS, checks_of
 from grader.grade import CheckResult, Graded, grade
 from grader.points import PointsError, Question, load_points
 from grader.report import gradescope_dict, report_dict, summary, table, write_roster
 from grader.scan import scan
-from checks.core import CaseResult, Kind, Verdict
+from checks.child.core import CaseResult, Kind, Verdict
 from grader.submission import safe_extract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,10 +200,10 @@ def test_scan_passes_the_reference_solutions():
     ("_impl = __import__('captum.attr', fromlist=['x'])\ndef occlusion_map(m, x, y, **k):\n    return x\n",
      {"saliency_map": "__import__", "occlusion_map": "__import__", "integrated_gradients": "__import__"}),
     # reaching into the running checks: the kit's checking code, the loaded modules, the callers' frames
-    ("import sys\ndef saliency_map(m, x, y, objective='score'):\n    sys.modules['checks.compute'].x = 1\n"
+    ("import sys\ndef saliency_map(m, x, y, objective='score'):\n    sys.modules['checks.child.compute'].x = 1\n"
      "    return x\n", {"saliency_map": "reaches into the running checks (sys.modules"}),
-    ("from checks import fixtures as f\nf.metered = None\ndef saliency_map(m, x, y, objective='score'):\n"
-     "    return x\n", {c: "reaches into the running checks (checks.fixtures.metered"
+    ("from checks.child import fixtures as f\nf.metered = None\ndef saliency_map(m, x, y, objective='score'):\n"
+     "    return x\n", {c: "reaches into the running checks (checks.child.fixtures.metered"
                         for c in ("saliency_map", "occlusion_map", "integrated_gradients")}),
     ("def saliency_map(m, x, y, objective='score'):\n    import inspect\n"
      "    inspect.currentframe().f_back.f_locals['case'] = None\n    return x\n",
@@ -285,12 +285,12 @@ def test_prepare_puts_only_the_students_exercise_files_into_the_instructors_kit(
     sub = tmp_path / "carol"
     (sub / "helpers").mkdir(parents=True)
     (sub / "helpers" / "gradcam.py").write_text("def grad_cam(*a, **k):\n    return None\n")
-    (sub / "checks").mkdir()
-    (sub / "checks" / "core.py").write_text("raise SystemExit('forged checks')\n")
+    (sub / "checks" / "child").mkdir(parents=True)
+    (sub / "checks" / "child" / "core.py").write_text("raise SystemExit('forged checks')\n")
     dest = tmp_path / "prepared"
     assert main([str(sub), "--prepare", str(dest)]) == 0
     assert (dest / "helpers" / "gradcam.py").read_text() == (sub / "helpers" / "gradcam.py").read_text()
-    assert (dest / "checks" / "core.py").read_text() == (ROOT / "checks" / "core.py").read_text()
+    assert (dest / "checks" / "child" / "core.py").read_text() == (ROOT / "checks" / "child" / "core.py").read_text()
     assert "NotImplementedError" in (dest / "helpers" / "saliency.py").read_text()  # missing: the stub
     for part in ("convlens/model.py", "checks/references/gradcam.pt", "notebooks/2_gradcam.ipynb",
                  "notebooks/convlens_setup.py", "datasets/photos.csv"):

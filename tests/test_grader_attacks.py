@@ -28,7 +28,7 @@ from pathlib import Path
 import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 
-from checks.specs import TOPICS
+from checks.child.specs import TOPICS
 from grader import sandbox
 from grader.grade import grade
 from grader.report import write_reports, write_roster
@@ -112,16 +112,16 @@ ATTACKS = {
     """), ["fooling/fooling_step"]),
     # (d) stubs, and the verdict class patched to say PASS
     "d_verdict_patch": ([{"file": "gradcam", "stub": True}, {"file": "gradcam", "prepend": textwrap.dedent("""
-        import checks.core as _core
+        import checks.child.core as _core
         _core.Verdict.__bool__ = lambda self: True
         _core.Verdict.line = property(lambda self: f"PASS {self.check}: fine")
         _core.Verdict.passed = True
     """)}], ["gradcam/guided_backprop", "gradcam/grad_cam", "gradcam/guided_grad_cam"]),
     # (e) the error measure's code swapped for one that always says 0, then zeros returned
     "e_code_swap": (attack("class_visualization_step", """
-        import checks.core, checks.compute
-        checks.core.relative_error.__code__ = (lambda actual, expected: 0.0).__code__
-        checks.core.close = lambda *a, **k: True
+        import checks.child.core, checks.child.compute
+        checks.child.core.relative_error.__code__ = (lambda actual, expected: 0.0).__code__
+        checks.child.core.close = lambda *a, **k: True
     """, wrong="out * 0"), ["fooling/class_visualization_step"]),
     # (f) a daemon (setsid, double fork) that rewrites the roster and a classmate's results later
     "f_daemon": (attack("fooling_step", """
@@ -139,10 +139,10 @@ ATTACKS = {
     # (g) the instructor's checks rewritten (also this child's own copy), to fool later students' grading
     "g_kit_rewrite": (attack("make_fooling_image", """
         from pathlib import Path
-        import checks.core
+        import checks.child.core
         forged = "def relative_error(actual, expected):\\n    return 0.0\\n"
-        for path in (Path(KIT) / "checks" / "core.py", Path(KIT) / "checks" / "judge.py",
-                     Path(checks.core.__file__)):
+        for path in (Path(KIT) / "checks" / "child" / "core.py", Path(KIT) / "checks" / "judge" / "__init__.py",
+                     Path(checks.child.core.__file__)):
             try:
                 path.write_text(forged)
             except OSError as err:
@@ -202,7 +202,8 @@ ATTACKS = {
             found = True
         except ImportError as err:
             print("ATTACK no grader:", err)
-        from checks import judge, references
+        from checks import judge
+        from checks.judge import references
         found = True
     """, wrong="(out[0] + 1.0, out[1])"), ["fooling/make_fooling_image"]),
     # Captum for an exercise: plainly, and hidden from the call tracing
@@ -291,8 +292,8 @@ ATTACKS = {
     """), ["gradcam/guided_backprop", "gradcam/grad_cam", "gradcam/guided_grad_cam"]),  # the scan fails the file
     # the harness's side-effect findings switched off inside the child, then hooks left on the model
     "x_harness": (attack("guided_backprop", """
-        import checks.compute
-        checks.compute._first = lambda findings: None
+        import checks.child.compute
+        checks.child.compute._first = lambda findings: None
 
         def clamp_gradient(module, inputs, output):
             output.register_hook(lambda g: g.clamp(min=0))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.specs import SPECS, TOPICS
+from checks.child.specs import SPECS, TOPICS
 from grader.grade import grade
 from grader.points import load_points
 from tools.references import load_table, mutated_source

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.specs import TOPICS
-from checks.core import Verdict
+from checks.child.specs import TOPICS
+from checks.child.core import Verdict
 from grader import submission as submissions
 from grader.points import Question
 from grader.report import spreadsheet_safe, write_roster

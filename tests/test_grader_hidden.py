@@ -14,10 +14,11 @@ import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 import torch
 
-from checks import check, references
-from checks.compute import _decode, compute_case
+from checks import check
+from checks.judge import references
+from checks.child.compute import _decode, compute_case
 from checks.judge import run_check
-from checks.specs import SPECS, TOPICS
+from checks.child.specs import SPECS, TOPICS
 from grader.grade import grade
 
 ROOT = Path(__file__).resolve().parents[1]

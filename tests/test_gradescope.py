@@ -15,7 +15,7 @@ from pathlib import Path
 import mutate  # tests/submissions/mutate.py (on the path by pytest.ini)
 import pytest
 
-from checks.specs import TOPICS
+from checks.child.specs import TOPICS
 from grader import gradescope, sandbox
 from grader.points import load_points
 
@@ -29,8 +29,8 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_bundle_holds_the_kit_and_the_two_scripts_only(bundle):
     names = zipfile.ZipFile(bundle).namelist()
-    assert {"setup.sh", "run_autograder", "kit.py", "requirements.txt", "grader/points.toml", "checks/worker.py",
-            "grader/hidden/gradcam.pt", "checks/judge.py", "helpers/gradcam.py", "convlens/model.py"} <= set(names)
+    assert {"setup.sh", "run_autograder", "kit.py", "requirements.txt", "grader/points.toml", "checks/child/worker.py",
+            "grader/hidden/gradcam.pt", "checks/judge/__init__.py", "helpers/gradcam.py", "convlens/model.py"} <= set(names)
     assert not any(n.startswith(("tests/", "notebooks/", "tools/", "bench/", ".venv/")) or "__pycache__" in n
                    for n in names)
     info = zipfile.ZipFile(bundle).getinfo("run_autograder")

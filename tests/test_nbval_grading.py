@@ -60,7 +60,7 @@ def nbval_runs(tmp_path_factory):
     """{"reference": failed cells, "broken": failed cells}, the two nbval runs made side by side."""
     if not (ROOT / "notebooks" / NOTEBOOK).is_file():
         pytest.skip(f"notebooks/{NOTEBOOK} is not written yet")
-    from checks.specs import TOPICS
+    from checks.child.specs import TOPICS
 
     tmp = tmp_path_factory.mktemp("nbval")
     case = {"name": "broken", "edit": [{"file": TOPIC, "wrap": BROKEN_FUNCTION,

@@ -1,14 +1,14 @@
-"""One description per exercise: checks/specs.py says everything particular to an exercise's check, and no
+"""One description per exercise: checks/child/specs.py says everything particular to an exercise's check, and no
 other code of the kit branches on an exercise's name. A name may still appear as data (a case table, the
 points file) or in prose; what may not appear outside the spec is the name as a string literal in code."""
 import ast
 from pathlib import Path
 
-from checks.specs import SPECS, TOPICS
+from checks.child.specs import SPECS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 # The spec itself; the stand-ins it names (their table is keyed by the callee they replace).
-DESCRIBES = {"checks/specs.py"}
+DESCRIBES = {"checks/child/specs.py"}
 CODE = ["kit.py", "checks", "grader", "tools", "convlens", "bench"]
 
 
@@ -39,7 +39,7 @@ def test_no_code_outside_the_spec_names_an_exercise():
         for line, text in _literals(path):
             if text in names:
                 found.append(f"{rel}:{line}: {text!r}")
-    assert not found, "exercise names in code outside checks/specs.py:\n" + "\n".join(found)
+    assert not found, "exercise names in code outside checks/child/specs.py:\n" + "\n".join(found)
 
 
 def test_topics_and_functions_never_share_a_name():
@@ -53,7 +53,7 @@ def test_the_scan_sees_a_branch_on_a_name(tmp_path):
 
 
 # The one place per kind of entry point that puts the kit's root on sys.path (CONTRIBUTING.md says why each).
-PATH_SET_UPS = {"bench/_common.py", "notebooks/convlens_setup.py", "checks/worker.py"}
+PATH_SET_UPS = {"bench/_common.py", "notebooks/convlens_setup.py", "checks/child/worker.py"}
 
 
 def _changes_sys_path(path: Path) -> bool:
@@ -70,3 +70,30 @@ def test_the_kit_root_comes_onto_sys_path_in_one_place_per_entry_point():
     files = list(_code_files()) + sorted((ROOT / "notebooks").glob("*.py"))
     found = {path.relative_to(ROOT).as_posix() for path in files if _changes_sys_path(path)}
     assert found == PATH_SET_UPS
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            modules |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            modules |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return modules
+
+
+def test_the_checks_packages_import_along_the_process_boundary():
+    """checks/child/ (what the sandbox is shown, whole) imports nothing of the judge, the process layer or the kit
+    library the child may not see; the judge imports nothing of the process layer."""
+    from grader.workspace import CHILD_LIBRARY
+
+    allowed = {f"convlens.{name[:-3]}" for name in CHILD_LIBRARY if name != "__init__.py"} | {"convlens"}
+    found = []
+    for package, forbidden in (("child", ("checks.judge", "checks.process", "grader", "tools")),
+                               ("judge", ("checks.process", "grader", "tools"))):
+        for path in sorted((ROOT / "checks" / package).rglob("*.py")):
+            for module in _imported_modules(path):
+                library = module.split(".")[0] == "convlens" and ".".join(module.split(".")[:2]) not in allowed
+                if module.startswith(forbidden) or (package == "child" and library):
+                    found.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not found, "\n".join(found)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from checks import check
-from checks.specs import SPECS, TOPICS
+from checks.child.specs import SPECS, TOPICS
 from tools.references import MISTAKES_FILE, MistakeError, load_table, mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def _cli_lines(folder: Path) -> dict[str, str]:
     shutil.copytree(folder / "helpers", kit / "helpers")
     shutil.copy2(ROOT / "helpers" / "__init__.py", kit / "helpers" / "__init__.py")
     env = {**os.environ, "CONVLENS_DEVICE": "cpu", "PYTHONPATH": str(kit)}
-    out = subprocess.run([sys.executable, "-m", "checks.cli"], cwd=kit, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "checks.process.cli"], cwd=kit, env=env, capture_output=True, text=True,
                          timeout=1200).stdout
     return {line.split()[1].rstrip(":"): line for line in out.splitlines() if line.startswith(("PASS ", "FAIL "))}
 

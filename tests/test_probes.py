@@ -1,4 +1,4 @@
-"""Every probe (checks/probes.py) that can find something is shown finding it, once, with its own line; a
+"""Every probe (checks/child/probes.py) that can find something is shown finding it, once, with its own line; a
 probe added without a case here fails the first test. Findings come in the probes' order: what the call left
 behind before its own exception."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from checks import check
-from checks.probes import PROBES, Probe
+from checks.child.probes import PROBES, Probe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from checks.specs import TOPICS, checks_of
+from checks.child.specs import TOPICS, checks_of
 from tools import prose
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,8 +4,9 @@ implementation in its own test file (Captum, formulas written out, finite differ
 import pytest
 import torch
 
-from checks import references, specs
-from checks.core import DEFAULT_TOL
+from checks.judge import references
+from checks.child import specs
+from checks.child.core import DEFAULT_TOL
 from conftest import outside_pinned_environment, pin_differences
 from tools.references import HIDDEN_DIR, build
 

@@ -1,8 +1,8 @@
-"""checks/relations.py: each relation is found where it holds, and none is claimed where none holds."""
+"""checks/judge/relations.py: each relation is found where it holds, and none is claimed where none holds."""
 import pytest
 import torch
 
-from checks.relations import describe
+from checks.judge.relations import describe
 
 torch.manual_seed(0)
 E = torch.randn(3, 3, 8, 10)
@@ -66,7 +66,8 @@ def test_a_sum_that_leaves_out_terms_is_named(kept, left):
 
 def test_stored_terms_add_up_to_the_output():
     """The build's terms are the solution on each layer alone; the loss is a sum over layers, so they add up."""
-    from checks import references, specs
+    from checks.judge import references
+    from checks.child import specs
 
     spec = specs.SPECS["style_loss"]
     cases = [c for c in references.public_cases("style_loss", "style") if c["terms"]]
@@ -120,8 +121,9 @@ def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
     """Mistakes reviewers wrote that no stored mistake describes, named by a generated mutant (one edit, or
     one edit made at every place it applies) or by a relation, on the public cases (what a student sees) and
     the hidden ones (the grader)."""
-    from checks import references, specs
-    from checks.compute import compute_case
+    from checks.judge import references
+    from checks.child import specs
+    from checks.child.compute import compute_case
     from checks.judge import run_check
     from tools.references import HIDDEN_DIR, mutated_module
 

@@ -99,7 +99,7 @@ def test_student_build_leaves_out_maintainer_files(student):
 # with their public reference tensors, the data, the notebooks and their set-up, and the commands to run them.
 SHIPPED_FILES = [r"README\.md", r"LICENSE", r"requirements\.txt", r"environment\.yml", r"kit\.py",
                  r"tools/download_paintings\.py", r"helpers/\w+\.py", r"convlens/(\w+/)?\w+\.py",
-                 r"checks/\w+\.py", r"checks/references/\w+\.pt", r"datasets/(\w+/)?[\w.-]+\.(jpg|png|csv|md)",
+                 r"checks/(\w+/)?\w+\.py", r"checks/references/\w+\.pt", r"datasets/(\w+/)?[\w.-]+\.(jpg|png|csv|md)",
                  r"notebooks/\d_\w+\.ipynb", r"notebooks/convlens_setup\.py",
                  r"notebooks/\.lab-settings/[\w.-]+\.json"]
 
@@ -200,7 +200,7 @@ def test_run_all_on_the_student_build_names_what_is_missing_and_goes_on(student,
     import nbformat
     from nbclient import NotebookClient
 
-    from checks.specs import SPECS, TOPICS
+    from checks.child.specs import SPECS, TOPICS
 
     nb = nbformat.read(student / "notebooks" / notebook, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=False,

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from checks import references
+from checks.judge import references
 from convlens.images import read_photo_table
 from grader.grade import load_cases
 from grader.points import load_points

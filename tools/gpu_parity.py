@@ -12,9 +12,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from checks import references, specs  # noqa: E402
-from checks.compute import compute_case  # noqa: E402
-from checks.core import DEFAULT_TOL, relative_error  # noqa: E402
+from checks.judge import references; from checks.child import specs  # noqa: E402
+from checks.child.compute import compute_case  # noqa: E402
+from checks.child.core import DEFAULT_TOL, relative_error  # noqa: E402
 from checks.judge import run_check  # noqa: E402
 from tools.references import HIDDEN_DIR  # noqa: E402
 

@@ -4,7 +4,7 @@ body of one exercise function (instructor-only, like tools/mistakes.toml).
 Each operator finds the places in the function's syntax tree where it applies and makes one mutant per place.
 A mutant carries words for what changed, taken from the operator, never the solution's code: "an average where
 the reference sums", "a term of a sum left out". The reference build (tools/references.py) runs every mutant on
-every case and stores a sketch of its outputs where they differ from the reference's (checks/sketch.py), so a
+every case and stores a sketch of its outputs where they differ from the reference's (checks/judge/sketch.py), so a
 FAIL line can name the nearest mutant when no hand-written mistake matches. Loops judged by outcomes are left
 to their stored mistakes: one edit of a loop rarely tells which outcome moves.
 
@@ -504,7 +504,7 @@ def mutant_module(topic: str, text: str, name: str) -> types.ModuleType:
 
 
 if __name__ == "__main__":
-    from checks.specs import SPECS
+    from checks.child.specs import SPECS
 
     for name in sys.argv[1:] or list(SPECS):
         found = mutants(SPECS[name].topic, name)

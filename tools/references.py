@@ -29,9 +29,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from checks import fixtures, references, specs  # noqa: E402
-from checks.compute import compute_case  # noqa: E402
-from checks.core import DEFAULT_TOL, FOLLOW_UP, CaseResult, relative_error  # noqa: E402
+from checks.child import fixtures, specs; from checks.judge import references  # noqa: E402
+from checks.child.compute import compute_case  # noqa: E402
+from checks.child.core import DEFAULT_TOL, FOLLOW_UP, CaseResult, relative_error  # noqa: E402
 from checks.judge import judge_case  # noqa: E402
 
 CASES_FILE = ROOT / "tools" / "cases.toml"
@@ -308,7 +308,7 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
         if "dtype" in params:  # every floating-point input in that dtype (a model follows its images)
             case["inputs"] = _in_dtype(case["inputs"], getattr(torch, params["dtype"]))
             case["dtype"] = params["dtype"]
-        if "layout" in params:  # how the inputs reach the function (checks.compute.laid_out)
+        if "layout" in params:  # how the inputs reach the function (checks.child.compute.laid_out)
             case["layout"] = params["layout"]
         case["check"] = spec.name
         if "grad" in params:  # a differentiable check's case where the output does not depend on the inputs
@@ -346,7 +346,7 @@ def _mutant_modules(topic: str, function: str) -> list:
 def _mutant_sketches(spec: specs.Spec, case: dict, device) -> list[dict]:
     """[{"words", "sketch": {part: sketch}}] of the generated mutants (tools/mutants.py) whose outputs differ
     from the reference's on this case: sketches, not outputs, to keep the files small."""
-    from checks.sketch import sketch
+    from checks.judge.sketch import sketch
 
     found = []
     for words, module in _mutant_modules(spec.topic, spec.name):

@@ -2,7 +2,7 @@
 computes.
 
     mech = sandbox.detect("auto")          # once; print mech.description
-    child = sandbox.spawn([sys.executable, "-I", "child_folder/checks/worker.py", ...], scratch=scratch,
+    child = sandbox.spawn([sys.executable, "-I", "child_folder/checks/child/worker.py", ...], scratch=scratch,
                           readable=[child_folder], limits=sandbox.Limits(), env=env, mechanism=mech,
                           pass_fds=(request_r, reply_w))
     try:

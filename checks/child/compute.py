@@ -2,10 +2,10 @@
 
 :func:`compute_case` is all that runs where the student's code runs (in the notebook, or in the child
 process of ``kit.py check`` and of the grader). It gets a case's inputs, never its expected outputs, and
-returns a :class:`checks.core.CaseResult`: the compared parts of the result (detached, on the CPU) or the
-first problem seen: what the probes (checks/probes.py) found the call changed or raised (an input changed in
+returns a :class:`checks.child.core.CaseResult`: the compared parts of the result (detached, on the CPU) or the
+first problem seen: what the probes (checks/child/probes.py) found the call changed or raised (an input changed in
 place, gradients or hooks left behind, a forbidden library call, ...), or a result of the wrong form. A failure of the kit's own code while it prepares a
-case is a ``KIT_ERROR``, never the student's. Judging happens elsewhere (checks/judge.py).
+case is a ``KIT_ERROR``, never the student's. Judging happens elsewhere (checks/judge/).
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import functools
 import torch
 from torch import nn
 
-from checks import fixtures, specs
-from checks.core import GRADIENT, CaseResult, Kind, describe_exception
-from checks.probes import PROBES, Call
+from checks.child import fixtures, specs
+from checks.child.core import GRADIENT, CaseResult, Kind, describe_exception
+from checks.child.probes import PROBES, Call
 
 
 
@@ -107,7 +107,7 @@ def _tensors(value, label: str):
 
 def compute_case(spec: specs.Spec, module, case: dict, device: torch.device | None = None) -> CaseResult:
     """Call ``module.<spec.name>`` on one case (``{"model", "args", "kwargs", "inputs", "label"}``): the
-    probes (checks/probes.py) look before and after the call; the first finding, else the result's parts."""
+    probes (checks/child/probes.py) look before and after the call; the first finding, else the result's parts."""
     try:
         call = _prepare(spec, module, case, device or check_device())
     except Exception as err:  # the kit's own code: never the student's fault

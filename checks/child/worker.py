@@ -1,17 +1,17 @@
 """The child process that runs a student's functions and sends back only what they computed.
 
-Started by :class:`checks.session.ChildChecks`, for ``kit.py check`` as ``python -m checks.worker`` and for
-the grader as ``python -I checks/worker.py`` inside its sandbox (a folder that holds only the kit library,
-the computing half of checks/ and the submission's files). It never sees an expected output: a request
-carries a case's inputs, a reply the :class:`~checks.core.CaseResult` of
-:func:`checks.compute.compute_case`. Judging happens in the parent, so nothing done here to checks/,
-classes or code objects changes a verdict.
+Started by :class:`checks.process.session.ChildChecks`, for ``kit.py check`` as ``python -m checks.child.worker``
+and for the grader as ``python -I checks/child/worker.py`` inside its sandbox (a folder that holds only the kit
+library, the computing half of checks/ and the submission's files). It never sees an expected output: a request
+carries a case's inputs, a reply the :class:`~checks.child.core.CaseResult` of
+:func:`checks.child.compute.compute_case`. Judging happens in the parent, so nothing done here to checks/, classes
+or code objects changes a verdict.
 
-    python -m checks.worker REQUEST_FD REPLY_FD MARKER [--device NAME] [--threads N] [--watch imported|all]
+    python -m checks.child.worker REQUEST_FD REPLY_FD MARKER [--device NAME] [--threads N] [--watch imported|all]
 
 Requests: ``{"op": "import", "topic"}``, ``{"op": "case", "check", "case"}``, ``{"op": "quit"}``. Replies:
 ``{"ready": True}`` once at the start; ``{"error": str | None}`` for an import; ``CaseResult.to_message()``
-for a case (checks/channel.py frames them). What a function prints goes to fds 1 and 2, which the parent
+for a case (checks/child/channel.py frames them). What a function prints goes to fds 1 and 2, which the parent
 captures; after each request the worker writes ``MARKER`` there to close that request's piece.
 """
 from __future__ import annotations
@@ -21,13 +21,13 @@ import os
 import sys
 
 if __name__ == "__main__" and __package__ in (None, ""):  # run as a file: import the kit from the folder above
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from checks.channel import read_message, write_message  # noqa: E402
+from checks.child.channel import read_message, write_message  # noqa: E402
 
 
 def describe_import_error(err: BaseException, topic: str) -> str:
-    from checks.core import describe_exception
+    from checks.child.core import describe_exception
 
     if isinstance(err, SystemExit):
         return f"the module called sys.exit({err.code!r}) while being imported"
@@ -61,9 +61,9 @@ class Worker:
     def run_case(self, check: str, case: dict) -> dict:
         import dataclasses
 
-        from checks import fixtures, specs
-        from checks.compute import compute_case
-        from checks.core import CaseResult, Kind
+        from checks.child import fixtures, specs
+        from checks.child.compute import compute_case
+        from checks.child.core import CaseResult, Kind
 
         spec = specs.SPECS[check]
         if self.watch == "imported":
@@ -109,7 +109,7 @@ class Worker:
         torch.manual_seed(0)
 
     def _layout(self) -> dict:
-        from checks.compute import pretrained
+        from checks.child.compute import pretrained
 
         return {k: tuple(v.shape) for k, v in pretrained(str(self.device)).state_dict().items()}
 
@@ -119,7 +119,7 @@ class Worker:
                 return True
         except Exception:  # the code broke the model beyond listing its weights
             pass
-        from checks import compute
+        from checks.child import compute
 
         compute.pretrained.cache_clear()
         return False
@@ -136,7 +136,7 @@ def _end_piece(marker: bytes) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="checks.worker")
+    parser = argparse.ArgumentParser(prog="checks.child.worker")
     parser.add_argument("requests", type=int)
     parser.add_argument("replies", type=int)
     parser.add_argument("marker")

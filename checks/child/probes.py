@@ -5,7 +5,7 @@ A probe looks before the call (when it is made), may hold something in place whi
 (:meth:`Probe.during`), looks again right after the call, before anything is undone (:meth:`Probe.look`),
 and then says what it found (:meth:`Probe.finding`): None, or (kind, message, words for reports). Whatever
 it changed or saw changed it puts back, so the next case starts from the same state.
-:func:`checks.compute.compute_case` runs :data:`PROBES` in the order a student should hear of their
+:func:`checks.child.compute.compute_case` runs :data:`PROBES` in the order a student should hear of their
 findings; adding a side-effect check is adding one probe here.
 """
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from checks import fixtures, specs
-from checks.core import Kind, describe_exception
+from checks.child import fixtures, specs
+from checks.child.core import Kind, describe_exception
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
@@ -169,7 +169,7 @@ class Weights(Probe):
     early = True
 
     def finding(self):
-        from checks.compute import weights_changed
+        from checks.child.compute import weights_changed
 
         call = self.call
         if call.fixture is not None and call.fixture.pretrained and weights_changed(call.net, call.device):

@@ -5,17 +5,17 @@ A file holds ``{"meta": {...}, "cases": [case, ...]}``. A case is a dict::
 
     check      the exercise it belongs to
     label      what distinguishes it, put before a FAIL line (e.g. "objective='loss'"); may be ""
-    model      the network it runs on (see checks/specs.py)
+    model      the network it runs on (see checks/child/specs.py)
     args       positional arguments: "@model", "@<name of an input>", or literal values
     kwargs     keyword arguments, the same way
     arg_names  the names of the tensor arguments, for messages about inputs changed in place
     inputs     the tensors (and small networks' weights) the arguments refer to
     output     {part: tensor}: the reference solution's outputs
     variants   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
-    mutants    [{"words": text, "sketch": {part: tensor}}]: sketches (checks/sketch.py) of the outputs of
+    mutants    [{"words": text, "sketch": {part: tensor}}]: sketches (checks/judge/sketch.py) of the outputs of
                mistakes generated from the solution (tools/mutants.py), for the hints no stored mistake gives
     terms      [{"label": text, "output": tensor}]: for a sum over parallel lists, the reference's value of
-               each element alone (checks/relations.py names the elements a wrong sum left out)
+               each element alone (checks/judge/relations.py names the elements a wrong sum left out)
 
 Only ``inputs`` and the call reach the student's code; ``output``, ``variants``, ``mutants`` and ``terms`` stay with the
 judge.
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-REFERENCES_DIR = Path(__file__).resolve().parent / "references"
+REFERENCES_DIR = Path(__file__).resolve().parents[1] / "references"
 ANSWER_KEYS = ("output", "variants", "mutants", "terms")
 
 

@@ -1,4 +1,4 @@
-"""The judging side of a child process that computes (checks/worker.py): start it, send requests, wait for
+"""The judging side of a child process that computes (checks/child/worker.py): start it, send requests, wait for
 replies under time limits, capture what it prints, and end its whole process tree. ``kit.py check`` and the
 grader both run checks through :class:`ChildChecks`; they differ only in how the process is started (a
 plain process group here, the grader's sandbox there) and in the limits they set.
@@ -11,7 +11,7 @@ without computing (a sleep), set far above what the CPU limit allows.
 This module imports no torch, so that ``kit.py check`` can start its child before the parent imports torch
 (the two imports then overlap); :class:`ChildChecks` imports what it judges with when it is first used.
 
-Replies are checked before use (:meth:`checks.core.CaseResult.from_message`). Loading them
+Replies are checked before use (:meth:`checks.child.core.CaseResult.from_message`). Loading them
 (``torch.load(weights_only=True)``) cannot run code.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from checks.channel import HEADER, decode, encode
+from checks.child.channel import HEADER, decode, encode
 
 OUTPUT_CAP = 8_000  # characters of printed output kept per request
 MAX_REPLY_BYTES = 64 << 20  # far above any exercise's outputs
@@ -185,7 +185,7 @@ class Session:
 
     def __init__(self, launch, command: list[str], options: list[str] = ()):
         """``launch(argv, pass_fds)`` starts the process (a :class:`LocalProcess`, or the grader's sandbox)
-        with its stdout and stderr on one pipe; ``command`` starts the worker (checks/worker.py), which gets
+        with its stdout and stderr on one pipe; ``command`` starts the worker (checks/child/worker.py), which gets
         its pipes, the marker and ``options`` after it."""
         self.marker = f"\n<<convlens-child-{secrets.token_hex(8)}>>\n".encode()
         request_r, self.requests = os.pipe()
@@ -415,7 +415,7 @@ class ChildChecks:
 
     def import_topic(self, topic: str, budget: Budget) -> CaseResult | None:
         """Import helpers/<topic>.py in the child: None, or the failure every check of the topic gets."""
-        from checks.core import CaseResult, Kind, one_line
+        from checks.child.core import CaseResult, Kind, one_line
 
         reply = self._request({"op": "import", "topic": topic}, budget.left)
         what = f"helpers/{topic}.py"
@@ -440,7 +440,7 @@ class ChildChecks:
     def compute(self, spec, budget: Budget):
         """A ``compute`` for :func:`checks.judge.run_check`: each case runs in the child, all of them within
         ``budget`` (started by the caller)."""
-        from checks.core import FOLLOW_UP, CaseResult, Kind
+        from checks.child.core import FOLLOW_UP, CaseResult, Kind
 
         def compute(case: dict) -> CaseResult:
             if spec.topic not in self.imported:  # a fresh child after a timeout or a crash

@@ -2,13 +2,13 @@
 
 :func:`run_check` is the one loop from a check's cases to its verdict. It hands each case, without its
 answers, to a ``compute`` function (in-process in the notebook; a child process's in ``kit.py check`` and in
-the grader, which adds only its time limits) and judges each :class:`~checks.core.CaseResult` as it
+the grader, which adds only its time limits) and judges each :class:`~checks.child.core.CaseResult` as it
 arrives; the first failing case gives the FAIL line. Judging uses only stored tensors: no formula of an
 exercise. When the values are wrong, the likely cause is the stored mistake (made by the instructor's build
 from the solution plus one mutation each) whose outputs the student's outputs match; else a generated mutant
-(tools/mutants.py) that gives the output to round-off; else the relation checks/relations.py finds between the
+(tools/mutants.py) that gives the output to round-off; else the relation checks/judge/relations.py finds between the
 output and the reference (a factor, a sign, swapped axes, a shift, a per-image normalization, an L2 ball);
-else the nearest generated mutant. The verdict keeps these apart (checks/core.py's Verdict), for every report.
+else the nearest generated mutant. The verdict keeps these apart (checks/child/core.py's Verdict), for every report.
 """
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ from typing import Callable
 
 import torch
 
-from checks import outcomes, relations, sketch, specs
-from checks.core import (DEFAULT_TOL, FOLLOW_UP, FOLLOW_UP_TOL, GRADIENT, CaseResult, Kind, Verdict, fmt_index,
-                         fmt_shape, relative_error)
-from checks.references import without_answers
+from checks.child import outcomes, specs
+from checks.judge import relations, sketch
+from checks.child.core import (DEFAULT_TOL, FOLLOW_UP, FOLLOW_UP_TOL, GRADIENT, CaseResult, Kind, Verdict,
+                               fmt_index, fmt_shape, relative_error)
+from checks.judge.references import without_answers
 
 # Problems that are the same in every case: their line needs no case label.
 _SAME_IN_EVERY_CASE = (Kind.NOT_IMPLEMENTED, Kind.FORBIDDEN, Kind.MISSING, Kind.IMPORT_ERROR)
@@ -126,7 +127,7 @@ GRADIENT_TOL = 1e-3  # the same loss written another way: its gradient differs b
 
 def _gradients(spec: specs.Spec, case: dict, expected: dict, outputs: dict) -> Verdict:
     """A FAIL when the loss's gradient with respect to an input the optimizer differentiates (``grad <label>``
-    parts, checks/compute.py) differs from the reference's, else PASS."""
+    parts, checks/child/compute.py) differs from the reference's, else PASS."""
     for part in [p for p in expected if p.startswith(GRADIENT)]:
         label = part.removeprefix(GRADIENT)
         shown = next((label.replace(prefix, name, 1) for prefix, name in spec.differentiated.items()
@@ -149,7 +150,7 @@ def _gradients(spec: specs.Spec, case: dict, expected: dict, outputs: dict) -> V
 
 
 def _follow_up(spec: specs.Spec, expected: dict, outputs: dict, passed: Verdict) -> Verdict:
-    """A FAIL when the clean pass after the call (checks/core.py's FOLLOW_UP) differs from the reference's,
+    """A FAIL when the clean pass after the call (checks/child/core.py's FOLLOW_UP) differs from the reference's,
     else ``passed``."""
     for part in FOLLOW_UP:
         if part not in expected:

@@ -5,7 +5,7 @@ path it took.
 An outcome is a number (or a few) computed from a case's inputs and a run's outputs, the same way for the
 student's run, the reference run and the stored mistakes' runs. :func:`style_run` measures a
 style-transfer run on the case's small feature network with the stand-in losses the run used
-(checks/fixtures.py): nothing here is an exercise.
+(checks/child/fixtures.py): nothing here is an exercise.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from checks import fixtures
+from checks.child import fixtures
 
 
 @dataclass(frozen=True)

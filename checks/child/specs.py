@@ -7,20 +7,20 @@ computes an answer. What a spec says:
 
 * ``outputs`` and ``collect``: the names of the compared parts of the function's result, and how to take
   them out of it (a single tensor, a pair, an image with its loss history);
-* ``tol``: the largest allowed error of each part, relative to the reference's scale (checks/core.py);
+* ``tol``: the largest allowed error of each part, relative to the reference's scale (checks/child/core.py);
 * ``stand_ins``: the other exercises the function calls, replaced during the check by the fixed stand-ins
-  of checks/fixtures.py, so that a bug in one exercise fails only that exercise's check. The reference
+  of checks/child/fixtures.py, so that a bug in one exercise fails only that exercise's check. The reference
   outputs were made with the same stand-ins;
 * ``differentiable``: a loss: called with inputs that require grad, its output must carry the gradient
   back to them (a case may say ``grad = false`` where nothing depends on the inputs);
 * ``forbidden``: library implementations of the same method; calling one fails the check (the exercise is
   to write it). Everything else (torch, ``F.interpolate``, ...) stays allowed;
 * ``measure`` and ``outcomes``: for a loop whose method leaves choices, what is measured of a run and how
-  each measure is judged (checks/outcomes.py);
+  each measure is judged (checks/child/outcomes.py);
 * ``inputs``: which builder of tools/references.py makes its cases' inputs from tools/cases.toml;
 * ``what``: the PASS line's text.
 
-The model a case runs on is named by the case (checks/fixtures.py's ``MODELS``).
+The model a case runs on is named by the case (checks/child/fixtures.py's ``MODELS``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from typing import Callable
 
 import torch
 
-from checks import fixtures, outcomes
+from checks.child import fixtures, outcomes
 
 # topic -> (the student's file under helpers/, the notebook that uses it). A topic is named for what the
 # notebook is about, never for one of its functions, so a name on the command line means one thing.
@@ -85,7 +85,7 @@ class Spec:
     inputs: str = ""  # the input builder in tools/references.py (every real spec names one)
     outputs: tuple = ("output",)
     collect: Callable = single
-    tol: dict = field(default_factory=dict)  # output name -> tolerance (default checks.core.DEFAULT_TOL)
+    tol: dict = field(default_factory=dict)  # output name -> tolerance (default checks.child.core.DEFAULT_TOL)
     variant_tol: float = 2e-2  # how close an output must be to a stored mistake for its cause to be named
     stand_ins: dict = field(default_factory=dict)  # callee name -> factory(case inputs) -> stand-in
     forbidden: tuple = ()
@@ -96,7 +96,7 @@ class Spec:
     # gives the same number and no gradient.
     differentiated: dict = field(default_factory=dict)
     # A loop whose method leaves choices: measure(inputs, outputs) -> {outcome: tensor}, judged by the rules in
-    # ``outcomes`` (checks/outcomes.py) against the reference run's outcomes, instead of output by output.
+    # ``outcomes`` (checks/child/outcomes.py) against the reference run's outcomes, instead of output by output.
     measure: Callable | None = None
     outcomes: tuple = ()
     # A sum over parallel lists (layers, targets, weights): the positions of those arguments. The build stores
@@ -165,7 +165,7 @@ SPECS = {spec.name: spec for spec in [
     Spec("tv_loss", "style", "scalar and its gradient match the reference", inputs="image_weight",
          attached_ok=True, differentiable=True, differentiated={"img": "img"}, forbidden=_STYLE),
     # The loop leaves choices (the optimizer's memory, where the clamp goes, how the rate decays): judged by
-    # its outcomes (checks/outcomes.py), not step by step.
+    # its outcomes (checks/child/outcomes.py), not step by step.
     Spec("style_transfer", "style", "L-BFGS and Adam runs start right, stay in [0, 1], record every "
          "evaluation and reach the reference's loss", inputs="style_loop", outputs=("image", "history", "evaluated", "last_evaluated"),
          collect=image_and_history, measure=outcomes.style_run, outcomes=outcomes.STYLE_RUN, stand_ins=_LOSSES,

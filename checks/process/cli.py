@@ -1,10 +1,10 @@
 """``python3 kit.py check [topic|function ...]``: run the checks on your helpers/ and print one line each.
 
-Each topic's functions run in a child process of their own (checks/worker.py, through
-checks/session.py's :class:`~checks.session.ChildChecks`, as in the grader), and this process judges what
-comes back. A syntax error, a crash or an endless loop in one file costs only that file's checks: every
-other check still runs, and the summary line always prints. Exit code 0 when every check passed, 1
-otherwise, 2 for an unknown name.
+Each topic's functions run in a child process of their own (checks/child/worker.py, through
+checks/process/session.py's :class:`~checks.process.session.ChildChecks`, as in the grader), and this process judges
+what comes back. A syntax error, a crash or an endless loop in one file costs only that file's checks: every other
+check still runs, and the summary line always prints. Exit code 0 when every check passed, 1 otherwise, 2 for an
+unknown name.
 
 The first child is started before this process imports torch, so the two imports overlap: a single check
 costs about one interpreter start, one torch import and its own cases (``bench/bench_check.py``).
@@ -15,15 +15,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from checks.session import IMPORT_HINT, LocalProcess, Session
+from checks.process.session import IMPORT_HINT, LocalProcess, Session
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT = 120  # CPU seconds per check; the slowest takes about 15 s on a 2-core laptop
 CHECK_HINT = "an endless loop, or a step budget ignored?"
 
 
 def usage() -> str:
-    from checks.specs import TOPICS, checks_of
+    from checks.child.specs import TOPICS, checks_of
 
     lines = ["usage: python3 kit.py check [TOPIC|FUNCTION ...] [--timeout CPU_SECONDS_PER_CHECK]", "",
              "Without names, every check runs. A topic (one notebook, one file helpers/TOPIC.py) runs all of",
@@ -34,7 +34,7 @@ def usage() -> str:
 
 def selection(names: list[str]) -> dict[str, list[str]]:
     """{topic: [check, ...]} for the given topic and function names (all when empty)."""
-    from checks.specs import SPECS, TOPICS, checks_of
+    from checks.child.specs import SPECS, TOPICS, checks_of
 
     chosen: dict[str, list[str]] = {}
     for name in names or list(TOPICS):
@@ -51,20 +51,20 @@ def selection(names: list[str]) -> dict[str, list[str]]:
 
 
 def start_child() -> Session:
-    """Start a worker (checks/worker.py) without waiting for it; its first reply says it is ready. It picks
+    """Start a worker (checks/child/worker.py) without waiting for it; its first reply says it is ready. It picks
     its device and thread count by the kit's rules (convlens/runtime.py)."""
-    return Session(lambda argv, fds: LocalProcess(argv, fds, cwd=ROOT), [sys.executable, "-m", "checks.worker"],
+    return Session(lambda argv, fds: LocalProcess(argv, fds, cwd=ROOT), [sys.executable, "-m", "checks.child.worker"],
                    ["--watch", "all"])
 
 
 def run_topic(topic: str, checks: list[str], timeout: float, started: Session | None = None) -> list[bool]:
     """Run one topic's checks in a child process, printing what the code printed and one line per check.
     ``started``: a child already started for it (else one is started here)."""
-    from checks import references
-    from checks.core import Kind, Verdict, printable
+    from checks.judge import references
+    from checks.child.core import Kind, Verdict, printable
     from checks.judge import run_check
-    from checks.session import Budget, ChildChecks, ChildError
-    from checks.specs import SPECS
+    from checks.process.session import Budget, ChildChecks, ChildError
+    from checks.child.specs import SPECS
 
     waiting = [started] if started is not None else []
     child = ChildChecks(lambda: waiting.pop() if waiting else start_child())
