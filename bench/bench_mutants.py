@@ -30,6 +30,8 @@ EQUIVALENT = [
     (("a subtraction where the reference adds", "the two sides of a difference swapped"), "both reverse the step"),
     (("a value that is not squared", "an absolute value where the reference squares"), "images lie in [0, 1], "
      "where |x| = x"),
+    (("the gradient times the input image", "the result multiplied by the input image"), "integrated gradients "
+     "is (image - baseline) times a sum of gradients: the image multiplies the sum or each of its terms alike"),
 ]
 
 

@@ -60,6 +60,19 @@ def test_the_nearest_stored_mistake_is_named():
     assert _judge(transposed, e, [("cut", transposed)]).line.endswith("likely cause: cut")
 
 
+def test_a_shape_in_another_order_is_a_relation_unless_a_stored_mistake_explains_it():
+    """The verdict keeps how the shape relates to the reference's as its relation (reports read it without
+    parsing the line); the line reads as before."""
+    e = torch.arange(6.0).reshape(1, 2, 3)
+    swapped = e.transpose(1, 2).contiguous()
+    verdict = _judge(swapped, e)
+    assert (verdict.cause, verdict.relation) == ("", "the dimensions are in the wrong order")
+    assert verdict.line.endswith("shape (1, 3, 2), expected (1, 2, 3); the dimensions are in the wrong order")
+    named = _judge(swapped, e, [("axes swapped", swapped)])
+    assert (named.cause, named.relation) == ("axes swapped", "")
+    assert named.line.endswith("expected (1, 2, 3); the dimensions are in the wrong order; likely cause: axes swapped")
+
+
 def test_shape_hints():
     assert "batch dimension is missing" in shape_hint((8, 8), (1, 8, 8))
     assert "wrong order" in shape_hint((8, 2), (2, 8))

@@ -91,6 +91,35 @@ def test_a_change_bounded_per_image_is_told_from_one_bounded_per_value():
 
 
 @pytest.mark.parametrize("topic, check, edits, words", [
+    # Written differently from the operators that name them (another axis, another statement, another form):
+    # occlusion with a white patch, or the image's per-channel mean, instead of `fill`
+    ("saliency", "occlusion_map", [{"replace": "= fill\n", "with": "= 1.0\n"}], "1.0 used where"),
+    ("saliency", "occlusion_map", [{"replace": "= fill\n", "with": "= images.mean(dim=(-1, -2), keepdim=True)\n"}],
+     "each channel's mean used where"),
+    # log-probabilities for the occluded image only
+    ("saliency", "occlusion_map", [{"replace": "prob = F.softmax(model(occluded)", "with": "prob = F.log_softmax(model(occluded)"}],
+     "log-probabilities (a log-softmax) where the reference uses probabilities"),
+    # gradient x input inside saliency's maximum
+    ("saliency", "saliency_map", [{"replace": "return grad.abs().amax(dim=1)", "with": "return (images * grad).abs().amax(dim=1)"}],
+     "gradient x input"),
+    # each path gradient weighted by its alpha
+    ("saliency", "integrated_gradients", [{"replace": "total += grad\n", "with": "total = total + grad * ((k + 0.5) / steps)\n"}],
+     "weighted by its point's place along the path"),
+    # Grad-CAM's weights averaged from the activations instead of their gradients
+    ("gradcam", "grad_cam", [{"replace": "weights = grads.mean(dim=(2, 3), keepdim=True)",
+                              "with": "weights = activations.mean(dim=(2, 3), keepdim=True)"}],
+     "the values that were differentiated where the reference uses their gradient"),
+    # the fooling step along the gradient's sign (an FGSM-like step)
+    ("fooling", "fooling_step", [{"replace": "step_size * grad / norms", "with": "grad.sign() * step_size"}],
+     "an L-infinity step"),
+    # a centred Gram matrix (a covariance), centred in a statement of its own
+    ("style", "gram_matrix", [{"replace": "    gram = flat @ flat.transpose(1, 2)\n",
+                               "with": "    flat = flat - flat.mean(dim=2, keepdim=True)\n    gram = flat @ flat.transpose(1, 2)\n"}],
+     "rows centred"),
+    # total variation with fourth powers in one direction
+    ("style", "tv_loss", [{"replace": "img[:, :, :, :-1]).pow(2).sum()", "with": "img[:, :, :, :-1]) ** 4).sum()"},
+                          {"replace": "horizontal = (img", "with": "horizontal = ((img"}],
+     "a fourth power where the reference squares"),
     # integrated gradients with path points from torch.linspace(0, 1, steps) instead of interval midpoints
     ("saliency", "integrated_gradients", [{"replace": "(k + 0.5) / steps", "with": "k / max(steps - 1, 1)"}],
      "torch.linspace(0, 1, steps)"),

@@ -35,6 +35,8 @@ ARITHMETIC = {ast.Mult: ((ast.Add, "an addition where the reference multiplies")
 # Other values a string argument is often given by mistake.
 KEYWORD_CHOICES = {"reduction": {"sum": ["mean"], "mean": ["sum"]},
                    "mode": {"bilinear": ["nearest", "bicubic"], "nearest": ["bilinear"]}}
+# What a function's gradient is usually called: where it is used, the gradient times the input is a classic slip.
+GRADIENT_NAMES = {"grad", "grads", "gradient", "gradients"}
 AXIS_CALLS = {"sum", "mean", "amax", "amin", "max", "min", "norm", "softmax", "log_softmax", "argmax", "flatten",
               "cumsum", "roll"}
 
@@ -257,6 +259,36 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
             other = copy.deepcopy(node)
             other.args[1] = ast.BinOp(other.args[1], ast.Add(), ast.Constant(shift))
             yield words, other
+    yield from _substituted_operations(node)
+
+
+def _substituted_operations(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """One operation for another of the same kind: a log-softmax for a softmax, a fourth power for a square, the
+    gradient times the input or its sign for the gradient, centred rows in a matrix product."""
+    name = _is_call(node, {"softmax"})
+    if name:
+        other = copy.deepcopy(node)
+        if isinstance(other.func, ast.Attribute):
+            other.func.attr = "log_softmax"
+        else:
+            other.func.id = "log_softmax"
+        yield "log-probabilities (a log-softmax) where the reference uses probabilities (a softmax)", other
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow) and isinstance(node.right, ast.Constant) \
+            and node.right.value == 2:
+        yield "a fourth power where the reference squares", ast.BinOp(node.left, ast.Pow(), ast.Constant(4))
+    if _is_call(node, {"pow"}) and isinstance(node.func, ast.Attribute) and node.args and \
+            isinstance(node.args[0], ast.Constant) and node.args[0].value == 2:
+        yield "a fourth power where the reference squares", ast.Call(node.func, [ast.Constant(4)], [])
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in GRADIENT_NAMES:
+        yield "the gradient times the input image (gradient x input) where the reference takes the gradient alone", \
+            ast.BinOp(ast.Name(node.id, ast.Load()), ast.Mult(), ast.Name("images", ast.Load()))
+        yield "the sign of the gradient where the reference uses the gradient itself", ast.Call(
+            ast.Attribute(ast.Name(node.id, ast.Load()), "sign", ast.Load()), [], [])
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult) and isinstance(node.left, ast.Name):
+        name = node.left.id
+        centred = ast.parse(f"({name} - {name}.mean(dim=-1, keepdim=True))").body[0].value
+        yield ("rows centred (their mean taken off) before a matrix product, a covariance where the reference "
+               "multiplies the raw values"), _Rename(name, centred, only_range_steps=False).visit(copy.deepcopy(node))
 
 
 def _weight_inside_square(weight: ast.expr, squared: ast.expr) -> ast.expr | None:
@@ -316,6 +348,48 @@ def _one_channel(node: ast.Subscript) -> ast.Subscript | None:
     return None
 
 
+class _Context:
+    """What an edit of one node needs to know of its function: which names hold a norm, which hold the gradient
+    of which tensor, and the place of a point along a path (``(k + 0.5) / steps``), if any."""
+
+    def __init__(self, norms: set[str], gradient_of: dict[str, str], path_place: ast.expr | None):
+        self.norms, self.gradient_of, self.path_place = norms, gradient_of, path_place
+
+    @classmethod
+    def of(cls, function: ast.FunctionDef) -> "_Context":
+        norms, gradient_of, path_place = set(), {}, None
+        for node in ast.walk(function):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+                if isinstance(target, ast.Name) and any(_is_call(n, {"norm"}) for n in ast.walk(value)):
+                    norms.add(target.id)
+                if _is_call(value, {"grad"}) and len(value.args) >= 2 and isinstance(value.args[1], ast.Name) \
+                        and isinstance(target, ast.Tuple) and len(target.elts) == 1 and isinstance(target.elts[0], ast.Name):
+                    gradient_of[target.elts[0].id] = value.args[1].id
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.left, ast.BinOp) \
+                    and isinstance(node.left.op, ast.Add) and isinstance(node.left.right, ast.Constant) \
+                    and node.left.right.value == 0.5:
+                path_place = node
+        return cls(norms, gradient_of, path_place)
+
+    def edits(self, node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Name) \
+                and node.right.id in self.norms:
+            words = "the sign of each value (an L-infinity step) where the reference divides by the L2 norm"
+            top = node.left
+            if isinstance(top, ast.BinOp) and isinstance(top.op, ast.Mult):
+                yield words, ast.BinOp(top.left, ast.Mult(), ast.Call(ast.Attribute(top.right, "sign", ast.Load()), [], []))
+            else:
+                yield words, ast.Call(ast.Attribute(top, "sign", ast.Load()), [], [])
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in self.gradient_of:
+            yield "the values that were differentiated where the reference uses their gradient", \
+                ast.Name(self.gradient_of[node.id], ast.Load())
+        if self.path_place is not None and isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
+            yield ("each term weighted by its point's place along the path where the reference weighs every point "
+                   "alike"), ast.AugAssign(node.target, ast.Add(),
+                                           ast.BinOp(copy.deepcopy(self.path_place), ast.Mult(), node.value))
+
+
 class _Replace(ast.NodeTransformer):
     def __init__(self, target: ast.AST, replacement: ast.AST):
         self.target, self.replacement = target, replacement
@@ -362,6 +436,12 @@ def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, ast.ex
                 ast.Constant(default.value)
             if type(default.value) in (int, float) and default.value != 0:
                 yield f"0 used where the reference uses the argument `{arg.arg}`", arg.arg, ast.Constant(0)
+            if type(default.value) is float and 0 < default.value < 1:
+                yield f"1.0 used where the reference uses the argument `{arg.arg}`", arg.arg, ast.Constant(1.0)
+                if "images" in params:
+                    for dims, where in (("(1, 2, 3)", "each image's mean"), ("(2, 3)", "each channel's mean")):
+                        yield f"{where} used where the reference uses the argument `{arg.arg}`", arg.arg, \
+                            ast.parse(f"images.mean(dim={dims}, keepdim=True)").body[0].value
 
 
 class _Rename(ast.NodeTransformer):
@@ -418,8 +498,11 @@ def mutants(topic: str, function: str, limit: int = 90) -> list[tuple[str, str]]
             return product_of_sizes(node.left) and product_of_sizes(node.right)
         return isinstance(node, ast.Name) and node.id in sizes
 
+    context = _Context.of(target)
+
     def edits(node):
         yield from _edits(node)
+        yield from context.edits(node)
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in sizes:
             for other in sizes[node.id]:  # this one use only
                 yield "one of the input's sizes used where the reference uses another", ast.Name(other, ast.Load())

@@ -93,9 +93,9 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         return _judge_outcomes(spec, case, outputs)
     for part in spec.outputs:
         actual = outputs.get(part)
-        problem, finding = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
+        problem, finding, hint = _structure(actual, expected[part], part if len(spec.outputs) > 1 else "")
         if problem:
-            return Verdict(name, False, problem, cause=_cause(spec, case, outputs), finding=finding)
+            return _malformed(name, problem, finding, hint, _cause(spec, case, outputs))
     worst = None
     for part in spec.outputs:
         tol = spec.tol.get(part, DEFAULT_TOL)
@@ -105,12 +105,12 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     if worst is None:
         return _follow_up(spec, expected, outputs, _gradients(spec, case, expected, outputs))
     part, error, tol = worst
-    # A stored mistake first; then a generated mutant that reproduces the output to round-off; then a relation
-    # (which holds to round-off too); then the nearest mutant, which only lies near: an exact statement beats
-    # an approximate one.
-    cause, relation = _cause(spec, case, outputs), ""
-    mutant, apart = ("", float("inf")) if cause else _mutant_cause(spec, case, outputs)
-    if not cause and apart <= relations.FIT:
+    # A stored mistake first, unless it lies only near and a generated mutant reproduces the output to
+    # round-off; then a relation (which holds to round-off too); then the nearest mutant, which only lies near:
+    # an exact statement beats an approximate one.
+    (cause, near), relation = _stored_cause(spec, case, outputs), ""
+    mutant, apart = ("", float("inf")) if cause and near <= relations.FIT else _mutant_cause(spec, case, outputs)
+    if apart <= relations.FIT:
         cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
         relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
@@ -170,9 +170,9 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     """A loop's verdict from its outcomes: each of ``spec.outcomes`` in turn, the student's run against the
     reference run; the first that fails gives the line, with the stored mistake whose outcomes these are."""
     first = spec.outputs[0]
-    problem, finding = _structure(outputs.get(first), case["output"][first], first)
+    problem, finding, hint = _structure(outputs.get(first), case["output"][first], first)
     if problem:
-        return Verdict(spec.name, False, problem, cause=_cause(spec, case, outputs), finding=finding)
+        return _malformed(spec.name, problem, finding, hint, _cause(spec, case, outputs))
     inputs = case.get("inputs", {})
     mine, reference = spec.measure(inputs, outputs), spec.measure(inputs, case["output"])
     for outcome in spec.outcomes:
@@ -198,7 +198,7 @@ def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) ->
             return min(near, PATTERN_MATCH) * spec.variant_tol / PATTERN_MATCH
         return near
 
-    return _nearest_cause(case, distance, spec.variant_tol)
+    return _nearest_cause(case, distance, spec.variant_tol)[0]
 
 
 # A stored loop mistake that fails the same outcomes in the same direction names the cause when its outcomes
@@ -206,25 +206,34 @@ def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) ->
 PATTERN_MATCH = 0.5
 
 
-def _structure(actual, expected: torch.Tensor, part: str) -> tuple[str, str]:
-    """(what is wrong with the output's form (shape, dtype, NaNs), a few words for reports), or ('', '')."""
+def _malformed(name: str, problem: str, finding: str, hint: str, cause: str) -> Verdict:
+    """The verdict on an output of the wrong form: the stored mistake it matches, else the shape's relation to
+    the reference's (the dimensions in another order, a batch dimension missing) where there is one."""
+    if cause and hint:
+        return Verdict(name, False, f"{problem}; {hint}", cause=cause, finding=finding)
+    return Verdict(name, False, problem, cause=cause, relation=hint, finding=finding)
+
+
+def _structure(actual, expected: torch.Tensor, part: str) -> tuple[str, str, str]:
+    """(what is wrong with the output's form (shape, dtype, NaNs), a few words for reports, how its shape relates
+    to the reference's), or ('', '', '')."""
     where = f"{part}: " if part else ""
     if actual is None:
-        return f"{where}missing from the result", "a part missing"
+        return f"{where}missing from the result", "a part missing", ""
     if tuple(actual.shape) != tuple(expected.shape):
-        return f"{where}shape {fmt_shape(actual.shape)}, expected {fmt_shape(expected.shape)}" + shape_hint(
-            actual.shape, expected.shape), "wrong shape"
+        return (f"{where}shape {fmt_shape(actual.shape)}, expected {fmt_shape(expected.shape)}", "wrong shape",
+                shape_hint(actual.shape, expected.shape).removeprefix("; "))
     if actual.dtype != expected.dtype:
         return (f"{where}dtype {str(actual.dtype).replace('torch.', '')}, expected "
-                f"{str(expected.dtype).replace('torch.', '')}"), "wrong dtype"
+                f"{str(expected.dtype).replace('torch.', '')}"), "wrong dtype", ""
     if torch.is_floating_point(actual):
         bad = ~torch.isfinite(actual)
         if bad.any() and not bool((bad == ~torch.isfinite(expected)).all()):
             index = tuple(bad.nonzero()[0].tolist())
             kind = "NaN" if torch.isnan(actual).any() else "inf"
             return (f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)} (a division by zero?)",
-                    f"{kind} values")
-    return "", ""
+                    f"{kind} values", "")
+    return "", "", ""
 
 
 def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol: float, part: str) -> str:
@@ -247,6 +256,12 @@ def _difference(actual: torch.Tensor, expected: torch.Tensor, error: float, tol:
 
 def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
     """The words of the stored mistake whose outputs these are nearest to, if near enough, else ''."""
+    return _stored_cause(spec, case, outputs)[0]
+
+
+def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
+    """(the words of the stored mistake whose outputs these are nearest to, its distance) if near enough, else
+    ('', inf)."""
     def distance(theirs: dict) -> float:
         return max((_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
                     for part in spec.outputs if part in theirs), default=float("inf"))
@@ -274,9 +289,10 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
     return (best["words"], best_distance) if best is not None else ("", float("inf"))
 
 
-def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, deviation: float | None = None) -> str:
-    """The words of the stored mistake whose outputs are at the smallest ``distance`` (at most ``tol``), or
-    ''."""
+def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float,
+                   deviation: float | None = None) -> tuple[str, float]:
+    """(the words of the stored mistake whose outputs are at the smallest ``distance`` (at most ``tol``), that
+    distance), or ('', inf)."""
     # A mistake must also explain most of the deviation: nearer to the student's output than half its distance
     # from the reference, or a small deviation would be pinned on whichever mistake lies near the reference.
     deviation = distance(case["output"]) if deviation is None else deviation
@@ -285,7 +301,7 @@ def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float, de
         found = distance(variant["output"])
         if found <= best_distance:
             best, best_distance = variant, found
-    return best["cause"] if best is not None else ""
+    return (best["cause"], best_distance) if best is not None else ("", float("inf"))
 
 
 def _distance(actual: torch.Tensor, variant: torch.Tensor) -> float:
