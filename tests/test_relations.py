@@ -163,6 +163,16 @@ def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
         assert not verdict.passed and words in verdict.line, verdict.line
 
 
+def test_an_output_near_zero_is_said_to_be_so_not_given_a_tiny_factor():
+    generator = torch.Generator().manual_seed(3)
+    e = torch.rand(2, 8, 8, generator=generator) + 0.5
+    tiny = 1e-7 * torch.rand(2, 8, 8, generator=generator)  # unrelated to e: only small
+    said = describe(tiny, e, {}, 1e-3)
+    assert said.startswith("the output is nearly zero everywhere") and "times" not in said, said
+    assert describe(torch.zeros_like(e), e, {}, 1e-3) == "the output is zero everywhere"
+    assert describe(0.3 * e, e, {}, 1e-3).startswith("the output is the reference times 0.3")
+
+
 def test_a_scalar_off_by_an_unnamed_factor_is_not_given_a_size():
     # A size is named only when the factor is 1/size (or size) to 1e-3: a tiny factor is no 1/C·H·W.
     inputs = {"features": torch.zeros(2, 28, 14, 14)}

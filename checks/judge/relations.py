@@ -1,7 +1,7 @@
 """What a wrong output has to do with the reference, when no stored mistake matches it.
 
 :func:`describe` tries a short list of relations that common bugs leave behind and names the first that
-holds: a sum that leaves out some of its terms, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
+holds: a sum that leaves out some of its terms, an output that is (nearly) zero, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
 instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
 from the input bounded per image (an L2 ball) where the reference bounds each value, a factor per channel, a
@@ -35,6 +35,11 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     found = _subset_of_terms(a, terms, near)
     if found:
         return found
+    largest = a.abs().max().item()
+    if largest <= fit * scale:
+        # Then any small factor "fits" (a saturated sigmoid, a gradient that never arrived): say only this.
+        return ("the output is zero everywhere" if largest == 0 else
+                f"the output is nearly zero everywhere (at most {largest / scale:.2g} of the reference's scale)")
 
     for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _clamped,
                   _zeroed, _times_input, _border):
