@@ -101,7 +101,8 @@ def mirror(parts: tuple[tuple[str, str], ...], renames: tuple[tuple[str, str], .
     try:
         for host, inner in files:
             _write(host, building / inner, list(renames), binaries)
-        os.chmod(building, 0o755)
+        for folder, _, _ in os.walk(building):
+            os.chmod(folder, 0o755)  # the sandbox user reads the mirror as "others", whatever the umask
         os.rename(building, done)  # whole or not at all; another process may have finished first
     except OSError:
         if not done.is_dir():
