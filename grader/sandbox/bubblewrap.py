@@ -202,10 +202,12 @@ def _python_view(mechanism: Mechanism, shown: Layout, pyvenv_fd: int) -> list[st
     interpreter = _base_interpreter()
     for prefix, inner in _renamed_prefixes(shown):
         parts = [(os.path.join(prefix, "lib"), "lib")]
-        if _under(interpreter, prefix):
+        moved = _under(interpreter, prefix)
+        if moved:
             parts.append((interpreter, os.path.relpath(interpreter, prefix)))
-            interpreter = os.path.join(mirror(tuple(parts), renames, _unused(prefix), True), parts[-1][1])
-        args += ["--ro-bind", mirror(tuple(parts), renames, _unused(prefix), True), inner]
+        folder = mirror(tuple(parts), renames, _unused(prefix), True)
+        interpreter = os.path.join(folder, parts[-1][1]) if moved else interpreter
+        args += ["--ro-bind", folder, inner]
     for folder in visible_site_entries():
         if _in_system(folder):  # a system installation, shown where it is: empty its site-packages folders
             args += ["--tmpfs", folder]
@@ -227,10 +229,8 @@ def _unused(prefix: str) -> frozenset[str]:
     """What an installation's lib/ holds that the child does not use: its site-packages folders (the child's
     distributions are in its own), the build configuration and pkg-config's files."""
     lib = os.path.join(prefix, "lib")
-    unused = {*visible_site_entries(), *(os.path.join(lib, e) for e in ("pkgconfig",))}
-    for var in ("LIBPL",):
-        value = sysconfig.get_config_var(var)
-        unused |= {os.path.realpath(value)} if value else set()
+    build = sysconfig.get_config_var("LIBPL")
+    unused = {*visible_site_entries(), os.path.join(lib, "pkgconfig"), *([os.path.realpath(build)] if build else [])}
     return frozenset(u for u in unused if _under(u, lib))
 
 
