@@ -1,5 +1,5 @@
-"""How general the generated mistakes are: the share of the kit's hand-written mistakes (tools/mistakes.toml)
-that the generated mutants alone reproduce, measured on the stored files.
+"""How general the generated mistakes are: the share of the kit's hand-written mistakes (the exercises'
+records, tools/exercises/) that the generated mutants alone reproduce, measured on the stored files.
 
 A hand-written mistake counts as reproduced when, on some case where it fails, a mutant's outputs lie within
 the check's ``variant_tol`` of the mistake's (the distance the FAIL line uses to name a mutant). Printed per

@@ -35,14 +35,15 @@ numeric_settings.apply()
 from checks.child import outcomes, specs
 from checks.judge import references
 from checks.child.compute import compute_case
-from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
+from tools import exercises
+from tools.references import HIDDEN_DIR, mutated_module
 import importlib
 found = {}
 for name, spec in specs.SPECS.items():
     if spec.measure is None:
         continue
     runs = {"reference": importlib.import_module(f"helpers.{spec.topic}")}
-    for i, m in enumerate(m for m in load_table(MISTAKES_FILE, "mistake") if m["check"] == name):
+    for i, m in enumerate(m for m in exercises.mistakes() if m["check"] == name):
         runs[m["cause"]] = mutated_module(spec.topic, m["edit"], f"{name} {i}")
     cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
     for k, case in enumerate(cases):

@@ -2,7 +2,7 @@
 the tolerances in checks/child/outcomes.py.
 
 For each check judged by outcomes (``spec.measure``), every case (public and hidden) runs the solution, every
-stored correct variant (tools/variants.toml) and every stored mistake (tools/mistakes.toml). Printed: each
+stored correct variant and every stored mistake (both in the exercises' records, tools/exercises/). Printed: each
 outcome's largest gap over the correct variants (their spread), its smallest gap over the mistakes that
 pass every other outcome of that case, and the tolerance in force. A tolerance should sit well above the
 first and below the second; a mistake that no outcome catches in a case is listed (it must fail in another).
@@ -19,7 +19,8 @@ import torch
 from checks.child import outcomes, specs
 from checks.judge import references
 from checks.child.compute import compute_case
-from tools.references import HIDDEN_DIR, MISTAKES_FILE, ROOT, load_table, mutated_module
+from tools import exercises
+from tools.references import HIDDEN_DIR, mutated_module
 
 
 def gaps(spec, module, case) -> dict | None:
@@ -35,8 +36,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     print(_common.machine_line())
-    variants = load_table(ROOT / "tools" / "variants.toml", "variant")
-    mistakes = load_table(MISTAKES_FILE, "mistake")
+    variants = exercises.variants()
+    mistakes = exercises.mistakes()
     for name, spec in specs.SPECS.items():
         if spec.measure is None:
             continue

@@ -47,7 +47,7 @@ def available_cores() -> int:
 
 def load_cases(kit_root: Path, checks: list[str], public: bool, term_seed: int | None = None) -> dict[str, list[dict]]:
     """check -> [public cases (if ``public``), then hidden cases], with their answers. ``term_seed``: the seed
-    the hidden cases must have been drawn from (points.toml), None for those of tools/cases.toml."""
+    the hidden cases must have been drawn from (points.toml), None for those written in the exercises' records."""
     found: dict[str, list[dict]] = {c: [] for c in checks}
     for topic in dict.fromkeys(SPECS[c].topic for c in checks):
         folders = ([kit_root / "checks" / "references"] if public else []) + [kit_root / HIDDEN_DIR]
@@ -69,7 +69,7 @@ def load_cases(kit_root: Path, checks: list[str], public: bool, term_seed: int |
     empty = [c for c, cases in found.items() if not cases]
     if empty:
         raise GraderError(f"no {'' if public else 'hidden '}cases for {', '.join(empty)}; add some to "
-                          "tools/cases.toml and run: python3 kit.py references")
+                          "tools/exercises/ and run: python3 kit.py references")
     return found
 
 
@@ -154,8 +154,9 @@ def _plan(kit_root: Path, points_file: Path, settings: dict, only_topics, isolat
         raise GraderError(f"unknown topic(s) {', '.join(unknown)}")
     mechanism = sandbox.detect(isolation, guard=guard_of(kit_root, protected))
     log(f"isolation: {mechanism.name} -- {mechanism.description}")
-    if points.unlisted:
-        log(f"not graded (no points in {Path(points_file).name}): {', '.join(points.unlisted)}")
+    log("points: " + ", ".join(f"{q.name} {q.points:g}" for q in questions))
+    if points.ungraded:
+        log(f"not graded (0 points in {Path(points_file).name}): {', '.join(points.ungraded)}")
     topics: dict[str, list[str]] = {}
     for q in questions:
         topics.setdefault(q.topic, []).append(q.check)

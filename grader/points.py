@@ -1,4 +1,6 @@
-"""grader/points.toml: points per check and how checks are graded (its format is documented at its top).
+"""grader/points.toml: how checks are graded, and any points that differ from the exercises' own (its format is
+documented at its top). Every check is graded, worth the points its record gives (``Spec.points``), unless the
+file gives it others; 0 leaves it out.
 
 :func:`load_points` validates the whole file before anything is graded and raises one :class:`PointsError`
 listing every problem: an unknown table, topic, check or setting, a negative or non-numeric number of
@@ -44,7 +46,7 @@ class Points:
     cpu_floor: float = 10.0  # ... and at least this many CPU seconds
     stdout_visibility: str = "hidden"
     term_seed: int | None = None  # the hidden cases must have been drawn from this seed (kit.py references)
-    unlisted: list[str] = field(default_factory=list)  # checks that points.toml leaves out (not graded)
+    ungraded: list[str] = field(default_factory=list)  # checks that points.toml sets to 0 (not graded)
 
 
 def _number(value) -> bool:
@@ -71,7 +73,8 @@ def load_points(path: Path = DEFAULT_POINTS_FILE) -> Points:
     for key in ("visibility", "stdout_visibility"):
         if gradescope[key] not in VISIBILITIES:
             problems.append(f"gradescope.{key} = {gradescope[key]!r}; one of {', '.join(VISIBILITIES)}")
-    questions = []
+    questions = {check: Question(spec.topic, check, float(spec.points), gradescope["visibility"])
+                 for check, spec in SPECS.items()}
     for topic, table in data.items():
         if topic not in TOPICS:
             problems.append(f"[{topic}] is not a topic (known: {', '.join(TOPICS)}) nor [grading] / [gradescope]")
@@ -98,16 +101,15 @@ def load_points(path: Path = DEFAULT_POINTS_FILE) -> Points:
             if visibility not in VISIBILITIES:
                 problems.append(f"{where}: visibility {visibility!r}; one of {', '.join(VISIBILITIES)}")
                 continue
-            questions.append(Question(topic, check, float(points), visibility))
+            questions[check] = Question(topic, check, float(points), visibility)
     if problems:
         raise PointsError(f"{path}:\n" + "\n".join(f"  {p}" for p in problems))
-    if not questions:
+    graded = [q for q in questions.values() if q.points > 0]  # in the order of SPECS
+    if not graded:
         raise PointsError(f"{path}: no check has points")
-    order = list(SPECS)
-    questions.sort(key=lambda q: order.index(q.check))
-    listed = {q.check for q in questions}
-    return Points(questions, grading["public_cases"], float(grading["cpu_scale"]), float(grading["cpu_floor"]),
-                  gradescope["stdout_visibility"], grading["term_seed"], [f"{s.topic}/{c}" for c, s in SPECS.items() if c not in listed])
+    return Points(graded, grading["public_cases"], float(grading["cpu_scale"]), float(grading["cpu_floor"]),
+                  gradescope["stdout_visibility"], grading["term_seed"],
+                  [q.name for q in questions.values() if q.points == 0])
 
 
 def _settings(table, defaults: dict, name: str, problems: list) -> dict:

@@ -14,12 +14,13 @@ from checks.judge import references
 from checks.child import specs
 from checks.child.compute import compute_case
 from checks.judge import run_check
-from tools.references import HIDDEN_DIR, MISTAKES_FILE, load_table, mutated_module
+from tools import exercises
+from tools.references import HIDDEN_DIR, mutated_module
 from tools.release import stub_source
 
 ROOT = Path(__file__).resolve().parents[1]
-MISTAKES = load_table(MISTAKES_FILE, "mistake")
-VARIANTS = load_table(ROOT / "tools" / "variants.toml", "variant")
+MISTAKES = exercises.mistakes()
+VARIANTS = exercises.variants()
 
 
 def module_from(topic: str, text: str) -> types.ModuleType:

@@ -3,7 +3,7 @@ like such a promise is mapped to one: the docstring is the contract, and a promi
 submission can break and still pass.
 
 PROMISES maps a kind of sentence (a regex on the docstring) to what a case must have to exercise it. A
-failure names the sentence and what is missing; either add a case (tools/cases.toml, then
+failure names the sentence and what is missing; either add a case (the exercise's record in tools/exercises/, then
 ``kit.py references``) or drop the sentence."""
 import ast
 import re

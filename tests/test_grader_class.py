@@ -2,7 +2,7 @@
 careful TA gives: every function with a bug loses its points, every correct function keeps them, however it
 is written.
 
-The class: ten honest students (the solutions, and the eight correct variants of tools/variants.toml, written
+The class: ten honest students (the solutions, and the eight correct variants of the exercises' records, written
 differently), and 25 with bugs a TA finds by reading and running the code: the first tries students made,
 bugs that only show in what a call leaves behind (a hook, the model's mode, an input changed in place), the
 bugs the hidden cases once missed (no ``finally``, ``normalize=False`` ignored, half or double the L2 term),
@@ -16,7 +16,8 @@ import pytest
 from checks.child.specs import SPECS, TOPICS
 from grader.grade import grade
 from grader.points import load_points
-from tools.references import load_table, mutated_source
+from tools import exercises
+from tools.references import mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]
@@ -70,7 +71,7 @@ PAIRS = [("gram ignores normalize", "hooks never removed"), ("half the L2 term",
 
 def _edits() -> dict[str, tuple[str, list[dict]]]:
     found = {name: (check, [{"replace": old, "with": new}]) for name, (check, old, new) in BUGS.items()}
-    mistakes = load_table(ROOT / "tools" / "mistakes.toml", "mistake")
+    mistakes = exercises.mistakes()
     for check in STORED:
         mistake = next(m for m in mistakes if m["check"] == check)
         found[f"stored: {mistake['cause'][:40]}"] = (check, mistake["edit"])
@@ -80,7 +81,7 @@ def _edits() -> dict[str, tuple[str, list[dict]]]:
 def _class(folder: Path) -> list[tuple[Path, set]]:
     edits = _edits()
     students: list[tuple[str, dict[str, list], set]] = [(f"honest_{i}", {}, set()) for i in range(2)]
-    for i, variant in enumerate(load_table(ROOT / "tools" / "variants.toml", "variant")):
+    for i, variant in enumerate(exercises.variants()):
         students.append((f"variant_{i}", {variant["check"]: variant["edit"]}, set()))
     paired = {name for pair in PAIRS for name in pair}
     for i, (name, (check, edit)) in enumerate(e for e in edits.items() if e[0] not in paired):

@@ -1,6 +1,6 @@
 """Hidden cases decide: a submission that knows every shipped answer gets the public values right (their
-gradients give it away) and earns nothing from the grader; a case an instructor adds to tools/cases.toml is graded once
-``kit.py references`` has rebuilt the files.
+gradients give it away) and earns nothing from the grader; a case an instructor adds to an exercise's record is
+graded once ``kit.py references`` has rebuilt the files.
 """
 from __future__ import annotations
 
@@ -106,7 +106,6 @@ def test_memorized_public_answers_earn_nothing_from_the_grader(lookup, public):
 
 NEW_CASE = '''
 [[case]]
-check = "tv_loss"
 hidden = true
 label = "tv_weight=0"
 photos = ["flower"]
@@ -116,9 +115,9 @@ weight = 0.0
 
 
 @pytest.mark.slow
-def test_a_case_added_to_cases_toml_is_graded_after_kit_py_references(tmp_path):
-    """The one documented place: a [[case]] in tools/cases.toml, then ``kit.py references`` (here on a copy
-    of the kit). A tv_loss that is wrong only when the weight is 0 passes every existing case and fails the
+def test_a_case_added_to_a_record_is_graded_after_kit_py_references(tmp_path):
+    """The one documented place: a [[case]] in the exercise's record (tools/exercises/tv_loss.toml), then
+    ``kit.py references`` (here on a copy of the kit). A tv_loss that is wrong only when the weight is 0 passes every existing case and fails the
     new one, by its label."""
     kit = tmp_path / "kit"
     for part in ("checks", "convlens", "helpers", "datasets", "grader", "tools"):  # grader: hidden cases, term seed
@@ -134,7 +133,7 @@ def test_a_case_added_to_cases_toml_is_graded_after_kit_py_references(tmp_path):
              if c["check"] == "tv_loss"]
     assert run_check(SPECS["tv_loss"], cases, lambda case: compute_case(SPECS["tv_loss"], module, case)).passed  # the existing hidden cases do not see it
 
-    with open(kit / "tools" / "cases.toml", "a", encoding="utf-8") as f:
+    with open(kit / "tools" / "exercises" / "tv_loss.toml", "a", encoding="utf-8") as f:
         f.write(NEW_CASE)
     built = subprocess.run([sys.executable, "kit.py", "references", "style"], cwd=kit, capture_output=True,
                            text=True, env={**os.environ, "CONVLENS_PYTHON": sys.executable})

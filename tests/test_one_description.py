@@ -1,14 +1,18 @@
-"""One description per exercise: checks/child/specs.py says everything particular to an exercise's check, and no
-other code of the kit branches on an exercise's name. A name may still appear as data (a case table, the
-points file) or in prose; what may not appear outside the spec is the name as a string literal in code."""
+"""One description per exercise: its record (tools/exercises/<function>.toml) says everything particular to it
+beyond its code, and no code of the kit branches on an exercise's name. A name may still appear as data (a
+record, the points file) or in prose; what may not appear is the name as a string literal in code."""
 import ast
+import dataclasses
+import json
 from pathlib import Path
 
+from checks.child import specs
 from checks.child.specs import SPECS, TOPICS
+from tools import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
-# The spec itself; the stand-ins it names (their table is keyed by the callee they replace).
-DESCRIBES = {"checks/child/specs.py"}
+# The stand-ins' table is keyed by the callee each replaces.
+DESCRIBES = {"checks/child/fixtures.py"}
 CODE = ["kit.py", "checks", "grader", "tools", "convlens", "bench"]
 
 
@@ -39,7 +43,29 @@ def test_no_code_outside_the_spec_names_an_exercise():
         for line, text in _literals(path):
             if text in names:
                 found.append(f"{rel}:{line}: {text!r}")
-    assert not found, "exercise names in code outside checks/child/specs.py:\n" + "\n".join(found)
+    assert not found, "exercise names in code:\n" + "\n".join(found)
+
+
+def test_the_specs_the_kit_reads_are_the_records_as_written():
+    """checks/child/specs.json (what the child, the judge, the grader and the student kit read) is the records'
+    [check] tables, in notebook order; after editing a record, ``kit.py references`` rewrites it."""
+    assert json.loads(specs.SPECS_FILE.read_text(encoding="utf-8")) == exercises.spec_table(), \
+        "checks/child/specs.json is not the records' [check] tables: run python3 kit.py references"
+    assert list(SPECS) == list(exercises.records())
+    for name, record in exercises.records().items():
+        assert set(record) <= {"check", "case", "mistake", "variant"}, name
+        unknown = set(record["check"]) - {f.name for f in dataclasses.fields(specs.Spec)}
+        assert not unknown, f"tools/exercises/{name}.toml: unknown [check] field(s) {unknown}"
+        assert any(c.get("hidden") for c in record["case"]) and any(not c.get("hidden") for c in record["case"]), name
+
+
+def test_every_name_a_record_gives_is_a_function_the_kit_has():
+    from tools import inputs
+
+    for name, spec in SPECS.items():
+        assert callable(getattr(inputs, spec.inputs, None)) and not spec.inputs.startswith("_"), name
+        module = ast.parse((ROOT / "helpers" / f"{spec.topic}.py").read_text(encoding="utf-8"))
+        assert name in {node.name for node in module.body if isinstance(node, ast.FunctionDef)}, name
 
 
 def test_topics_and_functions_never_share_a_name():

@@ -1,6 +1,6 @@
 """One path from a student's function to a verdict: the notebooks' ``check()`` (in-process), ``kit.py check``
 (a child process per topic) and the grader (a sandboxed child, judged in the parent) print the same line for
-the same submission. Compared on the stored mistakes (tools/mistakes.toml): since each check replaces the
+the same submission. Compared on the stored mistakes (tools/exercises/): since each check replaces the
 other exercises its function calls by stand-ins, one submission can carry one mistake of every function at
 once, so the 89 mistakes fit in a dozen submissions."""
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 
 from checks import check
 from checks.child.specs import SPECS, TOPICS
-from tools.references import MISTAKES_FILE, MistakeError, load_table, mutated_source
+from tools import exercises
+from tools.references import MistakeError, mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _rounds() -> list[tuple[set, dict[str, str]]]:
     """Submissions as (checks with a mistake, {topic: source}), packing mistakes of different functions."""
     rounds: list[tuple[set, dict]] = []  # (checks carrying a mistake, topic -> source)
-    for number, mistake in enumerate(load_table(MISTAKES_FILE, "mistake")):
+    for number, mistake in enumerate(exercises.mistakes()):
         topic = SPECS[mistake["check"]].topic
         for taken, sources in rounds + [(set(), {})]:
             if mistake["check"] in taken:
@@ -95,7 +96,7 @@ def _compare(rounds: list[tuple[set, dict[str, str]]], tmp_path: Path) -> None:
 
 
 def test_the_rounds_carry_every_stored_mistake():
-    assert sum(len(taken) for taken, _ in ROUNDS) == len(load_table(MISTAKES_FILE, "mistake"))
+    assert sum(len(taken) for taken, _ in ROUNDS) == len(exercises.mistakes())
     assert len(ROUNDS) <= 17
 
 

@@ -90,7 +90,7 @@ def test_student_file_is_the_solution_minus_solutions(student, solution):
 def test_student_build_leaves_out_maintainer_files(student):
     assert not (student / "tests").exists() and not (student / "bench").exists()
     assert not (student / "tools" / "release.py").exists() and not (student / "grader").exists()
-    for instructor_only in ("tools/references.py", "tools/cases.toml", "tools/mistakes.toml", "grader/hidden"):
+    for instructor_only in ("tools/references.py", "tools/exercises", "grader/hidden"):
         assert not (student / instructor_only).exists(), instructor_only
     assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
 
@@ -99,7 +99,8 @@ def test_student_build_leaves_out_maintainer_files(student):
 # with their public reference tensors, the data, the notebooks and their set-up, and the commands to run them.
 SHIPPED_FILES = [r"README\.md", r"LICENSE", r"requirements\.txt", r"environment\.yml", r"kit\.py",
                  r"tools/download_paintings\.py", r"helpers/\w+\.py", r"convlens/(\w+/)?\w+\.py",
-                 r"checks/(\w+/)?\w+\.py", r"checks/references/\w+\.pt", r"datasets/(\w+/)?[\w.-]+\.(jpg|png|csv|md)",
+                 r"checks/(\w+/)?\w+\.py", r"checks/child/specs\.json", r"checks/references/\w+\.pt",
+                 r"datasets/(\w+/)?[\w.-]+\.(jpg|png|csv|md)",
                  r"notebooks/\d_\w+\.ipynb", r"notebooks/convlens_setup\.py",
                  r"notebooks/\.lab-settings/[\w.-]+\.json"]
 

@@ -10,9 +10,10 @@ from convlens.images import read_photo_table
 from grader.grade import load_cases
 from grader.points import load_points
 from grader.run import GraderError
-from tools.references import CASES_FILE, build, build_inputs, draw_hidden, load_table
+from tools import exercises
+from tools.references import build, build_inputs, draw_hidden
 
-CASES = load_table(CASES_FILE, "case")
+CASES = exercises.cases()
 
 
 def test_a_term_seed_draws_new_hidden_inputs_of_the_same_kinds():

@@ -1,5 +1,5 @@
 """Mistakes generated from the reference solutions: every single edit of a kind students make, applied to the
-body of one exercise function (instructor-only, like tools/mistakes.toml).
+body of one exercise function (instructor-only, like the exercises' records in tools/exercises/).
 
 Each operator finds the places in the function's syntax tree where it applies and makes one mutant per place.
 A mutant carries words for what changed, taken from the operator, never the solution's code: "an average where

@@ -195,3 +195,7 @@ def _account(outcome: Outcome, mine: dict, reference: dict) -> str:
         if off and same:
             text += f"; {', '.join(off)} differ{'s' if len(off) == 1 else ''}, {', '.join(same)} match"
     return f"{text} (allowed {outcome.tol:.0e} of the reference's scale)"
+
+
+# A record's ``measure`` -> (what is measured of a run, how each measure is judged).
+MEASURES = {"style_run": (style_run, STYLE_RUN)}

@@ -16,6 +16,7 @@ and ``zip = true`` to hand the submission in as a zip holding a nested folder.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import textwrap
@@ -33,7 +34,14 @@ class CorpusError(ValueError):
 
 
 def load_cases(path: Path = CASES_FILE) -> list[dict]:
-    return tomllib.loads(path.read_text(encoding="utf-8"))["case"]
+    """The corpus, each case's ``fail`` patterns (``topic/check``, ``topic/*``, ``*``) made a list of checks."""
+    from checks.child.specs import SPECS
+
+    names = [f"{spec.topic}/{check}" for check, spec in SPECS.items()]
+    cases = tomllib.loads(path.read_text(encoding="utf-8"))["case"]
+    for case in cases:
+        case["fail"] = [name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in case["fail"])]
+    return cases
 
 
 def _after_future(text: str, code: str) -> str:
