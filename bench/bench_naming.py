@@ -30,7 +30,7 @@ def main() -> None:
     counts: dict[str, Counter] = {}
     for mistake in mistakes:
         spec = specs.SPECS[mistake["check"]]
-        module = mutated_module(spec.topic, mistake["edit"], f"{spec.name} unstored")
+        module = mutated_module(spec.topic, mistake["edit"], f"{spec.name} unstored", spec.name)
         with contextlib.redirect_stdout(io.StringIO()):  # what the code prints is not the verdict
             verdict = check(spec.name, module=module, quiet=True)
         said = verdict.cause or verdict.relation

@@ -44,7 +44,7 @@ for name, spec in specs.SPECS.items():
         continue
     runs = {"reference": importlib.import_module(f"helpers.{spec.topic}")}
     for i, m in enumerate(m for m in exercises.mistakes() if m["check"] == name):
-        runs[m["cause"]] = mutated_module(spec.topic, m["edit"], f"{name} {i}")
+        runs[m["cause"]] = mutated_module(spec.topic, m["edit"], f"{name} {i}", name)
     cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
     for k, case in enumerate(cases):
         reference = spec.measure(case["inputs"], case["output"])

@@ -42,8 +42,8 @@ def main() -> None:
         if spec.measure is None:
             continue
         cases = references.public_cases(name, spec.topic) + references.public_cases(name, spec.topic, HIDDEN_DIR)
-        correct = [mutated_module(spec.topic, v["edit"], v["name"]) for v in variants if v["check"] == name]
-        wrong = [(m["cause"], mutated_module(spec.topic, m["edit"], name)) for m in mistakes if m["check"] == name]
+        correct = [mutated_module(spec.topic, v["edit"], v["name"], name) for v in variants if v["check"] == name]
+        wrong = [(m["cause"], mutated_module(spec.topic, m["edit"], name, name)) for m in mistakes if m["check"] == name]
         spread = {o.name: 0.0 for o in spec.outcomes}
         caught = {o.name: float("inf") for o in spec.outcomes}
         missed = []

@@ -75,7 +75,7 @@ def test_the_mistake_corpus_is_large_enough():
 @pytest.mark.parametrize("mistake", MISTAKES, ids=[f"{m['check']}-{i}" for i, m in enumerate(MISTAKES)])
 def test_every_known_mistake_fails_and_names_its_cause(mistake):
     spec = specs.SPECS[mistake["check"]]
-    verdict = check(spec.name, module=mutated_module(spec.topic, mistake["edit"], spec.name), quiet=True)
+    verdict = check(spec.name, module=mutated_module(spec.topic, mistake["edit"], spec.name, spec.name), quiet=True)
     assert not verdict.passed, f"{mistake['cause']!r} passes"
     assert mistake.get("expect", mistake["cause"]) in verdict.line, verdict.line
 
@@ -91,7 +91,7 @@ def test_every_stored_correct_variant_passes_every_case(variant):
     """Written differently (another memory, the clamp elsewhere, another loop), still correct: the check
     judges what the run achieved, so every variant passes its public and hidden cases."""
     spec = specs.SPECS[variant["check"]]
-    module = mutated_module(spec.topic, variant["edit"], variant["name"])
+    module = mutated_module(spec.topic, variant["edit"], variant["name"], spec.name)
     cases = references.public_cases(spec.name, spec.topic) + references.public_cases(spec.name, spec.topic, HIDDEN_DIR)
     verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
     assert verdict.passed, f"{variant['name']}: {verdict.line}"

@@ -93,7 +93,7 @@ def _class(folder: Path) -> list[tuple[Path, set]]:
         sources = {}
         for check, edit in changes.items():
             topic = SPECS[check].topic
-            sources[topic] = mutated_source(topic, edit, name, sources.get(topic))
+            sources[topic] = mutated_source(topic, edit, name, sources.get(topic), check)
         (folder / name / "helpers").mkdir(parents=True)
         for topic in TOPICS:
             text = sources.get(topic) or (ROOT / "helpers" / f"{topic}.py").read_text(encoding="utf-8")

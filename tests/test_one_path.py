@@ -30,7 +30,7 @@ def _rounds() -> list[tuple[set, dict[str, str]]]:
             if mistake["check"] in taken:
                 continue
             try:
-                text = mutated_source(topic, mistake["edit"], f"mistake {number}", sources.get(topic))
+                text = mutated_source(topic, mistake["edit"], f"mistake {number}", sources.get(topic), mistake["check"])
             except MistakeError:
                 continue
             if not taken:

@@ -64,3 +64,18 @@ def test_rebuilt_references_match_the_committed_ones(topic):
     public, hidden = build(topic)
     _same(public, references.load(references.REFERENCES_DIR / f"{topic}.pt")["cases"], f"{topic} public")
     _same(hidden, references.load(HIDDEN_DIR / f"{topic}.pt")["cases"], f"{topic} hidden")
+
+
+def test_a_mistakes_edit_is_found_in_its_own_function_only():
+    """Another exercise of the same file may hold the same text: a mistake's edit counts and changes only the
+    text inside its own function."""
+    from tools.references import MistakeError, mutated_source
+
+    text = "def first(x):\n    total = x + 1\n    return total\n\n\ndef second(x):\n    total = x + 1\n    return -total\n"
+    edit = [{"replace": "total = x + 1", "with": "total = x + 2"}]
+    assert mutated_source("saliency", edit, "t", text, function="second") == text.replace(
+        "    total = x + 1\n    return -total", "    total = x + 2\n    return -total")
+    with pytest.raises(MistakeError, match="occurs 2 times in helpers/saliency.py"):
+        mutated_source("saliency", edit, "t", text)
+    with pytest.raises(MistakeError, match="occurs 0 times in first"):
+        mutated_source("saliency", [{"replace": "-total", "with": "total"}], "t", text, function="first")

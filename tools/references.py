@@ -18,6 +18,7 @@ solution tree: the student build's helpers are stubs.
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import importlib
 import random
@@ -64,30 +65,47 @@ def build_inputs(params: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------------ mistakes
 
-def mutated_source(topic: str, edits: list[dict], name: str, text: str | None = None) -> str:
+def _span(text: str, function: str) -> tuple[int, int]:
+    """Where the top-level function ``function`` is defined in ``text`` (start and end offsets)."""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            lines = text.splitlines(keepends=True)
+            first = node.lineno - 1 - len(node.decorator_list)
+            start = sum(len(line) for line in lines[:first])
+            return start, start + sum(len(line) for line in lines[first:node.end_lineno])
+    raise MistakeError(f"helpers defines no function {function}")
+
+
+def mutated_source(topic: str, edits: list[dict], name: str, text: str | None = None,
+                   function: str | None = None) -> str:
     """The solution's helpers/<topic>.py (or ``text``) with ``edits`` applied; whole-line comments go first:
-    the exercises' guidance may quote the code an edit targets."""
+    the exercises' guidance may quote the code an edit targets. With ``function`` (an exercise's mistake or
+    variant), each ``replace`` must occur exactly once in that function, so that another exercise of the same
+    file may hold the same text; without it, exactly once in the file."""
     if text is None:
         path = ROOT / "helpers" / f"{topic}.py"
         text = "".join(line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
                        if not line.lstrip().startswith("#"))
     for edit in edits:
-        if "replace" in edit:
-            count = text.count(edit["replace"])
-            if count != 1:
-                raise MistakeError(f"{name}: {edit['replace']!r} occurs {count} times in helpers/{topic}.py")
-            text = text.replace(edit["replace"], edit["with"])
-        else:
+        if "replace" not in edit:
             raise MistakeError(f"{name}: unknown edit {edit}")
+        start, end = _span(text, function) if function else (0, len(text))
+        part = text[start:end]
+        count = part.count(edit["replace"])
+        if count != 1:
+            where = f"{function} in helpers/{topic}.py" if function else f"helpers/{topic}.py"
+            raise MistakeError(f"{name}: {edit['replace']!r} occurs {count} times in {where}")
+        text = text[:start] + part.replace(edit["replace"], edit["with"]) + text[end:]
     return text
 
 
-def mutated_module(topic: str, edits: list[dict], name: str) -> types.ModuleType:
-    """The solution module ``helpers.<topic>`` with ``edits`` applied, loaded under another name."""
+def mutated_module(topic: str, edits: list[dict], name: str, function: str | None = None) -> types.ModuleType:
+    """The solution module ``helpers.<topic>`` with ``edits`` applied (see :func:`mutated_source`), loaded under
+    another name."""
     path = ROOT / "helpers" / f"{topic}.py"
     module = types.ModuleType(f"helpers.{topic}")
     module.__file__ = str(path)
-    exec(compile(mutated_source(topic, edits, name), str(path), "exec"), module.__dict__)
+    exec(compile(mutated_source(topic, edits, name, function=function), str(path), "exec"), module.__dict__)
     return module
 
 
@@ -120,7 +138,7 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
             case["terms"] = _terms(spec, solution, case, device)
         case["variants"] = []
         for number, mistake in enumerate(m for m in mistakes if m["check"] == spec.name):
-            module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}")
+            module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}", spec.name)
             torch.manual_seed(SEED)
             variant = compute_case(spec, module, case, device)
             if not variant.ok or _same(spec, variant.outputs, case["output"], case):

@@ -34,7 +34,7 @@ A record holds four kinds of table:
 
 ``[[mistake]]``, known mistakes, each an edit of the solution
     cause          what the FAIL line says when a student's outputs match this mistake's (short; say what to do)
-    edit           [{replace = ..., with = ...}]: ``replace`` occurs exactly once in helpers/<topic>.py
+    edit           [{replace = ..., with = ...}]: ``replace`` occurs exactly once in the function
     expect         (optional) text the line must hold instead, where another cause is the truer name
 
 ``[[variant]]``, correct solutions written differently (an edit, as a mistake's): each must pass its check,
