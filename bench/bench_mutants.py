@@ -2,7 +2,7 @@
 records, tools/exercises/) that the generated mutants alone reproduce, measured on the stored files.
 
 A hand-written mistake counts as reproduced when, on some case where it fails, a mutant's outputs lie within
-the check's ``variant_tol`` of the mistake's (the distance the FAIL line uses to name a mutant). Printed per
+the check's ``mistake_tol`` of the mistake's (the distance the FAIL line uses to name a mutant). Printed per
 check and in all, with the number of mutants stored. Loops judged by outcomes have no mutants (their stored
 mistakes name their causes). Then the pairs of mutants with different words that no case separates: a FAIL
 line cannot tell them apart, and a case that separates them would, unless the contract makes them equivalent
@@ -74,14 +74,14 @@ def main() -> None:
                 continue
             stored[spec.name] += len(case.get("mutants", []))
             by_check[spec.name].append(case)
-            for variant in case["variants"]:
-                if not all(part in variant["output"] for part in spec.outputs):
+            for mistake in case["mistakes"]:
+                if not all(part in mistake["output"] for part in spec.outputs):
                     continue  # a case where only what the call left behind is compared
-                total[spec.name].add(variant["cause"])
-                mine = {part: sketch.sketch(variant["output"][part]) for part in spec.outputs}
+                total[spec.name].add(mistake["cause"])
+                mine = {part: sketch.sketch(mistake["output"][part]) for part in spec.outputs}
                 for mutant in case.get("mutants", []):
-                    if max(sketch.distance(mine[p], s) for p, s in mutant["sketch"].items()) <= spec.variant_tol:
-                        reproduced[spec.name].add(variant["cause"])
+                    if max(sketch.distance(mine[p], s) for p, s in mutant["sketch"].items()) <= spec.mistake_tol:
+                        reproduced[spec.name].add(mistake["cause"])
                         break
     for name in total:
         print(f"{name}: {len(reproduced[name])} of {len(total[name])} hand-written mistakes reproduced by a mutant "

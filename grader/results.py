@@ -1,4 +1,4 @@
-"""What grading gives: one result per graded check, and one outcome per submission."""
+"""What grading gives: one result per graded check, and one grade per submission."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -49,7 +49,7 @@ class CheckResult:
 
 @dataclass
 class Graded:
-    """One submission's outcome: a result per question, in question order."""
+    """One submission's grade: a result per question, in question order."""
 
     name: str
     source: str

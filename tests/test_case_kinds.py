@@ -60,8 +60,8 @@ def _failing(topic: str) -> dict[tuple, tuple[list, list]]:
     failed = defaultdict(lambda: ([], []))
     for i, cases in enumerate(_cases(topic)):
         for case in cases:
-            for variant in case["variants"]:
-                failed[(case["check"], variant["cause"])][i].append(case["label"])
+            for mistake in case["mistakes"]:
+                failed[(case["check"], mistake["cause"])][i].append(case["label"])
     return failed
 
 
@@ -76,3 +76,25 @@ def test_a_stored_mistake_that_fails_a_public_case_fails_a_hidden_one(topic):
     """The grader counts hidden cases only: it must see every mistake a student's own checks show."""
     only_public = {key: public for key, (public, hidden) in _failing(topic).items() if public and not hidden}
     assert not only_public, only_public
+
+
+@pytest.mark.parametrize("check, old, new", [
+    ("fooling_step", "norms = grad.flatten(1).norm(dim=1)", "norms = grad.view(len(grad), -1).norm(dim=1)"),
+    ("class_visualization_step", "norms = grad.flatten(1).norm(dim=1)", "norms = grad.view(len(grad), -1).norm(dim=1)"),
+])
+def test_a_view_that_needs_contiguous_images_fails_on_the_channels_last_cases(check, old, new):
+    """A real bug the contiguous cases let pass: ``.view`` needs contiguous strides, and a channels-last image
+    (a valid (N, 3, H, W) tensor) gives a channels-last gradient. It fails on a public and on a hidden case,
+    and only on the channels-last ones."""
+    from checks.child.compute import compute_case
+    from checks.judge import run_check
+    from tools.references import mutated_module
+
+    spec = specs.SPECS[check]
+    module = mutated_module(spec.topic, [{"replace": old, "with": new}], check, check)
+    for cases in _cases(spec.topic):
+        mine = [c for c in cases if c["check"] == check]
+        verdict = run_check(spec, mine, lambda case: compute_case(spec, module, case))
+        assert not verdict.passed and "channels-last" in verdict.line, verdict.line
+        others = [c for c in mine if c.get("layout") != "channels_last"]
+        assert run_check(spec, others, lambda case: compute_case(spec, module, case)).passed

@@ -270,7 +270,7 @@ def test_reference_files_hold_no_hidden_case_and_the_hidden_files_no_public_one(
 def test_without_answers_removes_outputs_and_mistakes():
     case = references.public_cases("gram_matrix", "style")[0]
     seen = references.without_answers(case)
-    assert "output" not in seen and "variants" not in seen and torch.is_tensor(seen["inputs"]["features"])
+    assert "output" not in seen and "mistakes" not in seen and torch.is_tensor(seen["inputs"]["features"])
 
 
 CORRECT_VARIANTS = {

@@ -11,13 +11,13 @@ from checks.child.specs import Spec
 SPEC = Spec("demo", "saliency", "values match the reference")
 
 
-def _case(expected, variants=()):
+def _case(expected, mistakes=()):
     return {"label": "", "model": None, "output": {"output": expected},
-            "variants": [{"cause": cause, "output": {"output": value}} for cause, value in variants]}
+            "mistakes": [{"cause": cause, "output": {"output": value}} for cause, value in mistakes]}
 
 
-def _judge(actual, expected, variants=()):
-    return judge_case(SPEC, _case(expected, variants), CaseResult({"output": actual}))
+def _judge(actual, expected, mistakes=()):
+    return judge_case(SPEC, _case(expected, mistakes), CaseResult({"output": actual}))
 
 
 def test_relative_error_is_the_worst_element_over_the_reference_scale():

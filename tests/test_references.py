@@ -34,10 +34,10 @@ def _same(fresh: list, saved: list, where: str) -> None:
     assert [(c["check"], c["label"]) for c in fresh] == [(c["check"], c["label"]) for c in saved], where
     for new, old in zip(fresh, saved):
         name = f"{where} {new['check']} {new['label']!r}"
-        # A stored mistake only has to be recognized within the check's variant_tol; a mistaken L-BFGS run
+        # A stored mistake only has to be recognized within the check's mistake_tol; a mistaken L-BFGS run
         # from noise amplifies another CPU's round-off to ~2e-4, which a tenth of that tolerance allows.
-        variant_tol = specs.SPECS[new["check"]].variant_tol / 10
-        assert [v["cause"] for v in new["variants"]] == [v["cause"] for v in old["variants"]], name
+        mistake_tol = specs.SPECS[new["check"]].mistake_tol / 10
+        assert [v["cause"] for v in new["mistakes"]] == [v["cause"] for v in old["mistakes"]], name
         got, want = dict(_tensors(new)), dict(_tensors(old))
         assert got.keys() == want.keys(), name
         for key, tensor in got.items():
@@ -46,10 +46,10 @@ def _same(fresh: list, saved: list, where: str) -> None:
             if torch.is_floating_point(ref):
                 scale = ref[torch.isfinite(ref)].abs().max().clamp_min(1e-12) if torch.isfinite(ref).any() else 1
                 gap = torch.where(torch.isfinite(ref), tensor - ref, torch.zeros_like(ref)).abs().max()
-                limit = variant_tol if key.startswith("variants") else REBUILD_TOL
+                limit = mistake_tol if key.startswith("mistakes") else REBUILD_TOL
                 if OUTSIDE and key.startswith("output."):
                     limit = specs.SPECS[new["check"]].tol.get(key.split(".")[1], DEFAULT_TOL)
-                elif OUTSIDE and not key.startswith("variants"):
+                elif OUTSIDE and not key.startswith("mistakes"):
                     limit = DEFAULT_TOL
                 assert (gap / scale).item() < limit, f"{name} {key}: {(gap / scale).item():.2g}"
                 assert torch.equal(torch.isfinite(tensor), torch.isfinite(ref)), f"{name} {key}"

@@ -112,7 +112,7 @@ def mutated_module(topic: str, edits: list[dict], name: str, function: str | Non
 # ------------------------------------------------------------------------------------------------ build
 
 def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(public cases, hidden cases) of one topic, each with its output and mistake variants."""
+    """(public cases, hidden cases) of one topic, each with its output and the outputs of its known mistakes."""
     solution = importlib.import_module(f"helpers.{topic}")
     public, hidden = [], []
     device = torch.device("cpu")
@@ -136,16 +136,16 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
         case["output"] = result.outputs
         if spec.terms:
             case["terms"] = _terms(spec, solution, case, device)
-        case["variants"] = []
+        case["mistakes"] = []
         for number, mistake in enumerate(m for m in mistakes if m["check"] == spec.name):
             module = mutated_module(topic, mistake["edit"], f"{spec.name} mistake {number}", spec.name)
             torch.manual_seed(SEED)
-            variant = compute_case(spec, module, case, device)
-            if not variant.ok or _same(spec, variant.outputs, case["output"], case):
+            wrong = compute_case(spec, module, case, device)
+            if not wrong.ok or _same(spec, wrong.outputs, case["output"], case):
                 continue
             kept = spec.outputs + FOLLOW_UP  # what naming it compares (not the gradient parts)
-            case["variants"].append({"cause": mistake["cause"],
-                                     "output": {k: v for k, v in variant.outputs.items() if k in kept}})
+            case["mistakes"].append({"cause": mistake["cause"],
+                                     "output": {k: v for k, v in wrong.outputs.items() if k in kept}})
         case["mutants"] = _mutant_sketches(spec, case, device) if spec.measure is None else []
         (hidden if params.get("hidden") else public).append(case)
     return public, hidden
@@ -205,7 +205,7 @@ def _terms(spec: specs.Spec, solution, case: dict, device) -> list[dict]:
 
 def _same(spec: specs.Spec, outputs: dict, reference: dict, case: dict | None = None) -> bool:
     if spec.measure is not None:  # a loop judged by its outcomes: the same when the judge passes it
-        return judge_case(spec, {**case, "variants": []}, CaseResult(outputs)).passed
+        return judge_case(spec, {**case, "mistakes": []}, CaseResult(outputs)).passed
     return all(part in outputs and tuple(outputs[part].shape) == tuple(reference[part].shape)
                and relative_error(outputs[part], reference[part]) <= spec.tol.get(part, DEFAULT_TOL)
                for part in spec.outputs)
@@ -280,8 +280,8 @@ def main(argv=None) -> int:
             references.save(references.REFERENCES_DIR / f"{topic}.pt", public, {**meta, "topic": topic})
         references.save(HIDDEN_DIR / f"{topic}.pt", hidden,
                         {**meta, "topic": topic, "hidden": True, "term_seed": term_seed})
-        variants = sum(len(c["variants"]) for c in public + hidden)
-        print(f"{topic}: {len(public)} public and {len(hidden)} hidden case(s), {variants} stored mistake output(s)")
+        stored = sum(len(c["mistakes"]) for c in public + hidden)
+        print(f"{topic}: {len(public)} public and {len(hidden)} hidden case(s), {stored} stored mistake output(s)")
     return 0
 
 

@@ -79,7 +79,7 @@ class Spec:
     outputs: tuple = ("output",)
     collect: Callable = single
     tol: dict = field(default_factory=dict)  # output name -> tolerance (default checks.child.core.DEFAULT_TOL)
-    variant_tol: float = 2e-2  # how close an output must be to a stored mistake for its cause to be named
+    mistake_tol: float = 2e-2  # how close an output must be to a stored mistake for its cause to be named
     stand_ins: dict = field(default_factory=dict)  # callee name -> factory(case inputs) -> stand-in
     forbidden: tuple = ()
     attached_ok: bool = False  # losses may stay attached to the graph (the optimizer needs that)
@@ -112,7 +112,7 @@ def _spec(name: str, data: dict) -> Spec:
     measure, rules = outcomes.MEASURES[data["measure"]] if "measure" in data else (None, ())
     return Spec(name, data["topic"], data["what"], inputs=data["inputs"], outputs=outputs,
                 collect=COLLECTORS[data.get("collect", "single")](outputs), tol=data.get("tol", {}),
-                variant_tol=data.get("variant_tol", 2e-2),
+                mistake_tol=data.get("mistake_tol", 2e-2),
                 stand_ins={callee: fixtures.STAND_INS[callee] for callee in data.get("stand_ins", ())},
                 forbidden=tuple(data.get("forbidden", ())), attached_ok=data.get("attached_ok", False),
                 differentiable=data.get("differentiable", False), differentiated=data.get("differentiated", {}),

@@ -186,7 +186,7 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
 def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:
     """The words of the stored mistake whose run fails the same outcomes the same way (fewer
     evaluations, a loss too high...) and is nearest to the student's among those; else the nearest stored run
-    within ``spec.variant_tol``. A loop's trajectory depends on the machine's round-off (another CPU's kernels,
+    within ``spec.mistake_tol``. A loop's trajectory depends on the machine's round-off (another CPU's kernels,
     oneDNN), the pattern of what fails much less."""
     inputs = case.get("inputs", {})
     pattern = outcomes.failures(spec.outcomes, mine, reference)
@@ -195,10 +195,10 @@ def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) ->
         measured = spec.measure(inputs, theirs)
         near = outcomes.distance(spec.outcomes, mine, measured, reference)
         if outcomes.failures(spec.outcomes, measured, reference) == pattern:
-            return min(near, PATTERN_MATCH) * spec.variant_tol / PATTERN_MATCH
+            return min(near, PATTERN_MATCH) * spec.mistake_tol / PATTERN_MATCH
         return near
 
-    return _nearest_cause(case, distance, spec.variant_tol)[0]
+    return _nearest_cause(case, distance, spec.mistake_tol)[0]
 
 
 # A stored loop mistake that fails the same outcomes in the same direction names the cause when its outcomes
@@ -268,7 +268,7 @@ def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
 
     deviation = max((relative_error(outputs[part], case["output"][part]) if part in outputs else float("inf")
                      for part in spec.outputs), default=float("inf"))
-    return _nearest_cause(case, distance, spec.variant_tol, deviation)
+    return _nearest_cause(case, distance, spec.mistake_tol, deviation)
 
 
 def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
@@ -280,7 +280,7 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
     mine = {part: sketch.sketch(outputs[part]) for part in spec.outputs if part in outputs}
     reference = max((sketch.distance(mine[part], sketch.sketch(case["output"][part])) if part in mine
                      else float("inf") for part in spec.outputs), default=float("inf"))
-    best, best_distance = None, min(spec.variant_tol, 0.5 * reference)
+    best, best_distance = None, min(spec.mistake_tol, 0.5 * reference)
     for mutant in mutants:
         found = max((sketch.distance(mine[part], s) if part in mine else float("inf")
                      for part, s in mutant["sketch"].items()), default=float("inf"))
@@ -297,24 +297,24 @@ def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float,
     # from the reference, or a small deviation would be pinned on whichever mistake lies near the reference.
     deviation = distance(case["output"]) if deviation is None else deviation
     best, best_distance = None, min(tol, 0.5 * deviation)
-    for variant in case.get("variants", []):
-        found = distance(variant["output"])
+    for mistake in case.get("mistakes", []):
+        found = distance(mistake["output"])
         if found <= best_distance:
-            best, best_distance = variant, found
+            best, best_distance = mistake, found
     return (best["cause"], best_distance) if best is not None else ("", float("inf"))
 
 
-def _distance(actual: torch.Tensor, variant: torch.Tensor) -> float:
+def _distance(actual: torch.Tensor, stored: torch.Tensor) -> float:
     """How far an output is from a stored mistake's, relative to its scale, leaving out the worst 0.1 % of the
     elements of a large output: round-off on another machine flips a few values at a kink or a clamp (a
     gradient's sign near 0), which says nothing about the mistake."""
-    if tuple(actual.shape) != tuple(variant.shape):
+    if tuple(actual.shape) != tuple(stored.shape):
         return float("inf")
-    if not torch.is_floating_point(variant):
-        return 0.0 if bool(torch.equal(actual.to(variant.dtype), variant)) else float("inf")
-    if variant.numel() < 1000:
-        return relative_error(actual, variant)
-    a, v = actual.to(torch.float64).flatten(), variant.to(torch.float64).flatten()
+    if not torch.is_floating_point(stored):
+        return 0.0 if bool(torch.equal(actual.to(stored.dtype), stored)) else float("inf")
+    if stored.numel() < 1000:
+        return relative_error(actual, stored)
+    a, v = actual.to(torch.float64).flatten(), stored.to(torch.float64).flatten()
     finite = torch.isfinite(v)
     if not bool((torch.isfinite(a) == finite).all()):  # NaN or inf where the mistake has none, or the reverse
         return float("inf")

@@ -11,13 +11,13 @@ A file holds ``{"meta": {...}, "cases": [case, ...]}``. A case is a dict::
     arg_names  the names of the tensor arguments, for messages about inputs changed in place
     inputs     the tensors (and small networks' weights) the arguments refer to
     output     {part: tensor}: the reference solution's outputs
-    variants   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
+    mistakes   [{"cause": text, "output": {part: tensor}}]: outputs of known mistakes, for the hints
     mutants    [{"words": text, "sketch": {part: tensor}}]: sketches (checks/judge/sketch.py) of the outputs of
                mistakes generated from the solution (tools/mutants.py), for the hints no stored mistake gives
     terms      [{"label": text, "output": tensor}]: for a sum over parallel lists, the reference's value of
                each element alone (checks/judge/relations.py names the elements a wrong sum left out)
 
-Only ``inputs`` and the call reach the student's code; ``output``, ``variants``, ``mutants`` and ``terms`` stay with the
+Only ``inputs`` and the call reach the student's code; ``output``, ``mistakes``, ``mutants`` and ``terms`` stay with the
 judge.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 REFERENCES_DIR = Path(__file__).resolve().parents[1] / "references"
-ANSWER_KEYS = ("output", "variants", "mutants", "terms")
+ANSWER_KEYS = ("output", "mistakes", "mutants", "terms")
 
 
 def library_versions() -> dict[str, str]:

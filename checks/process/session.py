@@ -73,10 +73,10 @@ class LocalProcess:
 
 @dataclass
 class Reply:
-    """What came of one request. ``outcome``: "ok" (``value`` holds the reply), "timeout" or "died"
+    """What came of one request. ``ended``: "ok" (``value`` holds the reply), "malformed", "timeout" or "died"
     (``why`` says how); ``cpu``/``wall``: seconds the request took; ``output``: what was printed."""
 
-    outcome: str
+    ended: str
     value: object = None
     why: str = ""
     cpu: float = 0.0
@@ -397,10 +397,10 @@ class ChildChecks:
             except OSError as err:
                 raise ChildError(f"the child process could not start: {err}") from None
             reply = session.start()
-            if reply.outcome != "ok" or reply.value != {"ready": True}:
+            if reply.ended != "ok" or reply.value != {"ready": True}:
                 session.close()
-                last = [line for line in reply.output.splitlines() if line.strip()][-1:] or [reply.why or reply.outcome]
-                raise ChildError(f"the child process did not start ({reply.outcome}): {last[0].strip()[:300]}")
+                last = [line for line in reply.output.splitlines() if line.strip()][-1:] or [reply.why or reply.ended]
+                raise ChildError(f"the child process did not start ({reply.ended}): {last[0].strip()[:300]}")
             self.session = session
         return self.session
 
@@ -409,7 +409,7 @@ class ChildChecks:
         self.cpu, self.wall = self.cpu + reply.cpu, self.wall + reply.wall
         self.output.append(reply.output)
         self.dropped += reply.dropped
-        if reply.outcome != "ok":
+        if reply.ended != "ok":
             self.close()
         return reply
 
@@ -419,7 +419,7 @@ class ChildChecks:
 
         reply = self._request({"op": "import", "topic": topic}, budget.left)
         what = f"helpers/{topic}.py"
-        if reply.outcome == "ok":
+        if reply.ended == "ok":
             value = reply.value
             if not (isinstance(value, dict) and set(value) == {"error"}
                     and (value["error"] is None or isinstance(value["error"], str))):
@@ -430,9 +430,9 @@ class ChildChecks:
                 self.imported.add(topic)
                 return None
             return CaseResult.failure(Kind.IMPORT_ERROR, f"{what} cannot be imported: {one_line(value['error'])}")
-        if reply.outcome == "timeout":
+        if reply.ended == "timeout":
             return CaseResult.failure(Kind.TIMEOUT, f"importing {what} {budget.timeout(reply.why)}")
-        if reply.outcome == "died":
+        if reply.ended == "died":
             return CaseResult.failure(Kind.CRASHED, f"the process importing {what} died ({reply.why})")
         return CaseResult.failure(Kind.MALFORMED, f"the process importing {what} sent a reply that cannot be used "
                                   f"({reply.why})")
@@ -448,16 +448,16 @@ class ChildChecks:
                 if failure is not None:
                     return failure
             reply = self._request({"op": "case", "check": spec.name, "case": case}, budget.left)
-            if reply.outcome == "ok":
+            if reply.ended == "ok":
                 try:
                     return CaseResult.from_message(reply.value, spec.outputs + FOLLOW_UP)
                 except ValueError as err:
                     self.close()
                     return CaseResult.failure(Kind.MALFORMED, "the process running it sent a reply that cannot be "
                                               f"used ({err})")
-            if reply.outcome == "timeout":
+            if reply.ended == "timeout":
                 return CaseResult.failure(Kind.TIMEOUT, budget.timeout(reply.why))
-            if reply.outcome == "died":
+            if reply.ended == "died":
                 return CaseResult.failure(Kind.CRASHED, f"the process running it died ({reply.why}): os._exit, a "
                                           "crash, or memory exhausted")
             return CaseResult.failure(Kind.MALFORMED, f"the process running it sent a reply that cannot be used "

@@ -11,7 +11,7 @@ A record holds four kinds of table:
     outputs, collect  the compared parts of the result and how to take them out of it: "single" (the default,
                    one tensor), "pair" (a tuple of the two outputs), "image_and_history" (the style loop's)
     tol            the largest allowed error of each output, relative to the reference's scale
-    variant_tol    how close an output must be to a stored mistake's for its cause to be named
+    mistake_tol    how close an output must be to a stored mistake's for its cause to be named
     stand_ins      the other exercises the function calls, replaced during the check by the fixed stand-ins of
                    checks/child/fixtures.py (one function, one check)
     forbidden      library implementations of the same method; calling one fails the check
