@@ -109,12 +109,37 @@ def test_integrated_gradients_exercise_is_complete_with_enough_steps(model):
     assert abs(total - gap) < 0.02 * abs(gap), (total, gap)
 
 
+@pytest.mark.parametrize("stdev, samples, seed", [(0.15, 4, 0), (0.3, 2, 9)])
+def test_smoothgrad_exercise_equals_captum_noise_tunnel_over_saliency(model, batch, stdev, samples, seed):
+    """The exercise's definition is Captum's NoiseTunnel(Saliency) with nt_type="smoothgrad" (the mean of
+    |gradient| over the noisy copies), then the max over channels. Captum draws its own noise, so it is handed
+    the docstring's draw, in its order (copies of one image next to each other)."""
+    from captum.attr import NoiseTunnel, Saliency
+
+    images, labels = batch
+    ours = saliency.smoothgrad(model, images, labels, stdev=stdev, samples=samples, seed=seed)
+    noise = stdev * torch.randn((samples, *images.shape), generator=torch.Generator().manual_seed(seed))
+    tunnel = NoiseTunnel(Saliency(model))
+    tunnel._add_noise_to_input = lambda x, _, copies: (x.repeat_interleave(copies, dim=0)
+                                                       + noise.transpose(0, 1).reshape(-1, *x.shape[1:]))
+    theirs = tunnel.attribute(images.clone(), nt_type="smoothgrad", nt_samples=samples, stdevs=stdev,
+                              target=labels).amax(dim=1)
+    assert ours.shape == (2, SIZE, SIZE) and ours.dtype == images.dtype and not ours.requires_grad
+    assert rel_err(ours, theirs) < 1e-5
+    # The noise matters: without it the map is the vanilla saliency map, and with it the map differs.
+    vanilla = saliency.saliency_map(model, images, labels)
+    torch.testing.assert_close(saliency.smoothgrad(model, images, labels, stdev=0.0, samples=2), vanilla)
+    assert rel_err(ours, vanilla) > 0.05
+
+
 def test_student_functions_reject_bad_arguments(model, batch):
     images, labels = batch
     with pytest.raises(ValueError, match="objective"):
         saliency.saliency_map(model, images, labels, objective="probability")
     with pytest.raises(ValueError, match="stride"):
         saliency.occlusion_map(model, images, labels, window=8, stride=16)
+    with pytest.raises(ValueError, match="samples"):
+        saliency.smoothgrad(model, images, labels, samples=0)
 
 
 # ------------------------------------------------------------------ the fast helpers
