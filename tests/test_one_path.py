@@ -108,3 +108,18 @@ def test_first_round_same_line_on_every_path(tmp_path):
 @pytest.mark.slow
 def test_every_stored_mistake_same_line_on_every_path(tmp_path):
     _compare(ROUNDS[1:], tmp_path)
+
+
+def test_a_mistakes_edit_is_found_in_its_own_function_only():
+    """Another exercise of the same file may hold the same text: a mistake's edit counts and changes only the
+    text inside its own function."""
+    from tools.references import MistakeError, mutated_source
+
+    text = "def first(x):\n    total = x + 1\n    return total\n\n\ndef second(x):\n    total = x + 1\n    return -total\n"
+    edit = [{"replace": "total = x + 1", "with": "total = x + 2"}]
+    assert mutated_source("saliency", edit, "t", text, function="second") == text.replace(
+        "    total = x + 1\n    return -total", "    total = x + 2\n    return -total")
+    with pytest.raises(MistakeError, match="occurs 2 times in helpers/saliency.py"):
+        mutated_source("saliency", edit, "t", text)
+    with pytest.raises(MistakeError, match="occurs 0 times in first"):
+        mutated_source("saliency", [{"replace": "-total", "with": "total"}], "t", text, function="first")
