@@ -3,7 +3,7 @@
     saliency_map          vanilla-gradient saliency (Simonyan et al. 2014)
     occlusion_map         occlusion sensitivity by hand (Zeiler and Fergus 2014)
     integrated_gradients  integrated gradients by hand, a Riemann sum (Sundararajan et al. 2017)
-    smoothgrad            SmoothGrad by hand: saliency averaged over noisy copies (Smilkov et al. 2017)
+    smooth_grad           SmoothGrad by hand: saliency averaged over noisy copies (Smilkov et al. 2017)
 
 Write your code between the TODO markers. Images are float RGB in [0, 1], shape (N, 3, H, W); labels are
 (N,) int64 ImageNet indices. Hints, from the idea to pseudocode, are folded under each exercise in the
@@ -129,14 +129,15 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, labels: torch.T
     # TODO END integrated_gradients
 
 
-def smoothgrad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, stdev: float = 0.15,
+def smooth_grad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, stdev: float = 0.15,
                samples: int = 8, seed: int = 0) -> torch.Tensor:
     """SmoothGrad: the class-score saliency averaged over noisy copies of each image.
 
-    The noise is ``stdev * torch.randn((samples, *images.shape), generator=torch.Generator().manual_seed(seed))``,
-    drawn on the CPU in float32 and then moved to the images' device and dtype. Copy k of image i is
-    images[i] + noise[k, i], not clamped to [0, 1]. With s_y the logit of class y, the map of pixel p is the max
-    over the colour channels of the mean over the copies of |d s_y / d pixel|.
+    The noise is one ``torch.randn`` draw of shape (samples, N, 3, H, W) from ``generator`` (made from ``seed``,
+    on the CPU, so that a seed gives the same noise on any device), float32, times ``stdev``, then moved to the
+    images' device and dtype. Copy k of image i is images[i] + noise[k, i], not clamped to [0, 1]. With s_y the
+    logit of class y, the map of pixel p is the max over the colour channels of the mean over the copies of
+    |d s_y / d pixel|.
 
     Args:
         model: classifier taking (N, 3, H, W) images in [0, 1] and returning (N, 1000) logits.
@@ -150,10 +151,11 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, std
     """
     if samples < 1:
         raise ValueError(f"samples must be at least 1, got {samples}")
-    # TODO START smoothgrad
-    # Leave `images` untouched and the model without gradients. Draw all the noise first, exactly as the
-    # docstring writes it; the notebook's hints (folded under Exercise 4) lead to the rest.
-    noise = stdev * torch.randn((samples, *images.shape), generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    # TODO START smooth_grad
+    # Leave `images` untouched and the model without gradients. Draw all the noise first, as the docstring
+    # says; the notebook's hints (folded under Exercise 4) lead to the rest.
+    noise = stdev * torch.randn((samples, *images.shape), generator=generator)
     noise = noise.to(images)
     rows = labels.to(images.device).view(-1, 1)
     total = torch.zeros_like(images)
@@ -163,4 +165,4 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, std
         (grad,) = torch.autograd.grad(scores, noisy)
         total += grad.abs()
     return (total / samples).amax(dim=1)
-    # TODO END smoothgrad
+    # TODO END smooth_grad

@@ -117,7 +117,7 @@ def test_smoothgrad_exercise_equals_captum_noise_tunnel_over_saliency(model, bat
     from captum.attr import NoiseTunnel, Saliency
 
     images, labels = batch
-    ours = saliency.smoothgrad(model, images, labels, stdev=stdev, samples=samples, seed=seed)
+    ours = saliency.smooth_grad(model, images, labels, stdev=stdev, samples=samples, seed=seed)
     noise = stdev * torch.randn((samples, *images.shape), generator=torch.Generator().manual_seed(seed))
     tunnel = NoiseTunnel(Saliency(model))
     tunnel._add_noise_to_input = lambda x, _, copies: (x.repeat_interleave(copies, dim=0)
@@ -128,7 +128,7 @@ def test_smoothgrad_exercise_equals_captum_noise_tunnel_over_saliency(model, bat
     assert rel_err(ours, theirs) < 1e-5
     # The noise matters: without it the map is the vanilla saliency map, and with it the map differs.
     vanilla = saliency.saliency_map(model, images, labels)
-    torch.testing.assert_close(saliency.smoothgrad(model, images, labels, stdev=0.0, samples=2), vanilla)
+    torch.testing.assert_close(saliency.smooth_grad(model, images, labels, stdev=0.0, samples=2), vanilla)
     assert rel_err(ours, vanilla) > 0.05
 
 
@@ -139,7 +139,7 @@ def test_student_functions_reject_bad_arguments(model, batch):
     with pytest.raises(ValueError, match="stride"):
         saliency.occlusion_map(model, images, labels, window=8, stride=16)
     with pytest.raises(ValueError, match="samples"):
-        saliency.smoothgrad(model, images, labels, samples=0)
+        saliency.smooth_grad(model, images, labels, samples=0)
 
 
 # ------------------------------------------------------------------ the fast helpers
