@@ -32,6 +32,8 @@ EQUIVALENT = [
      "where |x| = x"),
     (("the gradient times the input image", "the result multiplied by the input image"), "integrated gradients "
      "is (image - baseline) times a sum of gradients: the image multiplies the sum or each of its terms alike"),
+    (("1.0 used where the reference uses the argument `stdev`", "a factor of a product left out"), "the only "
+     "product with stdev is stdev times the noise: 1.0 in its place and no factor are the same"),
 ]
 
 
