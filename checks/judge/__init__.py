@@ -110,7 +110,7 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     # an exact statement beats an approximate one.
     (cause, near), relation = _stored_cause(spec, case, outputs), ""
     mutant, apart = ("", float("inf")) if cause and near <= relations.FIT else _mutant_cause(spec, case, outputs)
-    if apart <= relations.FIT:
+    if apart <= relations.FIT and not _same_mistake(spec, case, cause, mutant):
         cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
         relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
@@ -287,6 +287,18 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
         if found <= best_distance:
             best, best_distance = mutant, found
     return (best["words"], best_distance) if best is not None else ("", float("inf"))
+
+
+def _same_mistake(spec: specs.Spec, case: dict, cause: str, words: str) -> bool:
+    """Whether the stored mistake ``cause`` and the generated mutant ``words`` give the same outputs on this
+    case (one edit written twice): then the stored mistake's words, written for it, name it, even where
+    another machine's round-off leaves the student's output only near the stored one."""
+    stored = next((m["output"] for m in case.get("mistakes", []) if m["cause"] == cause), None)
+    mutant = next((m["sketch"] for m in case.get("mutants", []) if m["words"] == words), None)
+    if stored is None or mutant is None:
+        return False
+    return max((sketch.distance(sketch.sketch(stored[part]), s) if part in stored else float("inf")
+                for part, s in mutant.items()), default=float("inf")) <= relations.FIT
 
 
 def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float,
