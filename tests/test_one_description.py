@@ -8,7 +8,7 @@ from pathlib import Path
 
 from checks.child import specs
 from checks.child.specs import SPECS, TOPICS
-from tools import exercises
+from tools import claims, exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 # The stand-ins' table is keyed by the callee each replaces.
@@ -53,7 +53,7 @@ def test_the_specs_the_kit_reads_are_the_records_as_written():
         "checks/child/specs.json is not the records' [check] tables: run python3 kit.py references"
     assert list(SPECS) == list(exercises.records())
     for name, record in exercises.records().items():
-        assert set(record) <= {"check", "case", "mistake", "variant"}, name
+        assert set(record) <= {"check", "case", "mistake", "variant", *claims.KINDS}, name
         unknown = set(record["check"]) - {f.name for f in dataclasses.fields(specs.Spec)}
         assert not unknown, f"tools/exercises/{name}.toml: unknown [check] field(s) {unknown}"
         assert any(c.get("hidden") for c in record["case"]) and any(not c.get("hidden") for c in record["case"]), name

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 
 from checks.child.specs import TOPICS, checks_of
-from tools import prose
+from tools import claims, prose
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = prose.notebooks()
@@ -36,7 +36,7 @@ def _planted(path: Path, tmp_path: Path, text: str, where: int | None = None) ->
     nb.cells[index].source += "\n\n" + text
     copy = tmp_path / path.name
     nbformat.write(nb, copy)
-    return prose.read(copy, prose.registry_of(path))[0]
+    return prose.read(copy, claims.registry(path))[0]
 
 
 @pytest.mark.parametrize("text, kind", [
@@ -60,7 +60,7 @@ def test_questions_formulas_and_citations_need_no_claim(tmp_path, text):
 
 
 def test_a_setting_whose_library_value_changed_fails(tmp_path):
-    registry = prose.registry_of(NOTEBOOKS[0])
+    registry = claims.registry(NOTEBOOKS[0])
     setting = dict(registry["setting"][0])
     setting["value"] = setting["value"] + 1
     with pytest.raises(ValueError, match="setting"):
@@ -68,7 +68,7 @@ def test_a_setting_whose_library_value_changed_fails(tmp_path):
 
 
 def test_a_fact_needs_a_source(tmp_path):
-    registry = prose.registry_of(NOTEBOOKS[0])
+    registry = claims.registry(NOTEBOOKS[0])
     fact = {**registry["fact"][0], "source": ""}
     findings, _ = prose.read(NOTEBOOKS[0], {**registry, "fact": [fact]})
     assert [f for f in findings if f.text == "1000"], findings

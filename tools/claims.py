@@ -1,6 +1,8 @@
 """Registered claims: numbers a notebook's prose cites, each bound to the printed output that backs it.
 
-Beside each notebook, ``notebooks/<name>.claims.toml`` lists them::
+Beside each notebook, ``notebooks/<name>.claims.toml`` lists them; a claim about one exercise's section sits
+in that exercise's record instead (``tools/exercises/<function>.toml``, same tables), so that adding an
+exercise adds no line here::
 
     [[claim]]
     cell = "**Question 4.**"             # text that finds the one markdown cell making the claim
@@ -29,9 +31,23 @@ FUNCTIONS = {"min": min, "max": max, "all": all, "any": any, "sorted": sorted, "
              "first": lambda xs: xs[0], "last": lambda xs: xs[-1], "abs": abs, "round": round}
 
 
-def load(notebook: Path) -> list[dict]:
+KINDS = ("claim", "fact", "setting")
+
+
+def registry(notebook: Path) -> dict[str, list[dict]]:
+    """{"claim": [...], "fact": [...], "setting": [...]} for one notebook: its claims file, then the tables of
+    the records of the exercises it teaches."""
+    from checks.child.specs import TOPICS
+    from tools.exercises import records
+
     path = notebook.with_name(notebook.stem + ".claims.toml")
-    return tomllib.loads(path.read_text(encoding="utf-8")).get("claim", []) if path.is_file() else []
+    tables = [tomllib.loads(path.read_text(encoding="utf-8"))] if path.is_file() else []
+    tables += [record for record in records().values() if Path(TOPICS[record["check"]["topic"]]).name == notebook.name]
+    return {kind: [row for table in tables for row in table.get(kind, [])] for kind in KINDS}
+
+
+def load(notebook: Path) -> list[dict]:
+    return registry(notebook)["claim"]
 
 
 def check(claim: dict, cells: list[str], printed: str) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,11 +157,6 @@ def _settings(registry: dict, cell_source: str) -> set[float]:
     return values
 
 
-def registry_of(path: Path) -> dict:
-    file = path.with_name(path.stem + ".claims.toml")
-    return tomllib.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
-
-
 def _sentence(text: str, at: int) -> tuple[int, int]:
     start = max(text.rfind(". ", 0, at), text.rfind("\n\n", 0, at), text.rfind("? ", 0, at), -1) + 1
     ends = [e for e in (text.find(". ", at), text.find("? ", at), text.find("\n\n", at)) if e >= 0]
@@ -174,7 +168,7 @@ def read(path: Path, registry: dict | None = None) -> tuple[list[Finding], int]:
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    registry = registry_of(path) if registry is None else registry
+    registry = claims.registry(path) if registry is None else registry
     findings, words = [], 0
     for first, end, optional in _sections(nb.cells):
         code = "\n".join(c.source for c in nb.cells[first:end] if c.cell_type == "code")

@@ -273,6 +273,8 @@ def main(argv=None) -> int:
         print("checks/child/specs.json rewritten from tools/exercises/")
         specs.SPECS.clear()
         specs.SPECS.update(specs.load_specs())
+    if exercises.write_readme_rows():
+        print("README.md: the notebooks' lists of exercises rewritten from tools/exercises/")
     meta = {"seed": SEED, "device": "cpu", "dtype": "float32", "threads": 1, "model": "efficientnet_lite0"}
     for topic in args.topics:
         public, hidden = build(topic, term_seed)

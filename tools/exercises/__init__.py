@@ -1,7 +1,7 @@
 """One record per exercise: ``tools/exercises/<function>.toml`` is the one place that describes an exercise
 beyond its code. Instructor-only: the student kit has none of these files.
 
-A record holds four kinds of table:
+A record holds four kinds of table, and optionally a fifth:
 
 ``[check]``, the exercise's check (the fields of ``checks.child.specs.Spec``)
     topic          the notebook's topic (``checks.child.specs.TOPICS``); the function lives in helpers/<topic>.py
@@ -40,13 +40,19 @@ A record holds four kinds of table:
 ``[[variant]]``, correct solutions written differently (an edit, as a mistake's): each must pass its check,
     and a loop's outcome tolerances are set from their spread (bench/bench_outcomes.py)
 
+``[[claim]]`` (and ``[[fact]]``, ``[[setting]]``), what the prose of the exercise's section in its notebook says
+    about the outputs, bound to them as in notebooks/<name>.claims.toml (tools/claims.py), which keeps the
+    claims that no one exercise owns
+
 ``python3 kit.py references`` writes checks/child/specs.json (the ``[check]`` tables, which the child, the judge,
-the grader and the student kit read) and the reference files built from the cases and mistakes.
+the grader and the student kit read), the README's list of each notebook's exercises, and the reference files
+built from the cases and mistakes.
 """
 from __future__ import annotations
 
 import ast
 import json
+import re
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +60,7 @@ from pathlib import Path
 RECORDS = Path(__file__).resolve().parent
 ROOT = RECORDS.parents[1]
 SPECS_FILE = ROOT / "checks" / "child" / "specs.json"
+README = ROOT / "README.md"
 
 
 def _position(topic: str, name: str) -> int:
@@ -112,4 +119,23 @@ def write_specs() -> bool:
     if SPECS_FILE.exists() and SPECS_FILE.read_text(encoding="utf-8") == text:
         return False
     SPECS_FILE.write_text(text, encoding="utf-8")
+    return True
+
+
+def write_readme_rows() -> bool:
+    """Write the exercises of each notebook's row of the README's table ("| `1_...` | `saliency.py`: `a`, `b` |")
+    from the records; True if it changed."""
+    from checks.child.specs import TOPICS
+
+    text = README.read_text(encoding="utf-8")
+    new = text
+    for topic, notebook in TOPICS.items():
+        names = ", ".join(f"`{name}`" for name, record in records().items() if record["check"]["topic"] == topic)
+        row = re.compile(rf"^(\| `{re.escape(Path(notebook).stem)}` \| `{topic}\.py`: )[^|]*(\|)", re.M)
+        new, found = row.subn(lambda m: f"{m.group(1)}{names} {m.group(2)}", new)
+        if found != 1:
+            raise ValueError(f"README.md: no table row for {notebook} and helpers/{topic}.py")
+    if new == text:
+        return False
+    README.write_text(new, encoding="utf-8")
     return True
