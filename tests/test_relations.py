@@ -37,6 +37,29 @@ def test_each_relation_is_named(actual, words):
     assert words in describe(actual, E, INPUTS, 1e-3)
 
 
+def test_the_images_that_differ_are_named_by_another_output_they_share():
+    """Only the images with one value of a count per image (here steps = -1) differ: that value is named."""
+    actual = torch.cat([E[:1], E[1:] + 1])
+    said = describe(actual, E, INPUTS, 1e-3, others={"steps": torch.tensor([4, -1, -1])})
+    assert "only the images whose steps is -1 in the reference differ (images 2, 3 of 3)" in said
+    # images 2 and 3 do not share a value: the looser relation of the first image only
+    said = describe(actual, E, INPUTS, 1e-3, others={"steps": torch.tensor([4, -1, 0])})
+    assert said.startswith("image 1 matches the reference")
+
+
+def test_a_loss_off_by_one_of_the_cases_weights_names_the_weight():
+    from checks.child.outcomes import Outcome, weight_relation
+
+    losses = Outcome("losses", "within", 1e-3, says="the losses", parts=("total", "content", "style", "tv"))
+    reference = {"losses": torch.tensor([3.5, 0.5, 2.0, 1.0])}
+    weights = {"content_weight": 0.5, "style_weights[0]": 2.0, "tv_weight": 0.1}
+    twice = weight_relation(losses, {"losses": torch.tensor([3.25, 0.25, 2.0, 1.0])}, reference, weights)
+    assert twice == "content is 0.5 times the reference's: the weight content_weight (0.5) applied twice"
+    left_out = weight_relation(losses, {"losses": torch.tensor([4.0, 0.5, 2.0, 10.0])}, reference, weights)
+    assert left_out == "tv is 1/0.1 times the reference's: the weight tv_weight (0.1) left out"
+    assert weight_relation(losses, {"losses": torch.tensor([3.6, 0.6, 2.0, 1.0])}, reference, weights) == ""
+
+
 def test_a_missing_clamp_mask_or_product_is_named_from_the_reference_side():
     assert "the reference is the output clipped to [-1, 1]" in describe(E, E.clamp(-1, 1), INPUTS, 1e-3)
     mask = torch.rand(E.shape, generator=torch.Generator().manual_seed(4)) > 0.5

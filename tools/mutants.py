@@ -438,6 +438,9 @@ def _substitutions(function: ast.FunctionDef) -> Iterator[tuple[str, str, ast.ex
                 yield f"0 used where the reference uses the argument `{arg.arg}`", arg.arg, ast.Constant(0)
             if type(default.value) is float and 0 < default.value < 1:
                 yield f"1.0 used where the reference uses the argument `{arg.arg}`", arg.arg, ast.Constant(1.0)
+                # a spread given as a standard deviation, used as a variance (or the reverse)
+                yield f"the argument `{arg.arg}` squared where the reference uses it as it is", arg.arg, \
+                    ast.BinOp(ast.Name(arg.arg, ast.Load()), ast.Pow(), ast.Constant(2))
                 if "images" in params:
                     for dims, where in (("(1, 2, 3)", "each image's mean"), ("(2, 3)", "each channel's mean")):
                         yield f"{where} used where the reference uses the argument `{arg.arg}`", arg.arg, \
@@ -467,6 +470,35 @@ class _Rename(ast.NodeTransformer):
         if not self.only_range_steps and node.id == self.name and isinstance(node.ctx, ast.Load):
             return self._other()
         return node
+
+
+TAKEN_OF_EACH_TERM = {"abs": "the absolute value", "square": "the square"}
+
+
+def _taken_of_the_sum(function: ast.FunctionDef) -> Iterator[tuple[str, list[ast.stmt]]]:
+    """(words, the function's new body) for ``total += x.abs()`` inside a loop of the function's body, with
+    ``total`` read after the loop: ``total += x`` and ``total.abs()`` where it is read after the loop, the
+    absolute value (or square) of the sum where the reference adds up the absolute values (or squares)."""
+    body = function.body
+    for place, statement in enumerate(body):
+        if not isinstance(statement, (ast.For, ast.While)):
+            continue
+        for index, node in enumerate(ast.walk(statement)):
+            name = _is_call(node.value, TAKEN_OF_EACH_TERM) if isinstance(node, ast.AugAssign) else None
+            if not name or not isinstance(node.op, ast.Add) or not isinstance(node.target, ast.Name) \
+                    or not isinstance(node.value.func, ast.Attribute) or node.value.args:
+                continue
+            total = node.target.id
+            new = copy.deepcopy(body)
+            twin = list(ast.walk(new[place]))[index]
+            twin.value = twin.value.func.value
+            before = ast.dump(ast.Module(new[place + 1:], []))
+            after = [_Rename(total, ast.parse(f"{total}.{name}()").body[0].value, only_range_steps=False).visit(s)
+                     for s in new[place + 1:]]
+            if ast.dump(ast.Module(after, [])) == before:
+                continue  # the total is not read after the loop
+            yield (f"{TAKEN_OF_EACH_TERM[name]} taken of the sum where the reference adds up "
+                   f"{'absolute values' if name == 'abs' else 'squares'}"), new[:place + 1] + after
 
 
 def _predicted_class(function: ast.FunctionDef) -> ast.stmt | None:
@@ -561,6 +593,15 @@ def mutants(topic: str, function: str, limit: int = 90) -> list[tuple[str, str]]
         twin = next(n for n in mutated.body if isinstance(n, ast.FunctionDef) and n.name == function)
         renamer = _Rename(name, other, only_range_steps=words.startswith("the loop steps"))
         twin.body = [renamer.visit(statement) for statement in twin.body]
+        ast.fix_missing_locations(mutated)
+        text = ast.unparse(mutated)
+        if text not in seen and len(found) < limit:
+            seen.add(text)
+            found.append((words, text))
+    for words, new_body in _taken_of_the_sum(target):
+        mutated = copy.deepcopy(tree)
+        twin = next(n for n in mutated.body if isinstance(n, ast.FunctionDef) and n.name == function)
+        twin.body = new_body
         ast.fix_missing_locations(mutated)
         text = ast.unparse(mutated)
         if text not in seen and len(found) < limit:

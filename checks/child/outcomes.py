@@ -197,5 +197,27 @@ def _account(outcome: Outcome, mine: dict, reference: dict) -> str:
     return f"{text} (allowed {outcome.tol:.0e} of the reference's scale)"
 
 
+def weight_relation(outcome: Outcome, mine: dict, reference: dict, weights: dict) -> str:
+    """For an outcome of named parts (the losses of one evaluation): a part that differs from the reference's
+    by exactly one of the case's weights ({name: value}), or by its inverse: that weight applied twice, or left
+    out. '' when no part does."""
+    got, expected = mine.get(outcome.name), reference.get(outcome.name)
+    if not outcome.parts or got is None or expected is None or got.shape != expected.shape:
+        return ""
+    found = []
+    for part, a, e in zip(outcome.parts, got.tolist(), expected.tolist()):
+        if e == 0 or abs(a - e) <= 1e-6 * abs(e):
+            continue
+        own = {n: w for n, w in weights.items() if n.startswith(part)}  # content_weight for content, if any
+        for name, weight in (own or weights).items():
+            if weight in (0, 1):
+                continue
+            if abs(a / e - weight) <= 1e-4 * abs(weight):
+                found.append(f"{part} is {weight:g} times the reference's: the weight {name} ({weight:g}) applied twice")
+            elif abs(a / e - 1 / weight) <= 1e-4 / abs(weight):
+                found.append(f"{part} is 1/{weight:g} times the reference's: the weight {name} ({weight:g}) left out")
+    return "; ".join(found)
+
+
 # A record's ``measure`` -> (what is measured of a run, how each measure is judged).
 MEASURES = {"style_run": (style_run, STYLE_RUN)}

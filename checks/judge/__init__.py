@@ -114,7 +114,7 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
         relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
-                                      case.get("terms", ()))
+                                      case.get("terms", ()), {p: expected[p] for p in spec.outputs if p != part})
     if not cause and not relation:
         cause = mutant
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
@@ -178,9 +178,26 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
+            # an exact relation to one of the case's weights beats the nearest stored run, which only lies near
+            relation = outcomes.weight_relation(outcome, mine, reference, _weights(case))
             return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference, case.get("kwargs")),
-                           cause=_outcome_cause(spec, case, mine, reference), finding=f"outcome {outcome.name!r} off")
+                           cause="" if relation else _outcome_cause(spec, case, mine, reference),
+                           relation=relation, finding=f"outcome {outcome.name!r} off")
     return Verdict(spec.name, True, spec.what)
+
+
+def _weights(case: dict) -> dict:
+    """{name: value} of the numbers among a case's settings and keyword arguments (a list gives name[k])."""
+    found = {}
+    for source in (case.get("inputs", {}).get("settings", {}), case.get("kwargs", {})):
+        if not isinstance(source, dict):
+            continue
+        for name, value in source.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for k, v in enumerate(values):
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    found[f"{name}[{k}]" if len(values) > 1 else name] = float(v)
+    return found
 
 
 def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:

@@ -1,7 +1,8 @@
 """What a wrong output has to do with the reference, when no stored mistake matches it.
 
 :func:`describe` tries a short list of relations that common bugs leave behind and names the first that
-holds: a sum that leaves out some of its terms, an output that is (nearly) zero, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
+holds: a sum that leaves out some of its terms, only the images with one value of another output (a count)
+differing, an output that is (nearly) zero, a constant factor (and which size of the inputs it equals), a flipped sign, equality up to sign or
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
 instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
 from the input bounded per image (an L2 ball) where the reference bounds each value, a factor per channel, a
@@ -18,9 +19,11 @@ import torch
 FIT = 1e-3  # a relation holds when it explains the output to this fraction of the reference's scale
 
 
-def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=()) -> str:
+def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=(),
+             others: dict | None = None) -> str:
     """The relation that holds, in words, or ''. ``actual`` and ``expected``: float tensors of one shape; ``terms``: the
-    reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them."""
+    reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them;
+    ``others``: the reference's other outputs of the same call ({name: tensor}), such as a count per image."""
     a, e = actual.detach().to(torch.float64), expected.detach().to(torch.float64)
     if a.shape != e.shape or not (torch.isfinite(a).all() and torch.isfinite(e).all()):
         return ""
@@ -41,6 +44,9 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
         return ("the output is zero everywhere" if largest == 0 else
                 f"the output is nearly zero everywhere (at most {largest / scale:.2g} of the reference's scale)")
 
+    found = _by_other_output(a, e, near, others or {})
+    if found:
+        return found
     for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _clamped,
                   _zeroed, _times_input, _border):
         found = check(a, e, near, inputs)
@@ -127,6 +133,25 @@ def _shift(a, e, near, inputs) -> str:
                 axis = "rows" if dim == a.dim() - 2 else "columns"
                 return (f"the output is the reference shifted by one position along the {axis}: an off-by-one "
                         "in a window's or a pixel's index")
+    return ""
+
+
+def _by_other_output(a, e, near, others: dict) -> str:
+    """The images that differ are exactly those that share one value of another output, a count per image (the
+    step at which each image was fooled, say): the code goes wrong in the branch that handles those images."""
+    n = a.shape[0] if a.dim() >= 2 else 0
+    differ = [i for i in range(n) if not near(a[i], e[i])]
+    if not 0 < len(differ) < n:
+        return ""
+    for name, values in others.items():
+        if values.is_floating_point() or tuple(values.shape) != (n,):
+            continue
+        for value in sorted(set(values.tolist())):
+            if [i for i in range(n) if values[i].item() == value] == differ:
+                listed = ", ".join(str(i + 1) for i in differ[:6]) + (", ..." if len(differ) > 6 else "")
+                return (f"only the image{'s' if len(differ) > 1 else ''} whose {name} is {value} in the reference "
+                        f"differ{'' if len(differ) > 1 else 's'} (image{'s' if len(differ) > 1 else ''} {listed} of "
+                        f"{n}); the others match: look at how your code treats an image with {name} {value}")
     return ""
 
 
