@@ -19,7 +19,7 @@ import _common  # noqa: F401  (the kit's root on sys.path)
 
 from checks.judge import references, relations, sketch
 from checks.child import specs
-from tools.references import HIDDEN_DIR
+from tools.build_references import HIDDEN_DIR
 
 
 # Pairs no case can separate, and why: within the contract they compute the same thing.

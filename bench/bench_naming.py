@@ -29,7 +29,7 @@ def _says_what(detail: str) -> bool:
 def main() -> None:
     from checks import check
     from checks.child import specs
-    from tools.references import mutated_module
+    from tools.build_references import mutated_module
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", help="only the mistakes of this set")

@@ -36,7 +36,7 @@ from checks.child import outcomes, specs
 from checks.judge import references
 from checks.child.compute import compute_case
 from tools import exercises
-from tools.references import HIDDEN_DIR, mutated_module
+from tools.build_references import HIDDEN_DIR, mutated_module
 import importlib
 found = {}
 for name, spec in specs.SPECS.items():

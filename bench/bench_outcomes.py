@@ -20,7 +20,7 @@ from checks.child import outcomes, specs
 from checks.judge import references
 from checks.child.compute import compute_case
 from tools import exercises
-from tools.references import HIDDEN_DIR, mutated_module
+from tools.build_references import HIDDEN_DIR, mutated_module
 
 
 def gaps(spec, module, case) -> dict | None:

@@ -27,7 +27,7 @@ from checks.child.specs import SPECS, TOPICS
 from grader import sandbox
 from grader import submission as submissions
 from grader.points import DEFAULT_POINTS_FILE, load_points
-from grader.reference import HIDDEN_DIR, measure_reference
+from grader.reference_time import HIDDEN_DIR, measure_reference
 from grader.results import CheckResult, Graded
 from grader.run import GraderError, Plan, SubmissionRun
 

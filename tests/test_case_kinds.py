@@ -9,7 +9,7 @@ import torch
 
 from checks.judge import references
 from checks.child import specs
-from tools.references import HIDDEN_DIR
+from tools.build_references import HIDDEN_DIR
 
 
 def kinds(case: dict) -> set[tuple]:
@@ -88,7 +88,7 @@ def test_a_view_that_needs_contiguous_images_fails_on_the_channels_last_cases(ch
     and only on the channels-last ones."""
     from checks.child.compute import compute_case
     from checks.judge import run_check
-    from tools.references import mutated_module
+    from tools.build_references import mutated_module
 
     spec = specs.SPECS[check]
     module = mutated_module(spec.topic, [{"replace": old, "with": new}], check, check)

@@ -15,7 +15,7 @@ from checks.child import specs
 from checks.child.compute import compute_case
 from checks.judge import run_check
 from tools import exercises
-from tools.references import HIDDEN_DIR, mutated_module
+from tools.build_references import HIDDEN_DIR, mutated_module
 from tools.release import stub_source
 
 ROOT = Path(__file__).resolve().parents[1]

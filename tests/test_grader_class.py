@@ -17,7 +17,7 @@ from checks.child.specs import SPECS, TOPICS
 from grader.grade import grade
 from grader.points import load_points
 from tools import exercises
-from tools.references import mutated_source
+from tools.build_references import mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.corpus]

@@ -16,7 +16,7 @@ import pytest
 from checks import check
 from checks.child.specs import SPECS, TOPICS
 from tools import exercises
-from tools.references import MistakeError, mutated_source
+from tools.build_references import MistakeError, mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_every_stored_mistake_same_line_on_every_path(tmp_path):
 def test_a_mistakes_edit_is_found_in_its_own_function_only():
     """Another exercise of the same file may hold the same text: a mistake's edit counts and changes only the
     text inside its own function."""
-    from tools.references import MistakeError, mutated_source
+    from tools.build_references import MistakeError, mutated_source
 
     text = "def first(x):\n    total = x + 1\n    return total\n\n\ndef second(x):\n    total = x + 1\n    return -total\n"
     edit = [{"replace": "total = x + 1", "with": "total = x + 2"}]

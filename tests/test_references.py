@@ -8,7 +8,7 @@ from checks.judge import references
 from checks.child import specs
 from checks.child.core import DEFAULT_TOL
 from conftest import outside_pinned_environment, pin_differences
-from tools.references import HIDDEN_DIR, build
+from tools.build_references import HIDDEN_DIR, build
 
 pytestmark = pytest.mark.rebuild
 

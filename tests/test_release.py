@@ -90,7 +90,7 @@ def test_student_file_is_the_solution_minus_solutions(student, solution):
 def test_student_build_leaves_out_maintainer_files(student):
     assert not (student / "tests").exists() and not (student / "bench").exists()
     assert not (student / "tools" / "release.py").exists() and not (student / "grader").exists()
-    for instructor_only in ("tools/references.py", "tools/exercises", "grader/hidden"):
+    for instructor_only in ("tools/build_references.py", "tools/exercises", "grader/hidden"):
         assert not (student / instructor_only).exists(), instructor_only
     assert (student / "checks" / "references").is_dir() and (student / "datasets" / "photos.csv").is_file()
 

@@ -11,7 +11,7 @@ from grader.grade import load_cases
 from grader.points import load_points
 from grader.run import GraderError
 from tools import exercises
-from tools.references import build, build_inputs, draw_hidden
+from tools.build_references import build, build_inputs, draw_hidden
 
 CASES = exercises.cases()
 

@@ -16,7 +16,7 @@ from checks.judge import references; from checks.child import specs  # noqa: E40
 from checks.child.compute import compute_case  # noqa: E402
 from checks.child.core import DEFAULT_TOL, relative_error  # noqa: E402
 from checks.judge import run_check  # noqa: E402
-from tools.references import HIDDEN_DIR  # noqa: E402
+from tools.build_references import HIDDEN_DIR  # noqa: E402
 
 
 def run_on(device: torch.device, spec: specs.Spec, module, cases: list[dict]) -> tuple[str, float, list[dict]]:

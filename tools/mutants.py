@@ -2,11 +2,11 @@
 body of one exercise function (instructor-only, like the exercises' records in tools/exercises/).
 
 Each operator finds the places in the function's syntax tree where it applies and makes one mutant per place.
-A mutant carries words for what changed, taken from the operator, never the solution's code: "an average where
-the reference sums", "a term of a sum left out". The reference build (tools/references.py) runs every mutant on
+A mutant carries words for what changed, taken from the operator, never the solution's code: "an average where the
+reference sums", "a term of a sum left out". The reference build (tools/build_references.py) runs every mutant on
 every case and stores a sketch of its outputs where they differ from the reference's (checks/judge/sketch.py), so a
-FAIL line can name the nearest mutant when no hand-written mistake matches. Loops judged by outcomes are left
-to their stored mistakes: one edit of a loop rarely tells which outcome moves.
+FAIL line can name the nearest mutant when no hand-written mistake matches. Loops judged by outcomes are left to
+their stored mistakes: one edit of a loop rarely tells which outcome moves.
 
     python -m tools.mutants saliency_map      # lists the mutants of one function
 """

@@ -75,7 +75,7 @@ class Spec:
     name: str
     topic: str
     what: str
-    inputs: str = ""  # the input builder in tools/references.py (every real spec names one)
+    inputs: str = ""  # the function of tools/inputs.py that makes a case's inputs (every real spec names one)
     outputs: tuple = ("output",)
     collect: Callable = single
     tol: dict = field(default_factory=dict)  # output name -> tolerance (default checks.child.core.DEFAULT_TOL)

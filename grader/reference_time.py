@@ -12,7 +12,7 @@ from pathlib import Path
 
 from grader.run import REFERENCE_CPU_LIMIT, GraderError, Plan, SubmissionRun
 
-HIDDEN_DIR = "grader/hidden"  # under the kit's root, as tools/references.py writes them
+HIDDEN_DIR = "grader/hidden"  # under the kit's root, as tools/build_references.py writes them
 
 
 # (kit, mechanism, public cases too, topic, what the topic's files hold, check) -> CPU seconds: measured
