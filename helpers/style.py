@@ -107,7 +107,8 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
 
     Args:
         model: the feature network (frozen; left without hooks or gradients).
-        content: (N, 3, H, W) in [0, 1]; N content images are stylized together (their losses are summed).
+        content: (N, 3, H, W) in [0, 1], in any memory layout (channels-last too: torch.optim.LBFGS needs the
+            tensor it optimizes contiguous); N content images are stylized together (their losses are summed).
         style: a (1, 3, H', W') style image in [0, 1], or a list of Gram targets from
             :func:`compute_style_targets` (one per style layer).
         settings: layers and weights.
@@ -157,7 +158,7 @@ def style_transfer(model: nn.Module, content: torch.Tensor, style, settings: Sty
         start = content.detach()
     else:
         raise ValueError(f"init must be 'content', 'noise' or a tensor, not {init!r}")
-    image = start.clone().requires_grad_(True)
+    image = start.clone(memory_format=torch.contiguous_format).requires_grad_(True)
 
     def closure() -> torch.Tensor:
         with torch.no_grad():

@@ -1,7 +1,8 @@
 """The public cases cover every kind of input the hidden cases use (hidden cases differ in values, not in
 kinds), so a submission that passes every public case is not failed by a kind of input it never saw: a
-non-square image, a batch of one, float64, a non-contiguous or channels-last layout. And every stored
-mistake that fails a hidden case also fails a public one."""
+non-square image, a batch of one, float64, a non-contiguous or channels-last layout. The hidden cases meet every
+special outcome the public ones show (an image never fooled). And every stored mistake that fails a hidden case
+also fails a public one."""
 from collections import defaultdict
 
 import pytest
@@ -45,6 +46,25 @@ def test_every_kind_of_hidden_input_is_among_the_public_cases(check):
     seen = set().union(*[kinds(c) for c in public if c["check"] == check])
     needed = set().union(*[kinds(c) for c in hidden if c["check"] == check])
     assert needed <= seen, f"hidden-only kinds of input: {sorted(needed - seen)}"
+
+
+def kinds_of_outcome(case: dict) -> set[tuple]:
+    """(output, value) for each count the contract gives a meaning of its own (-1: never reached, 0: at the
+    start) that an integer output of the reference holds: an image never fooled is a kind of case too."""
+    output = case["output"] if isinstance(case["output"], dict) else {"output": case["output"]}
+    return {(name, value) for name, tensor in output.items()
+            if isinstance(tensor, torch.Tensor) and not tensor.is_floating_point() and tensor.dtype != torch.bool
+            for value in (-1, 0) if bool((tensor == value).any())}
+
+
+@pytest.mark.parametrize("check", list(specs.SPECS))
+def test_the_hidden_cases_meet_every_kind_of_outcome_the_public_ones_show(check):
+    """The grader sees each special count a student's own checks show (an image never fooled, one fooled at
+    the start), or a bug in that branch passes the grader."""
+    public, hidden = _cases(specs.SPECS[check].topic)
+    shown = set().union(*[kinds_of_outcome(c) for c in public if c["check"] == check])
+    graded = set().union(*[kinds_of_outcome(c) for c in hidden if c["check"] == check])
+    assert shown <= graded, f"public-only kinds of outcome: {sorted(shown - graded)}"
 
 
 @pytest.mark.parametrize("check", ["content_loss", "gram_matrix", "style_loss", "tv_loss"])

@@ -60,6 +60,10 @@ def _zero_map(case) -> bool:
     return isinstance(output, torch.Tensor) and output.dim() == 3 and bool((output.flatten(1) == 0).all(1).any())
 
 
+def _channels_last(case) -> bool:
+    return case.get("layout") == "channels_last"
+
+
 def _won_lost_won(case) -> bool:
     return "won, lost and won again" in case["label"]
 
@@ -73,10 +77,11 @@ PROMISES = [
     ("no style layers", re.compile(r"[Ww]ith no style layers"), _no_style_layers),
     ("a zero map", re.compile(r"zero map|zero everywhere|stays zero"), _zero_map),
     ("won, lost and won again", re.compile(r"lost again|won again|loses? the target"), _won_lost_won),
+    ("any memory layout", re.compile(r"memory layout|channels-last"), _channels_last),
 ]
 # Words that make a sentence a promise about inputs: each such sentence must fall under some PROMISES entry.
 PROMISE_WORDS = re.compile(r"dtype|device|\bH, W\)|or \((?:1|3)\b|no style layers|zero map|stays zero|"
-                           r"won again|lost again")
+                           r"won again|lost again|memory layout|channels-last")
 
 
 def docstring(check: str) -> str:
