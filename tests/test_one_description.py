@@ -123,3 +123,15 @@ def test_the_checks_packages_import_along_the_process_boundary():
                 if module.startswith(forbidden) or (package == "child" and library):
                     found.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not found, "\n".join(found)
+
+
+def test_each_hidden_file_was_built_with_todays_mutants():
+    """The generated mutants a reference file was built with are those tools/mutants.py makes today: a change
+    of the operators (or of a solution) without `kit.py references` fails here, not only in the rebuild tier."""
+    from checks.judge import references
+    from tools.build_references import HIDDEN_DIR, mutant_words
+
+    for topic in TOPICS:
+        built = references.load(HIDDEN_DIR / f"{topic}.pt")["meta"].get("mutants")
+        assert built == mutant_words(topic), f"run python3 kit.py references {topic}: its files were built with " \
+                                             "other mutants"

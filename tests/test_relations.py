@@ -168,6 +168,24 @@ def test_a_change_bounded_per_image_is_told_from_one_bounded_per_value():
       {"replace": "return torch.roll(stepped, shifts=(-oy, -ox), dims=(2, 3))",
        "with": "return torch.roll(stepped, shifts=(oy, ox), dims=(2, 3))"}],
      "a shift in the opposite direction, at every place it occurs"),
+    # SmoothGrad's absolute value taken once, of the average, instead of each copy's
+    ("saliency", "smooth_grad", [{"replace": "total += grad.abs()", "with": "total = total + grad"},
+                                 {"replace": "return (total / samples).amax(dim=1)",
+                                  "with": "return (total / samples).abs().amax(dim=1)"}],
+     "the absolute value taken of the sum where the reference adds up absolute values"),
+    # SmoothGrad's stdev used as a variance
+    ("saliency", "smooth_grad", [{"replace": "noise = stdev * torch.randn(",
+                                  "with": "noise = stdev * stdev * torch.randn("}],
+     "the argument `stdev` squared"),
+    # the cap of max_steps + extra_steps given to images never fooled too
+    ("fooling", "make_fooling_image", [{"replace": "cap = torch.where(steps >= 0, max_steps + extra_steps, max_steps)",
+                                        "with": "cap = max_steps + extra_steps"}],
+     "only the images whose steps is -1 in the reference differ"),
+    # the content weight applied again to the content loss
+    ("style", "style_transfer", [{"replace": "total = c_loss + s_loss + t_loss",
+                                  "with": "c_loss = c_loss * settings.content_weight\n"
+                                          "        total = c_loss + s_loss + t_loss"}],
+     "the weight content_weight ("),
 ])
 def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
     """Mistakes reviewers wrote that no stored mistake describes, named by a generated mutant (one edit, or
@@ -177,7 +195,7 @@ def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
     from checks.child import specs
     from checks.child.compute import compute_case
     from checks.judge import run_check
-    from tools.references import HIDDEN_DIR, mutated_module
+    from tools.build_references import HIDDEN_DIR, mutated_module
 
     module, spec = mutated_module(topic, edits, check), specs.SPECS[check]
     for folder in (references.REFERENCES_DIR, HIDDEN_DIR):

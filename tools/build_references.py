@@ -159,6 +159,15 @@ def _mutant_modules(topic: str, function: str) -> list:
             for i, (words, text) in enumerate(mutants(topic, function))]
 
 
+def mutant_words(topic: str) -> dict[str, list[str]]:
+    """{check: the words of each of its generated mutants} of one topic, as the build ran them: kept in the
+    hidden file's meta, so that a fast test sees a file built before the operators changed."""
+    from tools.mutants import mutants
+
+    return {name: [words for words, _ in mutants(topic, name)] if spec.measure is None else []
+            for name, spec in specs.SPECS.items() if spec.topic == topic}
+
+
 def _mutant_sketches(spec: specs.Spec, case: dict, device) -> list[dict]:
     """[{"words", "sketch": {part: sketch}}] of the generated mutants (tools/mutants.py) whose outputs differ
     from the reference's on this case: sketches, not outputs, to keep the files small."""
@@ -240,13 +249,18 @@ def draw_hidden(cases: list[dict], term_seed: int) -> list[dict]:
     return drawn
 
 
-def build(topic: str, term_seed: int | None = None) -> tuple[list[dict], list[dict]]:
+def build(topic: str, term_seed: int | None = None,
+          chosen: list[int] | None = None) -> tuple[list[dict], list[dict]]:
+    """(public cases, hidden cases) of one topic, built; with ``chosen``, only those cases (positions in
+    ``tools.exercises.cases()``), as the rebuild test draws them."""
     torch.use_deterministic_algorithms(True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cases = exercises.cases()
     if term_seed is not None:
         cases = draw_hidden(cases, term_seed)
+    if chosen is not None:
+        cases = [cases[i] for i in chosen]
     try:
         return build_topic(topic, cases, exercises.mistakes())
     finally:
@@ -281,7 +295,8 @@ def main(argv=None) -> int:
         if term_seed is None:
             references.save(references.REFERENCES_DIR / f"{topic}.pt", public, {**meta, "topic": topic})
         references.save(HIDDEN_DIR / f"{topic}.pt", hidden,
-                        {**meta, "topic": topic, "hidden": True, "term_seed": term_seed})
+                        {**meta, "topic": topic, "hidden": True, "term_seed": term_seed,
+                         "mutants": mutant_words(topic)})
         stored = sum(len(c["mistakes"]) for c in public + hidden)
         print(f"{topic}: {len(public)} public and {len(hidden)} hidden case(s), {stored} stored mistake output(s)")
     return 0

@@ -178,11 +178,12 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
-            # an exact relation to one of the case's weights beats the nearest stored run, which only lies near
+            # A stored run near the student's names the cause; else an exact relation to one of the case's
+            # weights; else a stored run that only fails the same way (_outcome_cause's looser match).
             relation = outcomes.weight_relation(outcome, mine, reference, _weights(case))
+            cause = _outcome_cause(spec, case, mine, reference, same_way=not relation)
             return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference, case.get("kwargs")),
-                           cause="" if relation else _outcome_cause(spec, case, mine, reference),
-                           relation=relation, finding=f"outcome {outcome.name!r} off")
+                           cause=cause, relation="" if cause else relation, finding=f"outcome {outcome.name!r} off")
     return Verdict(spec.name, True, spec.what)
 
 
@@ -200,18 +201,19 @@ def _weights(case: dict) -> dict:
     return found
 
 
-def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict) -> str:
+def _outcome_cause(spec: specs.Spec, case: dict, mine: dict, reference: dict, same_way: bool = True) -> str:
     """The words of the stored mistake whose run fails the same outcomes the same way (fewer
     evaluations, a loss too high...) and is nearest to the student's among those; else the nearest stored run
     within ``spec.mistake_tol``. A loop's trajectory depends on the machine's round-off (another CPU's kernels,
-    oneDNN), the pattern of what fails much less."""
+    oneDNN), the pattern of what fails much less. With ``same_way`` False, only a run within
+    ``spec.mistake_tol`` counts."""
     inputs = case.get("inputs", {})
     pattern = outcomes.failures(spec.outcomes, mine, reference)
 
     def distance(theirs: dict) -> float:
         measured = spec.measure(inputs, theirs)
         near = outcomes.distance(spec.outcomes, mine, measured, reference)
-        if outcomes.failures(spec.outcomes, measured, reference) == pattern:
+        if same_way and outcomes.failures(spec.outcomes, measured, reference) == pattern:
             return min(near, PATTERN_MATCH) * spec.mistake_tol / PATTERN_MATCH
         return near
 
