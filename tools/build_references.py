@@ -111,8 +111,10 @@ def mutated_module(topic: str, edits: list[dict], name: str, function: str | Non
 
 # ------------------------------------------------------------------------------------------------ build
 
-def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(public cases, hidden cases) of one topic, each with its output and the outputs of its known mistakes."""
+def build_topic(topic: str, cases: list[dict], mistakes: list[dict],
+                mutants: bool = True) -> tuple[list[dict], list[dict]]:
+    """(public cases, hidden cases) of one topic, each with its output and the outputs of its known mistakes
+    (and, with ``mutants``, the sketches of its generated mutants)."""
     solution = importlib.import_module(f"helpers.{topic}")
     public, hidden = [], []
     device = torch.device("cpu")
@@ -146,7 +148,7 @@ def build_topic(topic: str, cases: list[dict], mistakes: list[dict]) -> tuple[li
             kept = spec.outputs + FOLLOW_UP  # what naming it compares (not the gradient parts)
             case["mistakes"].append({"cause": mistake["cause"],
                                      "output": {k: v for k, v in wrong.outputs.items() if k in kept}})
-        case["mutants"] = _mutant_sketches(spec, case, device) if spec.measure is None else []
+        case["mutants"] = _mutant_sketches(spec, case, device) if mutants and spec.measure is None else []
         (hidden if params.get("hidden") else public).append(case)
     return public, hidden
 
@@ -249,10 +251,11 @@ def draw_hidden(cases: list[dict], term_seed: int) -> list[dict]:
     return drawn
 
 
-def build(topic: str, term_seed: int | None = None,
-          chosen: list[int] | None = None) -> tuple[list[dict], list[dict]]:
+def build(topic: str, term_seed: int | None = None, chosen: list[int] | None = None,
+          answers_only: bool = False) -> tuple[list[dict], list[dict]]:
     """(public cases, hidden cases) of one topic, built; with ``chosen``, only those cases (positions in
-    ``tools.exercises.cases()``), as the rebuild test draws them."""
+    ``tools.exercises.cases()``), as the rebuild test draws them; with ``answers_only``, the solution's outputs
+    without its known and generated mistakes."""
     torch.use_deterministic_algorithms(True)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -262,7 +265,7 @@ def build(topic: str, term_seed: int | None = None,
     if chosen is not None:
         cases = [cases[i] for i in chosen]
     try:
-        return build_topic(topic, cases, exercises.mistakes())
+        return build_topic(topic, cases, [] if answers_only else exercises.mistakes(), mutants=not answers_only)
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
