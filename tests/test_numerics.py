@@ -14,7 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {
     "older CPU kernels, one thread": {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
-    "AVX2 kernels, one thread": {"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"},
     "oneDNN off, two threads": {"CONVLENS_ONEDNN": "0", "OMP_NUM_THREADS": "2"},
     "the network channels-last, one thread": {"CONVLENS_CHANNELS_LAST": "1", "OMP_NUM_THREADS": "1"},
 }

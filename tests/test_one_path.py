@@ -106,10 +106,10 @@ def test_first_round_same_line_on_every_path(tmp_path):
     _compare(ROUNDS[:1], tmp_path)
 
 
-# The later rounds are drawn afresh on each run (the first one always runs): every stored mistake's line is also
+# Two later rounds are drawn afresh on each run (the first one always runs): every stored mistake's line is also
 # compared with its cause by the fast tier, and what differs between the paths is the process boundary, which
 # any round crosses. CONVLENS_PATH_ROUNDS=all compares every round; CONVLENS_PATH_SEED=N draws as a run did.
-DRAWN_ROUNDS = os.environ.get("CONVLENS_PATH_ROUNDS", "3")
+DRAWN_ROUNDS = os.environ.get("CONVLENS_PATH_ROUNDS", "2")
 DRAW = int(os.environ.get("CONVLENS_PATH_SEED", random.SystemRandom().randrange(10**6)))
 
 

@@ -64,7 +64,7 @@ def _same(fresh: list, saved: list, where: str) -> None:
 # and prints its seed: CONVLENS_REBUILD_SHARE=1 rebuilds every case, CONVLENS_REBUILD_SEED=N draws again as a run
 # did. Every case's outputs and stored mistakes are also run by the fast tier (the solution passes it, each stored
 # mistake is named), and a fast test compares the mutants each file was built with against today's.
-SHARE = float(os.environ.get("CONVLENS_REBUILD_SHARE", "0.3"))
+SHARE = float(os.environ.get("CONVLENS_REBUILD_SHARE", "0.2"))
 DRAW = int(os.environ.get("CONVLENS_REBUILD_SEED", random.SystemRandom().randrange(10**6)))
 
 
