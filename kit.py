@@ -160,7 +160,7 @@ COMMANDS = {
               lambda py, rest: _in(py, "-m", "checks.process.cli", *rest)),
     "run": ("tools/run_notebooks.py", "execute the four notebooks with the solutions -> out/",
             lambda py, rest: _in(py, "-m", "tools.run_notebooks", *rest)),
-    "test": ("tests", "run the fast tests (about 5 minutes); test --all runs every test (about half an hour)",
+    "test": ("tests", "run the fast tests (about 5 minutes); test --all runs every test (under an hour)",
              lambda py, rest: _test(py, list(rest))),
     "release": ("tools/release.py", "build the student kit -> build/student/",
                 lambda py, rest: _in(py, "-m", "tools.release", *rest)),
