@@ -8,6 +8,11 @@ from pathlib import Path
 # convlens.notebook.choose_device, checks.child.compute.check_device) decides where checks put their inputs: pin it
 # to CPU too, before anything reads it.
 os.environ.setdefault("CONVLENS_DEVICE", "cpu")
+# `kit.py test` runs one pytest worker per core: one PyTorch thread each (and in the processes they start), or
+# on 2 cores four threads share two cores and each waits on the others (a test ran 15 times slower so).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("CONVLENS_THREADS", "1")
 
 import numeric_settings  # noqa: E402
 import pytest  # noqa: E402

@@ -97,6 +97,7 @@ def guest_python():
     shutil.rmtree(place, ignore_errors=True)
 
 
+@pytest.mark.slow  # a whole submission graded twice more (35 s each); the fast tier grades one with bubblewrap
 @pytest.mark.parametrize("isolation", ["namespaces+user", "setuid-user"])
 def test_run_autograder_grades_without_bubblewrap(bundle, tmp_path, guest_python, isolation):
     """A container without bubblewrap, or without namespaces at all: the child runs as the dedicated user,

@@ -89,15 +89,18 @@ def test_occlusion_map_equals_captum_occlusion_on_probabilities(model, size, win
 @pytest.mark.parametrize("baseline, steps", [(0.0, 8), (0.5, 3), (1.0, 2)])  # Captum needs 2 or more
 def test_integrated_gradients_exercise_equals_captum_midpoint_riemann(model, batch, baseline, steps):
     """The exercise's definition is Captum's method="riemann_middle": same points (k + 1/2) / steps, equal
-    weights; so the reference solution must give Captum's numbers on the same network."""
+    weights; so the reference solution must give Captum's numbers on the same network. In float64: Captum
+    runs all the points as one batch and the solution one step at a time, and in float32 on one thread the two
+    batch sizes round differently enough to flip a few ReLU6 gates (a 2e-3 relative difference)."""
     from captum.attr import IntegratedGradients
 
     images, labels = batch
+    model, images = copy.deepcopy(model).double(), images.double()
     ours = saliency.integrated_gradients(model, images, labels, baseline=baseline, steps=steps)
     theirs = IntegratedGradients(model).attribute(images.clone(), baselines=baseline, target=labels, n_steps=steps,
                                                   method="riemann_middle")
     assert ours.shape == images.shape and ours.dtype == images.dtype and not ours.requires_grad
-    assert rel_err(ours, theirs) < 1e-5
+    assert rel_err(ours, theirs) < 1e-6  # float32 rounding of the points themselves: 3e-8
 
 
 def test_integrated_gradients_exercise_is_complete_with_enough_steps(model):
@@ -167,7 +170,8 @@ def test_fast_copy_leaves_the_model_alone_and_gives_the_same_logits(model, batch
 def test_fast_occlusion_equals_plain_captum_on_the_logits(model, size, window, stride, baseline):
     from captum.attr import Occlusion
 
-    images, labels, _ = load_photos(["chelsea", "rocket"], size=size)
+    # One photo at 160 px: there plain Captum runs 361 forward passes per photo.
+    images, labels, _ = load_photos(["chelsea", "rocket"][:1 if size >= 160 else 2], size=size)
     plain = Occlusion(model).attribute(images, sliding_window_shapes=(3, window, window), strides=stride,
                                        baselines=baseline, target=labels)
     fast = attribution.occlusion_attribution(model, images, labels, window=window, stride=stride,
