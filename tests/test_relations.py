@@ -60,6 +60,69 @@ def test_a_loss_off_by_one_of_the_cases_weights_names_the_weight():
     assert weight_relation(losses, {"losses": torch.tensor([3.6, 0.6, 2.0, 1.0])}, reference, weights) == ""
 
 
+def test_a_recorded_total_that_leaves_out_or_doubles_a_part_says_which():
+    """A history whose totals are each the same other sum of their own parts (content, style, tv): the part
+    left out or counted twice is named, and the outcome's generic hint gives way to it."""
+    from checks.child.outcomes import STYLE_RUN, _total_terms, describe, relation
+
+    unsummed = next(o for o in STYLE_RUN if o.name == "unsummed")
+    parts = torch.tensor([[0.5, 2.0, 0.25], [0.4, 1.5, 0.3], [0.3, 1.2, 0.2]], dtype=torch.float64)
+
+    def said(counts):
+        totals = parts @ torch.tensor(counts, dtype=torch.float64)
+        mine = {"unsummed": torch.tensor(1.0), "total_terms": _total_terms(torch.cat([totals[:, None], parts], 1))}
+        return relation(unsummed, mine, {}, {})
+
+    assert said([1, 1, 0]) == "each recorded total leaves tv out"
+    assert said([2, 1, 1]) == "each recorded total counts content twice"
+    assert said([1, 1, 1]) == ""
+    noisy = torch.cat([(parts.sum(1) * torch.tensor([1.0, 1.1, 0.9], dtype=torch.float64))[:, None], parts], 1)
+    assert _total_terms(noisy).numel() == 0  # no one sum fits every row
+    off, none = {"unsummed": torch.tensor(0.2)}, {"unsummed": torch.tensor(0.0)}
+    assert describe(unsummed, off, none).endswith(unsummed.hint)
+    assert not describe(unsummed, off, none, hint=False).endswith(unsummed.hint)
+
+
+def test_a_run_with_the_right_evaluations_and_little_progress_names_its_step_size():
+    from checks.child.outcomes import STYLE_RUN, relation
+
+    reached = next(o for o in STYLE_RUN if o.name == "reached")
+    reference = {"evaluations": torch.tensor(8.0), "progress": torch.tensor(10.0)}
+
+    def run(evaluations, reached_loss):
+        return {"evaluations": torch.tensor(evaluations), "start": torch.tensor([40.0, 1, 1, 1]),
+                "reached": torch.tensor(reached_loss)}
+
+    assert "its steps are shorter" in relation(reached, run(8.0, 38.0), reference, {})  # 20 % of the way
+    assert "its steps are longer" in relation(reached, run(8.0, 20.0), reference, {})  # 200 %
+    assert relation(reached, run(8.0, 31.0), reference, {}) == ""  # 90 %: no relation to state
+    assert relation(reached, run(5.0, 38.0), reference, {}) == ""  # fewer evaluations: not the step size
+
+
+def test_parts_recorded_in_another_order_are_named():
+    from checks.child.outcomes import Outcome, relation
+
+    losses = Outcome("losses", "within", 1e-3, says="the losses", parts=("total", "content", "style", "tv"))
+    reference = {"losses": torch.tensor([3.5, 0.5, 2.0, 1.0])}
+    swapped = relation(losses, {"losses": torch.tensor([3.5, 2.0, 0.5, 1.0])}, reference, {})
+    assert swapped.startswith("content and style hold each other's values")
+    assert relation(losses, {"losses": torch.tensor([3.5, 2.0, 0.6, 1.0])}, reference, {}) == ""
+
+
+def test_a_wrong_dtype_or_a_zero_division_says_how_to_fix_it():
+    from checks.judge import _structure
+
+    counts = torch.tensor([3, -1, 0])
+    problem, _, hint = _structure(counts.float(), counts, "steps")
+    assert problem == "steps: dtype float32, expected int64" and "dtype=torch.int64" in hint
+    zero = torch.zeros(2, 4, 4)
+    problem, finding, hint = _structure(zero / zero, zero, "")
+    assert finding == "NaN values" and "the reference is 0 at each of them" in hint
+    nonzero = torch.ones(2, 4, 4)
+    problem, _, hint = _structure(zero / zero, nonzero, "")
+    assert "(a division by zero?)" in problem and hint == ""
+
+
 def test_a_missing_clamp_mask_or_product_is_named_from_the_reference_side():
     assert "the reference is the output clipped to [-1, 1]" in describe(E, E.clamp(-1, 1), INPUTS, 1e-3)
     mask = torch.rand(E.shape, generator=torch.Generator().manual_seed(4)) > 0.5

@@ -100,12 +100,72 @@ def style_run(inputs: dict, outputs: dict) -> dict:
         "unevaluated": torch.tensor(max(0.0, len(history) - float(evaluated[3])), dtype=torch.float64),
         "unsummed": ((totals - parts).abs() / totals.abs().clamp_min(1e-12)).max() if len(history)
         else torch.tensor(0.0, dtype=torch.float64),
+        "total_terms": _total_terms(history),
         "start": start,
         "start_scale": start.abs().max(),
         "path": path,
         "reached": reached,
         "progress": (first_total - reached).abs(),
     }
+
+
+# How many times a recorded total may hold each part (content, style, tv), nearest to once each first.
+_TERM_COUNTS = sorted(((a, b, c) for a in range(3) for b in range(3) for c in range(3)),
+                      key=lambda t: sum(abs(x - 1) for x in t))
+
+
+def _total_terms(history: torch.Tensor) -> torch.Tensor:
+    """How many times each part (content, style, tv) the recorded totals hold, when every total is the same
+    such sum of its own evaluation's parts (each part 0, 1 or 2 times); empty when none fits."""
+    if not len(history) or history.shape[1] != 4:
+        return torch.empty(0, dtype=torch.float64)
+    totals, parts = history[:, 0], history[:, 1:]
+    for counts in _TERM_COUNTS:
+        summed = parts @ torch.tensor(counts, dtype=torch.float64)
+        if bool(((totals - summed).abs() <= 1e-5 * totals.abs().clamp_min(1e-12)).all()):
+            return torch.tensor(counts, dtype=torch.float64)
+    return torch.empty(0, dtype=torch.float64)
+
+
+def relation(outcome: Outcome, mine: dict, reference: dict, weights: dict) -> str:
+    """What a failing outcome's numbers have to do with the reference's, in words ('' when nothing exact):
+    a loss part off by one of the case's weights; a recorded total that leaves a part out or counts it twice;
+    a run with the reference's number of evaluations that got much less (or more) far, so its steps differ."""
+    if outcome.name == "unsummed":
+        counts = [int(c) for c in mine.get("total_terms", torch.empty(0)).tolist()]
+        if len(counts) != 3 or counts == [1, 1, 1]:
+            return ""
+        names = ("content", "style", "tv")
+        said = [f"leaves {n} out" if c == 0 else f"counts {n} twice" for n, c in zip(names, counts) if c != 1]
+        return f"each recorded total {' and '.join(said)}"
+    if outcome.name == "reached" and "evaluations" in mine and bool(
+            (mine["evaluations"] == reference["evaluations"]).all()) and mine["start"].numel():
+        share = (float(mine["start"][0]) - float(mine["reached"])) / max(float(reference["progress"]), 1e-12)
+        if 0 <= share < 0.5:
+            return ("with as many evaluations as the reference, the run made much less progress: its steps are "
+                    "shorter (the optimizer's step size: the contract's, not another's?)")
+        if share > 1.5:
+            return ("with as many evaluations as the reference, the run went much further: its steps are longer "
+                    "(the optimizer's step size: the contract's, not another's?)")
+        return ""
+    return swap_relation(outcome, mine, reference) or weight_relation(outcome, mine, reference, weights)
+
+
+def swap_relation(outcome: Outcome, mine: dict, reference: dict) -> str:
+    """For an outcome of named parts: parts that hold each other's reference values (content where style
+    should be, and the reverse), so the numbers are right and their order is not. '' otherwise."""
+    got, expected = mine.get(outcome.name), reference.get(outcome.name)
+    if not outcome.parts or got is None or expected is None or got.shape != expected.shape:
+        return ""
+    a, e = got.flatten().tolist(), expected.flatten().tolist()
+    def same(x: float, y: float) -> bool:
+        return abs(x - y) <= 1e-6 * max(abs(x), abs(y), 1e-12)
+    off = [k for k in range(len(a)) if not same(a[k], e[k])]
+    if len(off) < 2 or any(not any(same(a[k], e[j]) for j in off if j != k) for k in off):
+        return ""
+    names = [outcome.parts[k] for k in off]
+    return (f"{' and '.join(names)} hold each other's values: the parts in another order than the contract's "
+            f"({', '.join(outcome.parts)})")
 
 
 def gap(outcome: Outcome, mine: dict, reference: dict) -> float:
@@ -157,20 +217,20 @@ def _numbers(value: torch.Tensor) -> str:
     return ", ".join(f"{v:.4g}" for v in value.flatten().tolist()) if value.dim() else f"{float(value):.4g}"
 
 
-def describe(outcome: Outcome, mine: dict, reference: dict, kwargs: dict | None = None) -> str:
+def describe(outcome: Outcome, mine: dict, reference: dict, kwargs: dict | None = None, hint: bool = True) -> str:
     """The FAIL line's account of one outcome: what it measures, the student's value and the reference's,
-    and the outcome's hint for a case called with ``kwargs`` (its ``when``)."""
-    text = _account(outcome, mine, reference)
+    its hint (``hint`` False: a relation says more) and its hint for a case called with ``kwargs`` (``when``)."""
+    text = _account(outcome, mine, reference, hint)
     if outcome.when and (kwargs or {}).get(outcome.when[0]) == outcome.when[1]:
         text += f": {outcome.when[2]}"
     return text
 
 
-def _account(outcome: Outcome, mine: dict, reference: dict) -> str:
+def _account(outcome: Outcome, mine: dict, reference: dict, hint: bool) -> str:
     got, expected = mine[outcome.name], reference[outcome.name]
     if outcome.rule == "at_most":
         return f"{outcome.says} (off by {_numbers(got)}; allowed {outcome.tol:.0e})" + (
-            f": {outcome.hint}" if outcome.hint else "")
+            f": {outcome.hint}" if outcome.hint and hint else "")
     if outcome.rule == "equal":
         relation = ("" if got.dim() or expected.dim() else
                     ": the run stopped early" if float(got) < float(expected) else ": more than the budget")

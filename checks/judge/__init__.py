@@ -178,12 +178,14 @@ def _judge_outcomes(spec: specs.Spec, case: dict, outputs: dict) -> Verdict:
     for outcome in spec.outcomes:
         gap = outcomes.gap(outcome, mine, reference)
         if gap > outcome.tol:
-            # A stored run near the student's names the cause; else an exact relation to one of the case's
-            # weights; else a stored run that only fails the same way (_outcome_cause's looser match).
-            relation = outcomes.weight_relation(outcome, mine, reference, _weights(case))
+            # A stored run near the student's names the cause; else an exact relation (outcomes.relation);
+            # else a stored run that only fails the same way (_outcome_cause's looser match).
+            relation = outcomes.relation(outcome, mine, reference, _weights(case))
             cause = _outcome_cause(spec, case, mine, reference, same_way=not relation)
-            return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference, case.get("kwargs")),
-                           cause=cause, relation="" if cause else relation, finding=f"outcome {outcome.name!r} off")
+            relation = "" if cause else relation
+            return Verdict(spec.name, False, outcomes.describe(outcome, mine, reference, case.get("kwargs"),
+                                                               hint=not relation),
+                           cause=cause, relation=relation, finding=f"outcome {outcome.name!r} off")
     return Verdict(spec.name, True, spec.what)
 
 
@@ -243,15 +245,24 @@ def _structure(actual, expected: torch.Tensor, part: str) -> tuple[str, str, str
         return (f"{where}shape {fmt_shape(actual.shape)}, expected {fmt_shape(expected.shape)}", "wrong shape",
                 shape_hint(actual.shape, expected.shape).removeprefix("; "))
     if actual.dtype != expected.dtype:
-        return (f"{where}dtype {str(actual.dtype).replace('torch.', '')}, expected "
-                f"{str(expected.dtype).replace('torch.', '')}"), "wrong dtype", ""
+        wanted = str(expected.dtype).replace('torch.', '')
+        hint = ""
+        if actual.is_floating_point() and not expected.is_floating_point() and expected.dtype != torch.bool:
+            hint = (f"whole numbers are {wanted}: make the tensor from Python ints (0, not 0.0) or "
+                    f"with dtype=torch.{wanted}")
+        elif expected.is_floating_point() and not actual.is_floating_point():
+            hint = "the reference's values are fractions: integer arithmetic (// or an integer tensor) somewhere?"
+        return (f"{where}dtype {str(actual.dtype).replace('torch.', '')}, expected {wanted}"), "wrong dtype", hint
     if torch.is_floating_point(actual):
         bad = ~torch.isfinite(actual)
         if bad.any() and not bool((bad == ~torch.isfinite(expected)).all()):
             index = tuple(bad.nonzero()[0].tolist())
             kind = "NaN" if torch.isnan(actual).any() else "inf"
-            return (f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)} (a division by zero?)",
-                    f"{kind} values", "")
+            there = expected[bad & torch.isfinite(expected)]
+            hint = ("the reference is 0 at each of them: a 0/0 there; keep the divisor above zero (clamp it) for "
+                    "this input" if kind == "NaN" and there.numel() and bool((there == 0).all()) else "")
+            return (f"{where}{int(bad.sum())} {kind} value(s), first at {fmt_index(index)}"
+                    + ("" if hint else " (a division by zero?)"), f"{kind} values", hint)
     return "", "", ""
 
 
@@ -278,6 +289,16 @@ def _cause(spec: specs.Spec, case: dict, outputs: dict) -> str:
     return _stored_cause(spec, case, outputs)[0]
 
 
+# How near a single number (a loss) must be to a stored or generated mistake's: the same edit gives the same
+# number up to round-off, and within spec.mistake_tol (2 %) another edit's number often lies by chance.
+SCALAR_MATCH = 1e-3
+
+
+def _match_tol(spec: specs.Spec, outputs: dict) -> float:
+    single = all(outputs[part].numel() == 1 for part in spec.outputs if part in outputs)
+    return min(spec.mistake_tol, SCALAR_MATCH) if single else spec.mistake_tol
+
+
 def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
     """(the words of the stored mistake whose outputs these are nearest to, its distance) if near enough, else
     ('', inf)."""
@@ -287,7 +308,7 @@ def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
 
     deviation = max((relative_error(outputs[part], case["output"][part]) if part in outputs else float("inf")
                      for part in spec.outputs), default=float("inf"))
-    return _nearest_cause(case, distance, spec.mistake_tol, deviation)
+    return _nearest_cause(case, distance, _match_tol(spec, outputs), deviation)
 
 
 def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
@@ -299,7 +320,7 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
     mine = {part: sketch.sketch(outputs[part]) for part in spec.outputs if part in outputs}
     reference = max((sketch.distance(mine[part], sketch.sketch(case["output"][part])) if part in mine
                      else float("inf") for part in spec.outputs), default=float("inf"))
-    best, best_distance = None, min(spec.mistake_tol, 0.5 * reference)
+    best, best_distance = None, min(_match_tol(spec, outputs), 0.5 * reference)
     for mutant in mutants:
         found = max((sketch.distance(mine[part], s) if part in mine else float("inf")
                      for part, s in mutant["sketch"].items()), default=float("inf"))
