@@ -5,6 +5,8 @@ special outcome the public ones show (an image never fooled). And every stored m
 also fails a public one."""
 from collections import defaultdict
 
+import os
+
 import pytest
 import torch
 
@@ -115,6 +117,10 @@ def test_a_view_that_needs_contiguous_images_fails_on_the_channels_last_cases(ch
     for cases in _cases(spec.topic):
         mine = [c for c in cases if c["check"] == check]
         verdict = run_check(spec, mine, lambda case: compute_case(spec, module, case))
+        if os.environ.get("CONVLENS_CHANNELS_LAST") == "1":  # the network channels-last (tests/numeric_settings.py)
+            # makes every gradient channels-last: the view fails on every case, and the line still says why
+            assert not verdict.passed and "use .reshape(...)" in verdict.line, verdict.line
+            continue
         assert not verdict.passed and "channels-last" in verdict.line, verdict.line
         others = [c for c in mine if c.get("layout") != "channels_last"]
         assert run_check(spec, others, lambda case: compute_case(spec, module, case)).passed

@@ -284,3 +284,18 @@ def test_a_scalar_off_by_an_unnamed_factor_is_not_given_a_size():
     assert "which is" not in said, said
     half = describe(torch.tensor(0.5 * 3822.0), torch.tensor(3822.0), inputs, 1e-3, ())
     assert "1/N (N = 2)" in half and "1/2" in half, half
+
+
+def test_a_single_number_names_a_stored_mistake_only_when_it_is_that_number():
+    """A loss 1 % from a stored mistake's is another edit's by chance (2 % would match it); 1e-5 is round-off."""
+    from types import SimpleNamespace
+
+    from checks.judge import _stored_cause
+
+    spec = SimpleNamespace(outputs=("output",), mistake_tol=2e-2)
+    case = {"output": {"output": torch.tensor(100.0)},
+            "mistakes": [{"cause": "halved", "output": {"output": torch.tensor(50.0)}}]}
+    assert _stored_cause(spec, case, {"output": torch.tensor(50.0005)})[0] == "halved"
+    assert _stored_cause(spec, case, {"output": torch.tensor(50.5)})[0] == ""
+    many = {"output": {"output": torch.ones(64)}, "mistakes": [{"cause": "halved", "output": {"output": torch.full((64,), 0.5)}}]}
+    assert _stored_cause(spec, many, {"output": torch.full((64,), 0.505)})[0] == "halved"  # a map keeps 2 %

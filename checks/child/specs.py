@@ -80,6 +80,7 @@ class Spec:
     collect: Callable = single
     tol: dict = field(default_factory=dict)  # output name -> tolerance (default checks.child.core.DEFAULT_TOL)
     mistake_tol: float = 2e-2  # how close an output must be to a stored mistake for its cause to be named
+    kink_share: float = 0.0  # the share of a map's elements a verdict may leave out (a gradient's kinks)
     stand_ins: dict = field(default_factory=dict)  # callee name -> factory(case inputs) -> stand-in
     forbidden: tuple = ()
     attached_ok: bool = False  # losses may stay attached to the graph (the optimizer needs that)
@@ -113,6 +114,7 @@ def _spec(name: str, data: dict) -> Spec:
     return Spec(name, data["topic"], data["what"], inputs=data["inputs"], outputs=outputs,
                 collect=COLLECTORS[data.get("collect", "single")](outputs), tol=data.get("tol", {}),
                 mistake_tol=data.get("mistake_tol", 2e-2),
+                kink_share=data.get("kink_share", 0.0),
                 stand_ins={callee: fixtures.STAND_INS[callee] for callee in data.get("stand_ins", ())},
                 forbidden=tuple(data.get("forbidden", ())), attached_ok=data.get("attached_ok", False),
                 differentiable=data.get("differentiable", False), differentiated=data.get("differentiated", {}),

@@ -99,7 +99,7 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     worst = None
     for part in spec.outputs:
         tol = spec.tol.get(part, DEFAULT_TOL)
-        error = relative_error(outputs[part], expected[part])
+        error = _error_beyond_kinks(outputs[part], expected[part], spec.kink_share)
         if error > tol:
             worst = worst or (part, error, tol)
     if worst is None:
@@ -354,6 +354,27 @@ def _nearest_cause(case: dict, distance: Callable[[dict], float], tol: float,
         if found <= best_distance:
             best, best_distance = mistake, found
     return (best["cause"], best_distance) if best is not None else ("", float("inf"))
+
+
+# A gradient through the network's ReLU6 and max steps jumps at a few pixels when another machine's round-off
+# (its kernels, oneDNN, the threads, the layout) moves an activation across a kink. Measured: 22 of 20736
+# integrated-gradients values and 34 of 55296 saliency values beyond 1e-3 of the scale under oneDNN off or
+# the older kernels (tests/test_numerics.py). The gradient maps' records set ``kink_share``; an image's
+# does not: a missing clamp to [0, 1] changes fewer than 0.5 % of its pixels.
+
+
+def _error_beyond_kinks(actual: torch.Tensor, expected: torch.Tensor, share: float) -> float:
+    """relative_error, leaving out the worst ``share`` of the elements of a map of 1000 or more; the form
+    (shape, NaN where the reference has none) is judged before this."""
+    error = relative_error(actual, expected)
+    if not share or error == float("inf") or not torch.is_floating_point(expected) or expected.numel() < 1000:
+        return error
+    a, e = actual.detach().to("cpu", torch.float64).flatten(), expected.to(torch.float64).flatten()
+    finite = torch.isfinite(a) & torch.isfinite(e)
+    gaps = torch.where(finite, (a - e).abs(), torch.zeros_like(a)).sort().values
+    kept = gaps[: len(gaps) - int(len(gaps) * share)]
+    scale = float(e[finite].abs().max()) if bool(finite.any()) else 1.0
+    return float(kept[-1]) / (scale or 1.0)
 
 
 def _distance(actual: torch.Tensor, stored: torch.Tensor) -> float:

@@ -12,6 +12,8 @@ A record holds four kinds of table, and optionally a fifth:
                    one tensor), "pair" (a tuple of the two outputs), "image_and_history" (the style loop's)
     tol            the largest allowed error of each output, relative to the reference's scale
     mistake_tol    how close an output must be to a stored mistake's for its cause to be named
+    kink_share     the share of a map's elements its verdict may leave out: a gradient through the network
+                   jumps at a few pixels where another machine's round-off crosses a ReLU6 kink (0: none)
     stand_ins      the other exercises the function calls, replaced during the check by the fixed stand-ins of
                    checks/child/fixtures.py (one function, one check)
     forbidden      library implementations of the same method; calling one fails the check
