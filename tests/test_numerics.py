@@ -24,8 +24,10 @@ SETTINGS = {
 # setting, run once by hand, takes 26 min here with oneDNN off: too long for every run.)
 FILES = ["tests/test_checks.py", "tests/test_case_kinds.py", "tests/test_relations.py", "tests/test_saliency.py",
          "tests/test_gradcam.py", "tests/test_fooling.py", "tests/test_style_transfer.py"]
-TESTS = ["-m", "pytest", "-q", "-W", "ignore", "-p", "no:xdist", "-m", " and ".join(f"not {m}" for m in FULL_TIER_ONLY),
-         *FILES]
+TESTS = ["-m", "pytest", "-q", "-W", "ignore", "-p", "no:xdist", "-m", " and ".join(f"not {m}" for m in FULL_TIER_ONLY)]
+# oneDNN off runs the network's plain kernels, several times slower: there the checks only, on every case.
+CHOSEN = {"oneDNN off, two threads": ["tests/test_checks.py", "-k",
+                                      "known_mistake or correct_variant or one_bug or solution_passes"]}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,8 @@ def runs(tmp_path_factory) -> dict:
     started = {}
     for setting, extra in SETTINGS.items():
         base = tmp_path_factory.mktemp("numerics")  # pytest would otherwise clean up the others' folders
-        started[setting] = subprocess.Popen([sys.executable, *TESTS, "--basetemp", str(base)], cwd=ROOT,
+        started[setting] = subprocess.Popen([sys.executable, *TESTS, *CHOSEN.get(setting, FILES), "--basetemp",
+                                             str(base)], cwd=ROOT,
                                             env={**os.environ, **extra}, stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True)
     done = {}
