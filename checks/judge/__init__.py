@@ -369,12 +369,18 @@ def _error_beyond_kinks(actual: torch.Tensor, expected: torch.Tensor, share: flo
     error = relative_error(actual, expected)
     if not share or error == float("inf") or not torch.is_floating_point(expected) or expected.numel() < 1000:
         return error
-    a, e = actual.detach().to("cpu", torch.float64).flatten(), expected.to(torch.float64).flatten()
-    finite = torch.isfinite(a) & torch.isfinite(e)
-    gaps = torch.where(finite, (a - e).abs(), torch.zeros_like(a)).sort().values
-    kept = gaps[: len(gaps) - int(len(gaps) * share)]
-    scale = float(e[finite].abs().max()) if bool(finite.any()) else 1.0
-    return float(kept[-1]) / (scale or 1.0)
+    return _error_without_worst(actual, expected, int(expected.numel() * share))
+
+
+def _error_without_worst(actual: torch.Tensor, reference: torch.Tensor, left_out: int) -> float:
+    """The largest |actual - reference| once the ``left_out`` largest are set aside, relative to the
+    reference's scale (its largest finite value); positions not finite in either count as 0."""
+    a, v = actual.detach().to("cpu", torch.float64).flatten(), reference.to(torch.float64).flatten()
+    finite = torch.isfinite(a) & torch.isfinite(v)
+    gaps = torch.where(finite, (a - v).abs(), torch.zeros_like(a)).sort().values
+    kept = gaps[: len(gaps) - left_out]
+    scale = float(v[finite].abs().max()) if bool(finite.any()) else 1.0
+    return float(kept[-1]) / (scale or 1.0)  # an all-zero reference: absolute, as relative_error
 
 
 def _distance(actual: torch.Tensor, stored: torch.Tensor) -> float:
@@ -387,14 +393,9 @@ def _distance(actual: torch.Tensor, stored: torch.Tensor) -> float:
         return 0.0 if bool(torch.equal(actual.to(stored.dtype), stored)) else float("inf")
     if stored.numel() < 1000:
         return relative_error(actual, stored)
-    a, v = actual.to(torch.float64).flatten(), stored.to(torch.float64).flatten()
-    finite = torch.isfinite(v)
-    if not bool((torch.isfinite(a) == finite).all()):  # NaN or inf where the mistake has none, or the reverse
+    if not bool((torch.isfinite(actual) == torch.isfinite(stored)).all()):  # NaN or inf where the mistake has none
         return float("inf")
-    gaps = torch.where(finite, (a - v).abs(), torch.zeros_like(a)).sort().values
-    kept = gaps[: len(gaps) - max(1, len(gaps) // 1000)]
-    scale = float(v[finite].abs().max()) if bool(finite.any()) else 1.0
-    return float(kept[-1]) / max(scale, 1e-12)
+    return _error_without_worst(actual, stored, max(1, stored.numel() // 1000))
 
 
 def shape_hint(actual_shape, expected_shape) -> str:
