@@ -10,6 +10,11 @@ outcomes fail, which way), which decides whether its cause is named on another m
 (checks/judge/ matches a stored mistake by that pattern first).
 
     python bench/bench_numerics.py
+    python bench/bench_numerics.py --tier   # the whole fast tier under each setting of tests/test_numerics.py
+
+With ``--tier`` it runs the whole fast tier (``kit.py test``'s tests) under each setting that the numerics test
+runs a part of, the three at once, one test after another in each, and prints per setting the counts, the failed
+tests and the wall time (tens of minutes: the plain kernels of oneDNN off are several times slower).
 """
 from __future__ import annotations
 
@@ -71,8 +76,39 @@ def measure(env: dict) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def whole_tier() -> None:
+    """The fast tier under each setting of the numerics test, as `kit.py test` collects it."""
+    import re
+    import tempfile
+    import time
+
+    from kit import FULL_TIER_ONLY
+    from tests.test_numerics import SETTINGS as TIER_SETTINGS
+
+    fast = " and ".join(f"not {m}" for m in FULL_TIER_ONLY)
+    started, begun = {}, time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        for k, (label, env) in enumerate(TIER_SETTINGS.items()):
+            command = [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-W", "ignore", "-m", fast,
+                       "--basetemp", os.path.join(scratch, str(k))]
+            started[label] = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, text=True,
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for label, process in started.items():
+            output, _ = process.communicate()
+            summary = [line for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+            failed = [line.split()[1] for line in output.splitlines() if line.startswith("FAILED ")]
+            print(f"{label}: {summary[-1].strip('= ') if summary else 'no summary'}; exit {process.returncode}; "
+                  f"done after {(time.perf_counter() - begun) / 60:.1f} min")
+            for name in failed:
+                print(f"    FAILED {name}")
+    print(machine_line())
+
+
 def main() -> None:
     warnings.simplefilter("ignore")
+    if "--tier" in sys.argv[1:]:
+        whole_tier()
+        return
     print(machine_line())
     results = {label: measure(env) for label, env in SETTINGS.items()}
     base_label, base = next(iter(results.items()))

@@ -13,6 +13,8 @@ INPUTS = {"images": torch.rand(3, 3, 8, 10)}
     (E / 80, "1/H·W (H·W = 80)"),
     (E * 3, "C (C = 3): a division by C is missing"),
     (E * 0.37, "times 0.37: a missing or extra constant factor"),
+    (E * 3 ** -0.5, "1/√C (C = 3): divided by √C once too often, or one norm taken over all C"),
+    (E * 240 ** 0.5, "√C·H·W (C·H·W = 240): divided by √C·H·W where the reference divides by C·H·W"),
     (-E, "sign is flipped"),
     (E.abs(), "an absolute value is taken"),
     (E * torch.where(torch.rand_like(E) < 0.3, -1.0, 1.0), "equal up to the sign"),
@@ -27,6 +29,7 @@ INPUTS = {"images": torch.rand(3, 3, 8, 10)}
     (E.sign() * E.abs().sqrt() * 3, "the output is the reference square-rooted: the reference squares a value the "
                                     "output takes as it is, times 3"),
     (E.clamp(-1, 1), "the output is the reference clipped to [-1, 1]"),
+    (E.sign() * 0.25, "every value is ±0.25 with the reference's sign"),
     (E.clamp(min=0), "clipped to [0,"),
     (E * (torch.rand(E.shape, generator=torch.Generator().manual_seed(3)) > 0.3),
      "the output is 0 at 3"),  # about 30 %
@@ -245,6 +248,35 @@ def test_a_change_bounded_per_image_is_told_from_one_bounded_per_value():
                                         "with": "cap = max_steps + extra_steps"}],
      "only the images whose steps is -1 in the reference differ"),
     # the content weight applied again to the content loss
+    # saliency from the first colour channel only, by indexing
+    ("saliency", "saliency_map", [{"replace": "return grad.abs().amax(dim=1)", "with": "return grad[:, 0].abs()"}],
+     "one entry of an axis (its first) where the reference takes the maximum over it"),
+    # total variation whose horizontal differences wrap around, written with the tensor's roll method
+    ("style", "tv_loss", [{"replace": "horizontal = (img[:, :, :, 1:] - img[:, :, :, :-1])",
+                           "with": "horizontal = (img.roll(1, 3) - img)"}],
+     "differences that wrap around the border"),
+    # the style weight on the Gram matrix only, written as a product on the right inside a power
+    ("style", "style_loss", [{"replace": "term = weight * (gram_matrix(feats[layer]) - target).pow(2).sum()",
+                              "with": "term = ((gram_matrix(feats[layer]) * weight - target) ** 2).sum()"}],
+     "a weight on one side of a difference inside a square"),
+    # the layer weights taken in reverse order
+    ("style", "style_loss", [{"replace": "zip(style_layers, style_targets, style_weights)",
+                              "with": "zip(style_layers, style_targets, reversed(style_weights))"}],
+     "items paired with the wrong partners"),
+    # total variation's second difference taken along the rows again (across the colour channels is named on
+    # colour cases, but a hidden case's grey image has none: there it is "only the vertical differences")
+    ("style", "tv_loss", [{"replace": "horizontal = (img[:, :, :, 1:] - img[:, :, :, :-1]).pow(2).sum()",
+                           "with": "horizontal = torch.diff(img, dim=-2).pow(2).sum()"}],
+     "differences along another axis than the reference's"),
+    # one path point too many
+    ("saliency", "integrated_gradients", [{"replace": "for k in range(steps):", "with": "for k in range(1 + steps):"}],
+     "a loop range that goes one further"),
+    # occlusion's drop in log-probabilities, written as the log of the softmax
+    ("saliency", "occlusion_map", [{"replace": "original = F.softmax(model(images), dim=1)",
+                                    "with": "original = F.softmax(model(images), dim=1).log()"},
+                                   {"replace": "prob = F.softmax(model(occluded), dim=1)",
+                                    "with": "prob = F.softmax(model(occluded), dim=1).log()"}],
+     "log-probabilities (a log-softmax) where the reference uses probabilities (a softmax), at every place"),
     ("style", "style_transfer", [{"replace": "total = c_loss + s_loss + t_loss",
                                   "with": "c_loss = c_loss * settings.content_weight\n"
                                           "        total = c_loss + s_loss + t_loss"}],
@@ -299,3 +331,21 @@ def test_a_single_number_names_a_stored_mistake_only_when_it_is_that_number():
     assert _stored_cause(spec, case, {"output": torch.tensor(50.5)})[0] == ""
     many = {"output": {"output": torch.ones(64)}, "mistakes": [{"cause": "halved", "output": {"output": torch.full((64,), 0.5)}}]}
     assert _stored_cause(spec, many, {"output": torch.full((64,), 0.505)})[0] == "halved"  # a map keeps 2 %
+
+
+def test_a_step_is_judged_by_its_change_from_the_input():
+    """An output that is an input moved a little (an attack, an ascent step) is compared by its change: a tenth of
+    the reference's step is not "near" a stored mistake that never steps, though both images are within 1 %."""
+    from checks.child import specs
+    from checks.judge import _stored_cause, judge_case
+    from checks.child.core import CaseResult
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.8 + 0.1
+    step = 0.05 * torch.randn(images.shape, generator=torch.Generator().manual_seed(2)).sign()
+    case = {"inputs": {"images": images}, "output": {"output": images + step},
+            "mistakes": [{"cause": "never stepped", "output": {"output": images.clone()}}], "mutants": []}
+    spec = specs.SPECS["pgd_attack"]
+    assert _stored_cause(spec, case, {"output": images + step / 10}) == ("", float("inf"))
+    assert _stored_cause(spec, case, {"output": images.clone()})[0] == "never stepped"
+    verdict = judge_case(spec, case, CaseResult({"output": images + step / 10}))
+    assert "compared as changes from images: the output is the reference times 0.1" in verdict.line, verdict.line

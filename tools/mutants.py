@@ -24,9 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 REDUCTIONS = {"sum": "mean", "mean": "sum"}
 REDUCTION_WORDS = {("sum", "mean"): "an average where the reference sums",
                    ("mean", "sum"): "a sum where the reference averages"}
+WRAPPED = ("differences that wrap around the border (the last row or column also taken against the first) where "
+           "the reference stops at the edge")
 # Edits that a student makes at every place at once when they hold one convention the other way round.
 EVERYWHERE = {"a shift in the opposite direction", "an average where the reference sums",
-              "a sum where the reference averages", "a value that is not squared", "an absolute value left out"}
+              "a sum where the reference averages", "a value that is not squared", "an absolute value left out", WRAPPED,
+              "log-probabilities (a log-softmax) where the reference uses probabilities (a softmax)"}
 # One arithmetic operator written for another (the classic replacement; division into multiplication is below).
 ARITHMETIC = {ast.Mult: ((ast.Add, "an addition where the reference multiplies"),),
               ast.Add: ((ast.Mult, "a multiplication where the reference adds"),
@@ -37,6 +40,9 @@ KEYWORD_CHOICES = {"reduction": {"sum": ["mean"], "mean": ["sum"]},
                    "mode": {"bilinear": ["nearest", "bicubic"], "nearest": ["bilinear"]}}
 # What a function's gradient is usually called: where it is used, the gradient times the input is a classic slip.
 GRADIENT_NAMES = {"grad", "grads", "gradient", "gradients"}
+# Reductions over one axis, and what each takes: replaced by the axis' first entry.
+ONE_ENTRY = {"amax": "the maximum", "amin": "the minimum", "sum": "the sum", "mean": "the average",
+             "norm": "the norm"}
 AXIS_CALLS = {"sum", "mean", "amax", "amin", "max", "min", "norm", "softmax", "log_softmax", "argmax", "flatten",
               "cumsum", "roll"}
 
@@ -70,6 +76,16 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                     other = copy.deepcopy(node)
                     next(k for k in other.keywords if k.arg == keyword.arg).value = ast.Constant(keyword.value.value + shift)
                     yield f"the {name} taken over another axis", other
+    name = _is_call(node, ONE_ENTRY)
+    if name and isinstance(node.func, ast.Attribute) and not node.args:
+        dims = [k for k in node.keywords if k.arg == "dim"]
+        if len(dims) == 1 and isinstance(dims[0].value, ast.Constant) and isinstance(dims[0].value.value, int):
+            # x.amax(dim=1) -> x.select(1, 0): one entry of the axis (a channel, a row) stands for all of them
+            keep = any(k.arg == "keepdim" and isinstance(k.value, ast.Constant) and k.value.value is True
+                       for k in node.keywords)
+            yield f"one entry of an axis (its first) where the reference takes {ONE_ENTRY[name]} over it", ast.Call(
+                ast.Attribute(node.func.value, "narrow" if keep else "select", ast.Load()),
+                [dims[0].value, ast.Constant(0)] + ([ast.Constant(1)] if keep else []), [])
     if _is_call(node, {"norm"}):
         has_p = [k for k in node.keywords if k.arg == "p"]
         for p, words in ((1, "an L1 norm where the reference takes L2"),
@@ -206,16 +222,21 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
                 inside = _weight_inside_square(weight, squared)
                 if inside is not None:
                     yield "a weight inside a square where the reference applies it outside", inside
+                for one_side in _weight_on_one_side(weight, squared):
+                    yield ("a weight on one side of a difference inside a square where the reference weights the "
+                           "squared difference"), one_side
         if isinstance(node.op, ast.Sub) and all(isinstance(side, ast.Subscript) for side in (node.left, node.right)):
             apart = _neighbours_apart(node)
             if apart is not None:
                 yield "neighbours two apart where the reference takes adjacent ones", apart
+            wrapped = _wrapped(node)
+            if wrapped is not None:
+                yield WRAPPED, wrapped
         for other, words in ARITHMETIC.get(type(node.op), ()):
             yield words, ast.BinOp(node.left, other(), node.right)
         if isinstance(node.op, ast.Sub) and all(isinstance(side, ast.Subscript) for side in (node.left, node.right)):
-            across = _other_axis(node)
-            if across is not None:
-                yield "differences along the other axis where the reference takes both", across
+            for across in _other_axes(node):
+                yield "differences along another axis than the reference's", across
         if isinstance(node.op, ast.MatMult):
             yield "the two factors of a matrix product swapped", ast.BinOp(node.right, ast.MatMult(), node.left)
         if isinstance(node.op, ast.Div):
@@ -254,11 +275,20 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
         if flip:
             yield "a comparison on the other side of its boundary (< against <=)", ast.Compare(
                 node.left, [flip()], node.comparators)
-    if _is_call(node, {"range"}) and len(node.args) >= 2:
+    if _is_call(node, {"range"}) and node.args:
+        end = 1 if len(node.args) >= 2 else 0  # range(stop) or range(start, stop[, step])
         for shift, words in ((-1, "a loop range that stops one early"), (1, "a loop range that goes one further")):
             other = copy.deepcopy(node)
-            other.args[1] = ast.BinOp(other.args[1], ast.Add(), ast.Constant(shift))
+            other.args[end] = ast.BinOp(other.args[end], ast.Add(), ast.Constant(shift))
             yield words, other
+    if _is_call(node, {"zip"}) and len(node.args) >= 2:
+        for place in range(len(node.args)):
+            # one of the paired sequences in the reverse order: its items go with the others' wrong items
+            other = copy.deepcopy(node)
+            other.args[place] = ast.Subscript(ast.Call(ast.Name("list", ast.Load()), [other.args[place]], []),
+                                              ast.Slice(None, None, ast.UnaryOp(ast.USub(), ast.Constant(1))),
+                                              ast.Load())
+            yield "items paired with the wrong partners (one of the sequences zipped together in reverse)", other
     yield from _substituted_operations(node)
 
 
@@ -305,6 +335,28 @@ def _weight_inside_square(weight: ast.expr, squared: ast.expr) -> ast.expr | Non
     return None
 
 
+def _weight_on_one_side(weight: ast.expr, squared: ast.expr) -> Iterator[ast.expr]:
+    """``w * (a - b).pow(2)...`` -> ``(w * a - b).pow(2)...`` and ``(a - w * b).pow(2)...``: the weight reaches
+    one side of the squared difference only."""
+    node = squared
+    path = []
+    while isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr == "pow" and node.args and isinstance(node.args[0], ast.Constant) \
+                and node.args[0].value == 2 and isinstance(node.func.value, ast.BinOp) \
+                and isinstance(node.func.value.op, ast.Sub):
+            for side in ("left", "right"):
+                moved = copy.deepcopy(squared)
+                inner = moved
+                for _ in path:
+                    inner = inner.func.value
+                difference = inner.func.value
+                setattr(difference, side, ast.BinOp(copy.deepcopy(weight), ast.Mult(), getattr(difference, side)))
+                yield moved
+            return
+        path.append(node)
+        node = node.func.value
+
+
 def _neighbours_apart(node: ast.BinOp) -> ast.expr | None:
     """``x[..., 1:] - x[..., :-1]`` -> ``x[..., 2:] - x[..., :-2]``: every constant slice bound moved one
     further from zero, on both sides of the difference."""
@@ -325,16 +377,55 @@ def _neighbours_apart(node: ast.BinOp) -> ast.expr | None:
     return changed if moved >= 2 else None
 
 
-def _other_axis(node: ast.BinOp) -> ast.expr | None:
-    """``x[:, :, 1:, :] - x[:, :, :-1, :]`` -> ``x[:, :, :, 1:] - x[:, :, :, :-1]``: the same difference taken
-    along the last axis where the reference takes the one before it (or the other way round)."""
-    changed = copy.deepcopy(node)
-    for side in (changed.left, changed.right):
-        if not (isinstance(side.slice, ast.Tuple) and len(side.slice.elts) == 4):
+def _wrapped(node: ast.BinOp) -> ast.expr | None:
+    """``x[:, :, 1:, :] - x[:, :, :-1, :]`` -> ``x - torch.roll(x, 1, dims=2)``: neighbours' differences that
+    also take the first row against the last (as a circular shift does)."""
+    left, right = node.left, node.right
+    if not (isinstance(left.value, ast.Name) and isinstance(right.value, ast.Name) and left.value.id == right.value.id
+            and isinstance(left.slice, ast.Tuple) and isinstance(right.slice, ast.Tuple)
+            and len(left.slice.elts) == len(right.slice.elts)):
+        return None
+    def bound(value):
+        if isinstance(value, ast.Constant):
+            return value.value
+        if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) and isinstance(value.operand, ast.Constant):
+            return -value.operand.value
+        return value
+    axes = []
+    for axis, (a, b) in enumerate(zip(left.slice.elts, right.slice.elts)):
+        if not (isinstance(a, ast.Slice) and isinstance(b, ast.Slice)) or a.step or b.step:
             return None
-        elts = side.slice.elts
-        elts[2], elts[3] = elts[3], elts[2]
-    return changed if ast.dump(changed) != ast.dump(node) else None
+        spans = ((bound(a.lower), bound(a.upper)), (bound(b.lower), bound(b.upper)))
+        if spans == ((1, None), (None, -1)):
+            axes.append(axis)
+        elif spans != ((None, None), (None, None)):
+            return None
+    if len(axes) != 1:
+        return None
+    name = ast.Name(left.value.id, ast.Load())
+    return ast.BinOp(name, ast.Sub(), ast.Call(ast.Attribute(ast.Name("torch", ast.Load()), "roll", ast.Load()),
+                                               [copy.deepcopy(name), ast.Constant(1)],
+                                               [ast.keyword("dims", ast.Constant(axes[0]))]))
+
+
+def _other_axes(node: ast.BinOp) -> Iterator[ast.expr]:
+    """``x[:, :, 1:, :] - x[:, :, :-1, :]`` -> ``x[:, :, :, 1:] - x[:, :, :, :-1]`` or ``x[:, 1:, :, :] -
+    x[:, :-1, :, :]``: the same difference taken along another axis (not the batch's)."""
+    for side in (node.left, node.right):
+        if not (isinstance(side.slice, ast.Tuple) and len(side.slice.elts) == 4):
+            return
+    sliced = [i for i in range(1, 4) if ast.dump(node.left.slice.elts[i]) != ast.dump(ast.Slice())]
+    if len(sliced) != 1:
+        return
+    for other in range(1, 4):
+        if other == sliced[0]:
+            continue
+        changed = copy.deepcopy(node)
+        for side in (changed.left, changed.right):
+            elts = side.slice.elts
+            elts[sliced[0]], elts[other] = elts[other], elts[sliced[0]]
+        if ast.dump(changed) != ast.dump(node):
+            yield changed
 
 
 def _one_channel(node: ast.Subscript) -> ast.Subscript | None:

@@ -113,8 +113,15 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
     if apart <= relations.FIT and not _same_mistake(spec, case, cause, mutant):
         cause = mutant
     if not cause and torch.is_floating_point(expected[part]):
-        relation = relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
-                                      case.get("terms", ()), {p: expected[p] for p in spec.outputs if p != part})
+        others = {p: expected[p] for p in spec.outputs if p != part}
+        start = _step_start(case, expected[part])
+        if start is not None:  # a step from an input: what it did is in the change, not in the whole image
+            name, before = start
+            shapes = {k: v.shape for k, v in case.get("inputs", {}).items() if isinstance(v, torch.Tensor)}
+            relation = relations.describe(outputs[part] - before, expected[part] - before, shapes, tol, (), others)
+            relation = f"compared as changes from {name}: {relation}" if relation else ""
+        relation = relation or relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
+                                                  case.get("terms", ()), others)
     if not cause and not relation:
         cause = mutant
     return Verdict(name, False, _difference(outputs[part], expected[part], error, tol,
@@ -299,11 +306,54 @@ def _match_tol(spec: specs.Spec, outputs: dict) -> float:
     return min(spec.mistake_tol, SCALAR_MATCH) if single else spec.mistake_tol
 
 
+STEP_SHARE = 0.5  # an output whose change from an input of its shape is under this share of its norm: a step
+
+
+def _step_start(case: dict, expected: torch.Tensor):
+    """(name, tensor) of the case's input that the reference output is a step from (same shape, and a change
+    under STEP_SHARE of the output's norm: an image moved by one ascent step or an attack), else None. Mistakes in
+    a step are told apart by the change they make: beside the whole image, any two steps lie close."""
+    if not torch.is_floating_point(expected) or expected.dim() < 2:
+        return None
+    wanted = expected.detach().to(torch.float64)
+    for name, value in case.get("inputs", {}).items():
+        if isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(expected.shape) \
+                and value.is_floating_point():
+            before = value.detach().to(torch.float64)
+            change = (wanted - before).norm().item()
+            if 0 < change <= STEP_SHARE * wanted.norm().item():
+                return name, before
+    return None
+
+
+def _changes(case: dict, spec: specs.Spec, tensors: dict) -> dict:
+    """``tensors`` ({part: output}) with each step output (:func:`_step_start`) made its change from the input."""
+    changed = dict(tensors)
+    for part in spec.outputs:
+        start = _step_start(case, case["output"][part]) if part in tensors else None
+        if start is not None and tuple(tensors[part].shape) == tuple(start[1].shape):
+            changed[part] = tensors[part].detach().to(torch.float64) - start[1]
+    return changed
+
+
 def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
     """(the words of the stored mistake whose outputs these are nearest to, its distance) if near enough, else
-    ('', inf)."""
+    ('', inf). A step output is compared by its change from the input."""
+    mine = _changes(case, spec, outputs)
+    wanted = _changes(case, spec, case["output"])
+
+    def apart(part: str, theirs: torch.Tensor) -> float:
+        found = _distance(mine[part], theirs)
+        if part not in outputs or mine[part] is outputs[part] or not torch.is_floating_point(theirs):
+            return found
+        # A mistake's change that is (nearly) nothing is measured against the reference's change, not with
+        # scale 1: any small step would lie "near" a step never taken.
+        own = float(theirs.abs().max())
+        return found * (own or 1.0) / (max(own, float(wanted[part].abs().max())) or 1.0)
+
     def distance(theirs: dict) -> float:
-        return max((_distance(outputs[part], theirs[part]) if part in outputs else float("inf")
+        theirs = _changes(case, spec, {part: theirs[part] for part in spec.outputs if part in theirs})
+        return max((apart(part, theirs[part]) if part in mine else float("inf")
                     for part in spec.outputs if part in theirs), default=float("inf"))
 
     deviation = max((relative_error(outputs[part], case["output"][part]) if part in outputs else float("inf")
@@ -317,12 +367,20 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
     mutants = case.get("mutants", [])
     if not mutants:
         return "", float("inf")
-    mine = {part: sketch.sketch(outputs[part]) for part in spec.outputs if part in outputs}
-    reference = max((sketch.distance(mine[part], sketch.sketch(case["output"][part])) if part in mine
+    # A step output is compared by its change from the input: a sketch is linear, so the input's sketch is
+    # taken off each one.
+    starts = {part: sketch.sketch(start[1]) for part in spec.outputs
+              if (start := _step_start(case, case["output"][part])) is not None}
+
+    def change(part: str, s: torch.Tensor) -> torch.Tensor:
+        return torch.cat([s[:-1] - starts[part][:-1], s[-1:]]) if part in starts else s
+
+    mine = {part: change(part, sketch.sketch(outputs[part])) for part in spec.outputs if part in outputs}
+    reference = max((sketch.distance(mine[part], change(part, sketch.sketch(case["output"][part]))) if part in mine
                      else float("inf") for part in spec.outputs), default=float("inf"))
     best, best_distance = None, min(_match_tol(spec, outputs), 0.5 * reference)
     for mutant in mutants:
-        found = max((sketch.distance(mine[part], s) if part in mine else float("inf")
+        found = max((sketch.distance(mine[part], change(part, s)) if part in mine else float("inf")
                      for part, s in mutant["sketch"].items()), default=float("inf"))
         if found <= best_distance:
             best, best_distance = mutant, found

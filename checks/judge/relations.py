@@ -6,7 +6,8 @@ differing, an output that is (nearly) zero, a constant factor (and which size of
 up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a normalization over the batch
 instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
 from the input bounded per image (an L2 ball) where the reference bounds each value, a factor per channel, a
-rescaling with an offset, a square or a square root of the reference, one clipped to the other's range, values
+rescaling with an offset, a square or a square root of the reference, the reference's signs at one size, one
+clipped to the other's range, values
 zeroed by a mask, a product with an input, and equality away from the border.
 It reads only the output, the reference and the sizes of the case's inputs: no formula of an exercise.
 """
@@ -21,7 +22,8 @@ FIT = 1e-3  # a relation holds when it explains the output to this fraction of t
 
 def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=(),
              others: dict | None = None) -> str:
-    """The relation that holds, in words, or ''. ``actual`` and ``expected``: float tensors of one shape; ``terms``: the
+    """The relation that holds, in words, or ''. ``actual`` and ``expected``: float tensors of one shape; ``inputs``:
+    the case's inputs, or only their shapes (``torch.Size``) where the outputs are changes from one; ``terms``: the
     reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them;
     ``others``: the reference's other outputs of the same call ({name: tensor}), such as a count per image."""
     a, e = actual.detach().to(torch.float64), expected.detach().to(torch.float64)
@@ -47,7 +49,7 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     found = _by_other_output(a, e, near, others or {})
     if found:
         return found
-    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _clamped,
+    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _signs, _clamped,
                   _zeroed, _times_input, _border):
         found = check(a, e, near, inputs)
         if found:
@@ -73,8 +75,9 @@ def _sizes(inputs: dict) -> dict[str, int]:
     """Named sizes of the case's first image-like input (N, C, H, W) or feature input (N, C, H, W), with the
     products a normalization uses."""
     for value in inputs.values():
-        if isinstance(value, torch.Tensor) and value.dim() == 4 and value.is_floating_point():
-            n, c, h, w = value.shape
+        if isinstance(value, torch.Size) and len(value) == 4 or (
+                isinstance(value, torch.Tensor) and value.dim() == 4 and value.is_floating_point()):
+            n, c, h, w = value if isinstance(value, torch.Size) else value.shape
             return {"N": n, "C": c, "H": h, "W": w, "H·W": h * w, "C·H·W": c * h * w, "N·C·H·W": n * c * h * w,
                     "2": 2}
     return {"2": 2}
@@ -92,6 +95,11 @@ def _factor(a, e, near, inputs) -> str:
             names.append(f"1/{name} ({name} = {size}): divided by {name} once too often")
         elif size > 1 and abs(c / size - 1) < 1e-3:
             names.append(f"{name} ({name} = {size}): a division by {name} is missing")
+        elif name != "2" and size > 1 and abs(c * size ** 0.5 - 1) < 1e-3:
+            names.append(f"1/√{name} ({name} = {size}): divided by √{name} once too often, or one norm taken over "
+                         f"all {name} where the reference takes one for each")
+        elif name != "2" and size > 1 and abs(c / size ** 0.5 - 1) < 1e-3:
+            names.append(f"√{name} ({name} = {size}): divided by √{name} where the reference divides by {name}")
     if a.numel() == 1 and not names:
         return ""  # any number is some multiple of another: only a named size says something
     what = f"the output is the reference times {c:.4g}"
@@ -278,6 +286,19 @@ def _clamped(a, e, near, inputs) -> str:
         if share > 0.01 and near(clipped, whole.clamp(low, high)):
             return words.format(range=f"[{low.item():.3g}, {high.item():.3g}]", share=f"{share:.0%}")
     return ""
+
+
+def _signs(a, e, near, inputs) -> str:
+    """Every value is ±b, with the reference's sign: the same directions, one size for all (sign steps of
+    another length, or a bound every value reaches)."""
+    if a.numel() < 2:
+        return ""
+    size = a.abs().max()
+    moved = e != 0
+    if size == 0 or not bool(moved.any()) or not near(a, size * e.sign()):
+        return ""
+    return (f"every value is ±{size.item():.3g} with the reference's sign, where the reference's reach "
+            f"{e.abs().max().item():.3g}: the same directions with another size (a step length or a bound)")
 
 
 def _zeroed(a, e, near, inputs) -> str:
