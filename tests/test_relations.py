@@ -349,3 +349,15 @@ def test_a_step_is_judged_by_its_change_from_the_input():
     assert _stored_cause(spec, case, {"output": images.clone()})[0] == "never stepped"
     verdict = judge_case(spec, case, CaseResult({"output": images + step / 10}))
     assert "compared as changes from images: the output is the reference times 0.1" in verdict.line, verdict.line
+
+
+def test_values_at_one_size_with_the_references_signs_are_named():
+    """A sign step kept at one size where the reference's reach a bound, and scaled values where the reference
+    takes their sign: the directions agree and the sizes do not."""
+    signs = E.sign()
+    bound = 0.05 * signs * (E.abs() > 0.1)  # most values at the bound, some not moved
+    one_step = 0.02 * signs * (E.abs() > 0.1)
+    one_step[0, 0, 0, :4] = -one_step[0, 0, 0, :4]  # a few later steps turned back: no factor, no sign relation
+    assert "most values are ±0.02" in describe(one_step, bound, {}, 1e-4)
+    scaled = 0.05 * E / E.abs().max() * (E.abs() > 0.1)
+    assert "the output has their signs at 100% but sizes of its own" in describe(scaled, bound, {}, 1e-4)

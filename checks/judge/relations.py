@@ -49,7 +49,7 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     found = _by_other_output(a, e, near, others or {})
     if found:
         return found
-    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _signs, _clamped,
+    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _signs, _clamped, _one_size,
                   _zeroed, _times_input, _border):
         found = check(a, e, near, inputs)
         if found:
@@ -299,6 +299,39 @@ def _signs(a, e, near, inputs) -> str:
         return ""
     return (f"every value is ±{size.item():.3g} with the reference's sign, where the reference's reach "
             f"{e.abs().max().item():.3g}: the same directions with another size (a step length or a bound)")
+
+
+def _at_one_size(t, scale) -> tuple[float, float]:
+    """(b, the share of t's non-zero values at ±b), b the largest |value|: how much of t sits at one size."""
+    moved = t[t != 0].abs()
+    if moved.numel() == 0:
+        return 0.0, 0.0
+    size = moved.max().item()
+    return size, ((moved - size).abs() <= FIT * scale).double().mean().item()
+
+
+def _one_size(a, e, near, inputs) -> str:
+    """Most of the reference's values sit at one size ±b (sign steps, or the bound they reach) and the output's
+    sit at another size, or at sizes of their own, with the reference's signs: the directions are right and the
+    sizes are not."""
+    if a.numel() < 16:
+        return ""
+    scale = e.abs().max().item()
+    theirs, their_share = _at_one_size(e, scale)
+    mine, my_share = _at_one_size(a, scale)
+    moved = (e != 0) & (a != 0)
+    agree = (a.sign() == e.sign())[moved].double().mean().item() if bool(moved.any()) else 0.0
+    if their_share < 0.5 or agree < 0.9:
+        return ""
+    if my_share >= 0.5 and abs(mine - theirs) > FIT * scale:
+        return (f"most values are ±{mine:.3g} ({my_share:.0%} of those that move) where the reference's are "
+                f"±{theirs:.3g} ({their_share:.0%}), with its signs at {agree:.0%}: one size for every value, another "
+                "than the reference's (one step kept, or each step taken from the same start?)")
+    if my_share < 0.2:
+        return (f"most of the reference's values are ±{theirs:.3g} ({their_share:.0%} of those that move); the "
+                f"output has their signs at {agree:.0%} but sizes of its own: the values themselves (scaled) where "
+                "the reference takes their sign")
+    return ""
 
 
 def _zeroed(a, e, near, inputs) -> str:
