@@ -296,7 +296,8 @@ def test_mistakes_unlike_the_stored_ones_are_named(topic, check, edits, words):
     for folder in (references.REFERENCES_DIR, HIDDEN_DIR):
         cases = [c for c in references.load(folder / f"{topic}.pt")["cases"] if c["check"] == check]
         verdict = run_check(spec, cases, lambda case: compute_case(spec, module, case))
-        assert not verdict.passed and words in verdict.line, verdict.line
+        assert not verdict.passed and words in verdict.line and verdict.line.startswith(f"FAIL {check}: "), \
+            verdict.line
 
 
 def test_an_output_near_zero_is_said_to_be_so_not_given_a_tiny_factor():
@@ -348,7 +349,8 @@ def test_a_step_is_judged_by_its_change_from_the_input():
     assert _stored_cause(spec, case, {"output": images + step / 10}) == ("", float("inf"))
     assert _stored_cause(spec, case, {"output": images.clone()})[0] == "never stepped"
     verdict = judge_case(spec, case, CaseResult({"output": images + step / 10}))
-    assert "compared as changes from images: the output is the reference times 0.1" in verdict.line, verdict.line
+    assert verdict.line.startswith("FAIL pgd_attack: ") and \
+        "compared as changes from images: the output is the reference times 0.1" in verdict.line, verdict.line
 
 
 def test_values_at_one_size_with_the_references_signs_are_named():

@@ -116,12 +116,12 @@ def judge_case(spec: specs.Spec, case: dict, result: CaseResult) -> Verdict:
         others = {p: expected[p] for p in spec.outputs if p != part}
         start = _step_start(case, expected[part])
         if start is not None:  # a step from an input: what it did is in the change, not in the whole image
-            name, before = start
+            origin, before = start
             # the input itself becomes zero (the change's origin); the other inputs give their shapes only
-            shapes = {k: torch.zeros_like(before) if k == name else v.shape
+            shapes = {k: torch.zeros_like(before) if k == origin else v.shape
                       for k, v in case.get("inputs", {}).items() if isinstance(v, torch.Tensor)}
             relation = relations.describe(outputs[part] - before, expected[part] - before, shapes, tol, (), others)
-            relation = f"compared as changes from {name}: {relation}" if relation else ""
+            relation = f"compared as changes from {origin}: {relation}" if relation else ""
         relation = relation or relations.describe(outputs[part], expected[part], case.get("inputs", {}), tol,
                                                   case.get("terms", ()), others)
     if not cause and not relation:
