@@ -328,21 +328,25 @@ def _step_start(case: dict, expected: torch.Tensor):
     return None
 
 
-def _changes(case: dict, spec: specs.Spec, tensors: dict) -> dict:
-    """``tensors`` ({part: output}) with each step output (:func:`_step_start`) made its change from the input."""
+def _starts(spec: specs.Spec, case: dict) -> dict:
+    """{part: the input that part's reference output is a step from (:func:`_step_start`)}."""
+    return {part: start[1] for part in spec.outputs if (start := _step_start(case, case["output"][part])) is not None}
+
+
+def _changes(starts: dict, tensors: dict) -> dict:
+    """``tensors`` ({part: output}) with each step output made its change from the input in ``starts``."""
     changed = dict(tensors)
-    for part in spec.outputs:
-        start = _step_start(case, case["output"][part]) if part in tensors else None
-        if start is not None and tuple(tensors[part].shape) == tuple(start[1].shape):
-            changed[part] = tensors[part].detach().to(torch.float64) - start[1]
+    for part, before in starts.items():
+        if part in tensors and tuple(tensors[part].shape) == tuple(before.shape):
+            changed[part] = tensors[part].detach().to(torch.float64) - before
     return changed
 
 
 def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, float]:
     """(the words of the stored mistake whose outputs these are nearest to, its distance) if near enough, else
     ('', inf). A step output is compared by its change from the input."""
-    mine = _changes(case, spec, outputs)
-    wanted = _changes(case, spec, case["output"])
+    starts = _starts(spec, case)
+    mine, wanted = _changes(starts, outputs), _changes(starts, case["output"])
 
     def apart(part: str, theirs: torch.Tensor) -> float:
         found = _distance(mine[part], theirs)
@@ -354,7 +358,7 @@ def _stored_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
         return found * (own or 1.0) / (max(own, float(wanted[part].abs().max())) or 1.0)
 
     def distance(theirs: dict) -> float:
-        theirs = _changes(case, spec, {part: theirs[part] for part in spec.outputs if part in theirs})
+        theirs = _changes(starts, {part: theirs[part] for part in spec.outputs if part in theirs})
         return max((apart(part, theirs[part]) if part in mine else float("inf")
                     for part in spec.outputs if part in theirs), default=float("inf"))
 
@@ -371,8 +375,7 @@ def _mutant_cause(spec: specs.Spec, case: dict, outputs: dict) -> tuple[str, flo
         return "", float("inf")
     # A step output is compared by its change from the input: a sketch is linear, so the input's sketch is
     # taken off each one.
-    starts = {part: sketch.sketch(start[1]) for part in spec.outputs
-              if (start := _step_start(case, case["output"][part])) is not None}
+    starts = {part: sketch.sketch(before) for part, before in _starts(spec, case).items()}
 
     def change(part: str, s: torch.Tensor) -> torch.Tensor:
         return torch.cat([s[:-1] - starts[part][:-1], s[-1:]]) if part in starts else s
