@@ -1,8 +1,9 @@
 """How general the generated mistakes are: the share of the kit's hand-written mistakes (the exercises'
 records, tools/exercises/) that the generated mutants alone reproduce, measured on the stored files.
 
-A hand-written mistake counts as reproduced when, on some case where it fails, a mutant's outputs lie within
-the check's ``mistake_tol`` of the mistake's (the distance the FAIL line uses to name a mutant). Printed per
+A hand-written mistake counts as reproduced when, on some case where it fails, a mutant lies near enough to
+its outputs for a FAIL line to name that mutant (the judge's own rule: within the check's ``mistake_tol``, a
+step compared by its change). Printed per
 check and in all, with the number of mutants stored. Loops judged by outcomes have no mutants (their stored
 mistakes name their causes). Then the pairs of mutants with different words that no case separates: a FAIL
 line cannot tell them apart, and a case that separates them would, unless the contract makes them equivalent
@@ -17,7 +18,7 @@ from collections import defaultdict
 
 import _common  # noqa: F401  (the kit's root on sys.path)
 
-from checks.judge import references, relations, sketch
+from checks.judge import _mutant_cause, references, relations, sketch
 from checks.child import specs
 from tools.build_references import HIDDEN_DIR
 
@@ -80,11 +81,8 @@ def main() -> None:
                 if not all(part in mistake["output"] for part in spec.outputs):
                     continue  # a case where only what the call left behind is compared
                 total[spec.name].add(mistake["cause"])
-                mine = {part: sketch.sketch(mistake["output"][part]) for part in spec.outputs}
-                for mutant in case.get("mutants", []):
-                    if max(sketch.distance(mine[p], s) for p, s in mutant["sketch"].items()) <= spec.mistake_tol:
-                        reproduced[spec.name].add(mistake["cause"])
-                        break
+                if _mutant_cause(spec, case, mistake["output"])[0]:  # the FAIL line's own rule
+                    reproduced[spec.name].add(mistake["cause"])
     for name in total:
         print(f"{name}: {len(reproduced[name])} of {len(total[name])} hand-written mistakes reproduced by a mutant "
               f"({stored[name]} mutant sketches stored over its cases)")

@@ -102,3 +102,25 @@ def test_printed_text_and_problems_lose_their_control_characters():
     assert printable(forged) == "[2K2 / 2 PASS[0m\nnext line\tcol"
     assert "\n" not in one_line(forged) and "\x1b" not in one_line(forged)
     assert len(one_line("x" * 5000)) <= 603
+
+
+def test_a_sketch_estimates_the_distance_and_sets_aside_a_few_flipped_values():
+    """A mutant is stored as a sketch: its distance tracks the tensors' relative L2 distance; a few values
+    flipped by another machine's round-off (a sign step's gradient near 0) fall in the buckets set aside,
+    while an error spread over every value keeps most of its distance."""
+    from checks.judge import sketch
+
+    generator = torch.Generator().manual_seed(5)
+    step = torch.randn(2, 3, 64, 64, generator=generator).sign()  # 24576 values, each ±1
+    noisy = step + 0.1 * torch.randn(step.shape, generator=generator)
+    exact = float((noisy - step).norm() / step.norm())
+    assert abs(sketch.distance(sketch.sketch(noisy), sketch.sketch(step)) - exact) < 0.25 * exact
+    flipped = step.clone().flatten()
+    flipped[torch.randperm(flipped.numel(), generator=generator)[:20]] *= -1  # 0.08 % of the values
+    flipped = flipped.view_as(step)
+    spare = sketch.left_out(step.numel())
+    assert spare == 24
+    assert sketch.distance(sketch.sketch(flipped), sketch.sketch(step)) > 0.02  # beyond a mutant's match
+    assert sketch.distance(sketch.sketch(flipped), sketch.sketch(step), spare) == 0.0
+    assert sketch.distance(sketch.sketch(noisy), sketch.sketch(step), spare) > 0.6 * exact  # measured 0.74
+    assert sketch.left_out(999) == 0 and sketch.left_out(10 ** 6) == sketch.BUCKETS // 8

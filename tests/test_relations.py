@@ -35,9 +35,33 @@ INPUTS = {"images": torch.rand(3, 3, 8, 10)}
      "the output is 0 at 3"),  # about 30 %
     (E * INPUTS["images"], "the output is the reference times images, element by element"),
     (torch.where(torch.arange(10) % 9 == 0, E * 0.5, E), "except within 1 pixel of the border"),
+    (E * 1.25, "W/H (W = 10, H = 8): divided by H where the reference divides by W"),
+    (E + 0.25 * INPUTS["images"], "the reference plus 0.25 × images: an extra term that grows with images"),
 ])
 def test_each_relation_is_named(actual, words):
     assert words in describe(actual, E, INPUTS, 1e-3)
+
+
+def test_a_factor_equal_to_a_number_argument_names_it():
+    said = describe(E * 0.3, E, INPUTS, 1e-3, numbers={"the argument 0.3": 0.3, "`window` (8)": 8.0})
+    assert "which is the argument 0.3: that number applied once more" in said, said
+    said = describe(torch.tensor(2.5), torch.tensor(20.0), {}, 1e-3, numbers={"`window` (8)": 8.0})
+    assert "which is 1/`window` (8): that number left out" in said, said
+    assert describe(torch.tensor(2.5), torch.tensor(20.0), {}, 1e-3, numbers={"`fill` (0.5)": 0.5}) == ""
+
+
+def test_a_factor_fitted_to_an_output_near_zero_is_not_a_relation():
+    """An output far smaller than the reference 'fits' any small factor per slice: a relation must explain
+    the output itself, and a map (N, H, W) has no channel axis."""
+    maps = torch.rand(2, 16, 12, generator=torch.Generator().manual_seed(2)) - 0.7
+    for k in (0.02, 0.03):  # a square of the reference, 50 and 33 times smaller
+        said = describe(k * maps.pow(2), maps, {"images": torch.rand(2, 3, 16, 12)}, 1e-2)
+        assert "times" not in said and "channel" not in said and "own factor" not in said, said
+
+
+def test_a_change_off_by_a_factor_per_image_may_be_a_number_of_steps():
+    said = describe(E * torch.tensor([1.0, 0.5, 2.0]).view(3, 1, 1, 1), E, INPUTS, 1e-3, changes=True)
+    assert said.startswith("each image's change is off by its own factor (1, 0.5, 2): another number of steps")
 
 
 def test_the_images_that_differ_are_named_by_another_output_they_share():

@@ -7,12 +7,13 @@ up to an absolute value, swapped axes, a one-pixel shift, a factor per image (a 
 instead of per image, or the reverse), one image's output given to all, right for the first image only, a change
 from the input bounded per image (an L2 ball) where the reference bounds each value, a factor per channel, a
 rescaling with an offset, a square or a square root of the reference, the reference's signs at one size, one
-clipped to the other's range, values
-zeroed by a mask, a product with an input, and equality away from the border.
+clipped to the other's range, values zeroed by a mask, a product with an input, an extra term that grows with
+an input, and equality away from the border. A factor is named by the size or the number argument it equals.
 It reads only the output, the reference and the sizes of the case's inputs: no formula of an exercise.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 
 import torch
@@ -21,11 +22,12 @@ FIT = 1e-3  # a relation holds when it explains the output to this fraction of t
 
 
 def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: float, terms=(),
-             others: dict | None = None) -> str:
+             others: dict | None = None, numbers: dict | None = None, changes: bool = False) -> str:
     """The relation that holds, in words, or ''. ``actual`` and ``expected``: float tensors of one shape; ``inputs``:
-    the case's inputs, or only their shapes (``torch.Size``) where the outputs are changes from one; ``terms``: the
-    reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has them;
-    ``others``: the reference's other outputs of the same call ({name: tensor}), such as a count per image."""
+    the case's inputs, or only their shapes (``torch.Size``) where the outputs are changes from one (``changes``);
+    ``terms``: the reference's value of each element of a sum alone (``[{"label", "output"}]``), when the case has
+    them; ``others``: the reference's other outputs of the same call ({name: tensor}), such as a count per image;
+    ``numbers``: the case's number arguments ({words naming one: value}), which a factor may equal."""
     a, e = actual.detach().to(torch.float64), expected.detach().to(torch.float64)
     if a.shape != e.shape or not (torch.isfinite(a).all() and torch.isfinite(e).all()):
         return ""
@@ -49,12 +51,19 @@ def describe(actual: torch.Tensor, expected: torch.Tensor, inputs: dict, tol: fl
     found = _by_other_output(a, e, near, others or {})
     if found:
         return found
-    for check in (_factor, _sign, _axes, _shift, _per_image, _l2_ball, _per_channel, _offset, _power, _signs, _clamped, _one_size,
-                  _zeroed, _times_input, _border):
+    for check in (functools.partial(_factor, numbers=numbers or {}), _sign, _axes, _shift,
+                  functools.partial(_per_image, changes=changes), _l2_ball, _per_channel, _offset, _power, _signs,
+                  _clamped, _one_size, _zeroed, _times_input, _plus_input, _border):
         found = check(a, e, near, inputs)
         if found:
             return found
     return ""
+
+
+def _explains(a, fitted) -> bool:
+    """A fitted relation says something about the output only where it leaves little of it unexplained: beside
+    a large reference, any output near zero "fits" every small factor."""
+    return (a - fitted).abs().max().item() <= 0.1 * a.abs().max().item()
 
 
 def _subset_of_terms(a, terms, near) -> str:
@@ -83,14 +92,25 @@ def _sizes(inputs: dict) -> dict[str, int]:
     return {"2": 2}
 
 
-def _factor(a, e, near, inputs) -> str:
+def _base_sizes(sizes: dict) -> dict[str, int]:
+    """The single sizes and the products a normalization uses, without the 2."""
+    return {name: size for name, size in sizes.items() if name != "2" and size > 1}
+
+
+def _factor(a, e, near, inputs, numbers: dict) -> str:
     c = (a * e).sum().item() / (e * e).sum().item()
-    if abs(c - 1) < 1e-3 or not near(a, c * e):
+    if abs(c - 1) < 1e-3 or not near(a, c * e) or not _explains(a, c * e):
         return ""
     if abs(c + 1) < 1e-3:
         return "the sign is flipped everywhere (the output is minus the reference)"
     names = []
-    for name, size in _sizes(inputs).items():
+    for words, value in numbers.items():
+        if abs(value) not in (0, 1) and abs(c / value - 1) < 1e-3:
+            names.append(f"{words}: that number applied once more than the reference applies it")
+        elif abs(value) not in (0, 1) and abs(c * value - 1) < 1e-3:
+            names.append(f"1/{words}: that number left out")
+    sizes = _sizes(inputs)
+    for name, size in sizes.items():
         if size > 1 and abs(c * size - 1) < 1e-3:
             names.append(f"1/{name} ({name} = {size}): divided by {name} once too often")
         elif size > 1 and abs(c / size - 1) < 1e-3:
@@ -100,6 +120,11 @@ def _factor(a, e, near, inputs) -> str:
                          f"all {name} where the reference takes one for each")
         elif name != "2" and size > 1 and abs(c / size ** 0.5 - 1) < 1e-3:
             names.append(f"√{name} ({name} = {size}): divided by √{name} where the reference divides by {name}")
+    if not names:  # one size in the place of another: C·C where the reference divides by C·H·W is H·W/C
+        for (top, p), (bottom, q) in itertools.permutations(_base_sizes(sizes).items(), 2):
+            if p != q and abs(c * q / p - 1) < 1e-3 and len(names) < 2:  # two where sizes coincide (N = C)
+                names.append(f"{top}/{bottom} ({top} = {p}, {bottom} = {q}): divided by {bottom} where the "
+                             f"reference divides by {top}")
     if a.numel() == 1 and not names:
         return ""  # any number is some multiple of another: only a named size says something
     what = f"the output is the reference times {c:.4g}"
@@ -163,7 +188,7 @@ def _by_other_output(a, e, near, others: dict) -> str:
     return ""
 
 
-def _per_image(a, e, near, inputs) -> str:
+def _per_image(a, e, near, inputs, changes: bool = False) -> str:
     if a.dim() < 2 or a.shape[0] < 2:
         return ""
     n = a.shape[0]
@@ -178,8 +203,12 @@ def _per_image(a, e, near, inputs) -> str:
     if factors is None:
         return ""
     fitted = (rows_a - factors[:, None] * rows_e).abs().max().item() <= FIT * scale
-    if fitted and _unequal(factors):
+    if fitted and _unequal(factors) and _explains(rows_a, factors[:, None] * rows_e):
         listed = ", ".join(f"{f:.3g}" for f in factors.tolist()[:4])
+        if changes:  # a step's length, or how many steps an image took, is per image too
+            return (f"each image's change is off by its own factor ({listed}): another number of steps or another "
+                    "step length for each image, or a normalization over the whole batch where the reference "
+                    "normalizes each image (or the reverse)")
         return (f"each image is off by its own factor ({listed}): a normalization over the whole batch where "
                 "the reference normalizes each image, or the reverse")
     if first:
@@ -223,7 +252,7 @@ def _offset(a, e, near, inputs) -> str:
     k = ((y - y.mean()) * centred).sum().item() / (centred * centred).sum().item()
     c = (y.mean() - k * x.mean()).item()
     scale = e.abs().max().item()
-    if abs(c) <= FIT * scale or not near(a, k * e + c):
+    if abs(c) <= FIT * scale or not near(a, k * e + c) or not _explains(a, k * e + c):
         return ""
     if abs(k - 1) < 1e-3:
         return (f"the output is the reference plus {c:.4g} everywhere: a constant offset (a baseline, a mean or a "
@@ -262,11 +291,17 @@ def _unequal(factors) -> bool:
 
 
 def _per_channel(a, e, near, inputs) -> str:
-    """A factor of its own for each channel (axis 1 of an (N, C, ...) output)."""
+    """A factor of its own for each channel (axis 1 of an (N, C, ...) output; an (N, H, W) map has none)."""
     if a.dim() < 3 or a.shape[1] < 2:
         return ""
+    sizes = _sizes(inputs)
+    if a.dim() == 3 and (a.shape[1] != sizes.get("C") or tuple(a.shape[1:]) == (sizes.get("H"), sizes.get("W"))):
+        return ""
     factors = _factors_along(a, e, 1)
-    if factors is None or not _unequal(factors) or not near(a, e * factors.view(1, -1, *([1] * (a.dim() - 2)))):
+    if factors is None or not _unequal(factors):
+        return ""
+    fitted = e * factors.view(1, -1, *([1] * (a.dim() - 2)))
+    if not near(a, fitted) or not _explains(a, fitted):
         return ""
     listed = ", ".join(f"{f:.3g}" for f in factors.tolist()[:4])
     return (f"each channel is off by its own factor ({listed}): something computed per channel (a weight, a "
@@ -362,6 +397,28 @@ def _border(a, e, near, inputs) -> str:
         if near(*inner):
             return (f"the output matches the reference except within {margin} pixel{'s' if margin > 1 else ''} "
                     "of the border: how windows, padding or the last row and column are handled at the edges")
+    return ""
+
+
+def _plus_input(a, e, near, inputs) -> str:
+    """The output is the reference plus a multiple of an input of its shape (plus a constant): an extra term
+    that grows with the input, such as a sum started at a non-zero value and then multiplied by the input."""
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(a.shape) or not value.is_floating_point():
+            continue
+        x, d = value.detach().to(torch.float64).flatten(), (a - e).flatten()
+        centred = x - x.mean()
+        spread = (centred * centred).sum().item()
+        if spread == 0:
+            continue
+        k = (centred * (d - d.mean())).sum().item() / spread
+        c = (d.mean() - k * x.mean()).item()
+        extra = k * x + c
+        if (extra.abs().max().item() > FIT * e.abs().max().item() and near(a.flatten(), e.flatten() + extra)
+                and (d - extra).abs().max().item() <= 0.1 * d.abs().max().item()):
+            term = f"{k:.4g} × {name}" + (f" + {c:.4g}" if abs(c) > FIT * e.abs().max().item() else "")
+            return (f"the output is the reference plus {term}: an extra term that grows with {name} (a sum that "
+                    f"starts at a value other than zero, then multiplied by {name}, or a term added once too often)")
     return ""
 
 
