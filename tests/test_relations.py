@@ -301,6 +301,27 @@ def test_a_change_bounded_per_image_is_told_from_one_bounded_per_value():
                                    {"replace": "prob = F.softmax(model(occluded), dim=1)",
                                     "with": "prob = F.softmax(model(occluded), dim=1).log()"}],
      "log-probabilities (a log-softmax) where the reference uses probabilities (a softmax), at every place"),
+    # saliency as the gradient's positive part, written with F.relu
+    ("saliency", "saliency_map", [{"replace": "return grad.abs().amax(dim=1)", "with": "return F.relu(grad).amax(dim=1)"}],
+     "the positive part (a ReLU) where the reference takes the absolute value"),
+    # guided backprop hooking the first activation only, by a condition on the handles kept so far
+    ("gradcam", "guided_backprop", [{"replace": "if isinstance(module, nn.ReLU):",
+                                     "with": "if isinstance(module, nn.ReLU) and len(handles) == 0:"}],
+     "the loop stops at the first item its condition holds for"),
+    # Grad-CAM on the layer's input, read as the last of the hook's inputs
+    ("gradcam", "grad_cam", [{"replace": "saved[\"activations\"] = output", "with": "saved[\"activations\"] = inputs[-1]"}],
+     "the layer's input where the reference reads its output"),
+    # integrated gradients' sum started at one, written as a sum
+    ("saliency", "integrated_gradients", [{"replace": "total = torch.zeros_like(images)\n    for k in range(steps):",
+                                           "with": "total = 1 + torch.zeros_like(images)\n    for k in range(steps):"}],
+     "a sum or count started at one"),
+    # total variation's weight applied twice (a factor no size explains: the case's number argument)
+    ("style", "tv_loss", [{"replace": "return tv_weight * (vertical + horizontal)",
+                           "with": "return tv_weight * tv_weight * (vertical + horizontal)"}],
+     "that number applied once more than the reference applies it"),
+    # a Gram matrix divided by C·C (H·W/C times the reference)
+    ("style", "gram_matrix", [{"replace": "gram = gram / (c * h * w)", "with": "gram = gram / c ** 2"}],
+     "divided by C where the reference divides by H·W"),
     ("style", "style_transfer", [{"replace": "total = c_loss + s_loss + t_loss",
                                   "with": "c_loss = c_loss * settings.content_weight\n"
                                           "        total = c_loss + s_loss + t_loss"}],

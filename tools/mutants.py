@@ -114,6 +114,22 @@ def _edits(node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     if _is_call(node, {"abs"}) and isinstance(node.func, ast.Attribute):
         yield "a square where the reference takes the absolute value", ast.Call(
             ast.Attribute(node.func.value, "pow", ast.Load()), [ast.Constant(2)], [])
+        yield "the positive part (a ReLU) where the reference takes the absolute value", ast.Call(
+            ast.Attribute(node.func.value, "clamp", ast.Load()), [], [ast.keyword("min", ast.Constant(0))])
+    name = _is_call(node, {"zeros_like", "new_zeros", "zeros"})
+    if name:
+        # an accumulator (a sum, a count) that starts at one
+        other = copy.deepcopy(node)
+        if isinstance(other.func, ast.Attribute):
+            other.func.attr = name.replace("zeros", "ones")
+        else:
+            other.func.id = name.replace("zeros", "ones")
+        yield "a sum or count started at one where the reference starts it at zero", other
+    if isinstance(node, ast.If) and not node.orelse:
+        # inside a loop: the loop ends at the first item the condition holds for (a break outside one: no mutant)
+        stops = copy.deepcopy(node)
+        stops.body = stops.body + [ast.Break()]
+        yield "the loop stops at the first item its condition holds for where the reference goes through all", stops
     if _is_call(node, {"sign"}) and isinstance(node.func, ast.Attribute):
         yield "the raw values where the reference takes their sign", node.func.value
     if _is_call(node, {"reshape", "view"}) and isinstance(node.func, ast.Attribute) and len(node.args) == 3:
@@ -443,13 +459,18 @@ class _Context:
     """What an edit of one node needs to know of its function: which names hold a norm, which hold the gradient
     of which tensor, and the place of a point along a path (``(k + 0.5) / steps``), if any."""
 
-    def __init__(self, norms: set[str], gradient_of: dict[str, str], path_place: ast.expr | None):
+    def __init__(self, norms: set[str], gradient_of: dict[str, str], path_place: ast.expr | None,
+                 hook_output: dict[str, str] | None = None):
         self.norms, self.gradient_of, self.path_place = norms, gradient_of, path_place
+        self.hook_output = hook_output or {}
 
     @classmethod
     def of(cls, function: ast.FunctionDef) -> "_Context":
-        norms, gradient_of, path_place = set(), {}, None
+        norms, gradient_of, path_place, hook_output = set(), {}, None, {}
         for node in ast.walk(function):
+            if isinstance(node, ast.FunctionDef) and node is not function and len(node.args.args) == 3:
+                # a forward hook (module, inputs, output): {output's name: inputs' name}
+                hook_output[node.args.args[2].arg] = node.args.args[1].arg
             if isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target, value = node.targets[0], node.value
                 if isinstance(target, ast.Name) and any(_is_call(n, {"norm"}) for n in ast.walk(value)):
@@ -461,7 +482,7 @@ class _Context:
                     and isinstance(node.left.op, ast.Add) and isinstance(node.left.right, ast.Constant) \
                     and node.left.right.value == 0.5:
                 path_place = node
-        return cls(norms, gradient_of, path_place)
+        return cls(norms, gradient_of, path_place, hook_output)
 
     def edits(self, node: ast.AST) -> Iterator[tuple[str, ast.AST]]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and isinstance(node.right, ast.Name) \
@@ -472,6 +493,9 @@ class _Context:
                 yield words, ast.BinOp(top.left, ast.Mult(), ast.Call(ast.Attribute(top.right, "sign", ast.Load()), [], []))
             else:
                 yield words, ast.Call(ast.Attribute(top, "sign", ast.Load()), [], [])
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in self.hook_output:
+            yield "the layer's input where the reference reads its output (in a forward hook)", ast.Subscript(
+                ast.Name(self.hook_output[node.id], ast.Load()), ast.Constant(0), ast.Load())
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in self.gradient_of:
             yield "the values that were differentiated where the reference uses their gradient", \
                 ast.Name(self.gradient_of[node.id], ast.Load())
@@ -601,7 +625,7 @@ def _predicted_class(function: ast.FunctionDef) -> ast.stmt | None:
     return ast.parse("labels = model(images).detach().argmax(dim=1)").body[0]
 
 
-def mutants(topic: str, function: str, limit: int = 90) -> list[tuple[str, str]]:
+def mutants(topic: str, function: str, limit: int = 100) -> list[tuple[str, str]]:
     """[(words, the module's source with one edit in ``function``)], at most ``limit``, simplest first (in the
     order of the function's body), duplicates (the same source) dropped."""
     source = (ROOT / "helpers" / f"{topic}.py").read_text(encoding="utf-8")

@@ -104,11 +104,6 @@ def _factor(a, e, near, inputs, numbers: dict) -> str:
     if abs(c + 1) < 1e-3:
         return "the sign is flipped everywhere (the output is minus the reference)"
     names = []
-    for words, value in numbers.items():
-        if abs(value) not in (0, 1) and abs(c / value - 1) < 1e-3:
-            names.append(f"{words}: that number applied once more than the reference applies it")
-        elif abs(value) not in (0, 1) and abs(c * value - 1) < 1e-3:
-            names.append(f"1/{words}: that number left out")
     sizes = _sizes(inputs)
     for name, size in sizes.items():
         if size > 1 and abs(c * size - 1) < 1e-3:
@@ -120,6 +115,11 @@ def _factor(a, e, near, inputs, numbers: dict) -> str:
                          f"all {name} where the reference takes one for each")
         elif name != "2" and size > 1 and abs(c / size ** 0.5 - 1) < 1e-3:
             names.append(f"√{name} ({name} = {size}): divided by √{name} where the reference divides by {name}")
+    for words, value in numbers.items():  # after the sizes: a size is the likelier cause where both fit
+        if abs(value) not in (0, 1) and abs(c / value - 1) < 1e-3:
+            names.append(f"{words}: that number applied once more than the reference applies it")
+        elif abs(value) not in (0, 1) and abs(c * value - 1) < 1e-3:
+            names.append(f"1/{words}: that number left out")
     if not names:  # one size in the place of another: C·C where the reference divides by C·H·W is H·W/C
         for (top, p), (bottom, q) in itertools.permutations(_base_sizes(sizes).items(), 2):
             if p != q and abs(c * q / p - 1) < 1e-3 and len(names) < 2:  # two where sizes coincide (N = C)
